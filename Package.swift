@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Numeric targets are compiled with optimisation even in debug builds: an unoptimised
+// tensor kernel is ~40x slower, which would make the test suite unusably slow.
+let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+
+let package = Package(
+    name: "aqbert",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "aqbert", targets: ["aqbert"]),
+        .library(name: "AQBert", targets: ["AQBert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // fp32 GEMM: the system OpenBLAS (Debian libopenblas-dev).
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // Hot elementwise kernels in C, AVX2 paths chosen at run time.
+        .target(
+            name: "CAQKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
+        ),
+        // Tensors, the autodiff tape, primitive ops and their VJPs, optimizers.
+        .target(
+            name: "AQCore",
+            dependencies: ["COpenBLAS", "CAQKernels"],
+            swiftSettings: optimised
+        ),
+        // Layers and losses built from core ops.
+        .target(name: "AQNN", dependencies: ["AQCore"], swiftSettings: optimised),
+        // safetensors reading (memory-mapped) and writing.
+        .target(name: "AQSafeTensors", swiftSettings: optimised),
+        // WordPiece with BertTokenizerFast semantics.
+        .target(name: "AQTokenizer", swiftSettings: optimised),
+        // BERT config, model, heads, checkpoint name map.
+        .target(
+            name: "AQBert",
+            dependencies: ["AQNN", "AQSafeTensors", "AQTokenizer"],
+            swiftSettings: optimised
+        ),
+        .executableTarget(
+            name: "aqbert",
+            dependencies: [
+                "AQBert",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "AQCoreTests", dependencies: ["AQCore", "AQNN"]),
+        .testTarget(name: "AQTokenizerTests", dependencies: ["AQTokenizer"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "AQSafeTensorsTests", dependencies: ["AQSafeTensors"]),
+        .testTarget(
+            name: "AQBertTests",
+            dependencies: ["AQBert"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    // Numeric code passes raw pointers between worker threads; the Swift 5 language mode keeps
+    // Sendable checking as warnings for it.
+    swiftLanguageModes: [.v5]
+)

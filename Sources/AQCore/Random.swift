@@ -1,0 +1,66 @@
+/// Deterministic generator (xoshiro256**, seeded through SplitMix64). All randomness in
+/// aqbert flows from one of these, created from the user's `--seed`.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+    private var spareNormal: Float?
+
+    public init(seed: UInt64) {
+        var sm = seed
+        func next() -> UInt64 {
+            sm &+= 0x9E37_79B9_7F4A_7C15
+            var z = sm
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        s0 = next(); s1 = next(); s2 = next(); s3 = next()
+    }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
+        let t = s1 << 17
+        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3
+        s2 ^= t
+        s3 = (s3 << 45) | (s3 >> 19)
+        return result
+    }
+
+    /// Uniform in [0, 1) with 24 bits of precision.
+    @inline(__always)
+    public mutating func nextFloat() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
+
+    /// Uniform in [0, 1) with 53 bits of precision.
+    @inline(__always)
+    public mutating func nextDouble() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
+
+    /// Standard normal (Box-Muller, computed in Double).
+    public mutating func nextNormal() -> Float {
+        if let z = spareNormal {
+            spareNormal = nil
+            return z
+        }
+        var u1 = nextDouble()
+        while u1 <= .leastNormalMagnitude { u1 = nextDouble() }
+        let u2 = nextDouble()
+        let r = (-2 * _log(u1)).squareRoot()
+        let a = 2 * Double.pi * u2
+        spareNormal = Float(r * _sin(a))
+        return Float(r * _cos(a))
+    }
+
+    /// A new independent generator derived from this one (for per-worker streams).
+    public mutating func split() -> SeededGenerator { SeededGenerator(seed: next()) }
+}
+
+#if canImport(Glibc)
+import Glibc
+@inline(__always) private func _log(_ x: Double) -> Double { Glibc.log(x) }
+@inline(__always) private func _sin(_ x: Double) -> Double { Glibc.sin(x) }
+@inline(__always) private func _cos(_ x: Double) -> Double { Glibc.cos(x) }
+#else
+import Foundation
+@inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
+@inline(__always) private func _sin(_ x: Double) -> Double { Foundation.sin(x) }
+@inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }
+#endif

@@ -1,0 +1,47 @@
+// Losses. Legend: N = rows (examples or tokens), C = classes.
+
+extension Tape {
+    /// Mean cross-entropy of `logits` [N, C] against class indices `targets` (N), skipping
+    /// targets equal to `ignoreIndex` (as torch.nn.CrossEntropyLoss). Returns shape [1].
+    /// When every target is ignored the loss is 0 with zero gradient (torch returns NaN).
+    /// Backward: dlogits[n] += dy * (softmax(logits[n]) - onehot(target)) / count.
+    public func crossEntropy(_ logits: Tensor, targets: [Int32], ignoreIndex: Int32 = -100) -> Tensor {
+        let c = logits.shape.last ?? 1, n = logits.count / max(1, c)
+        precondition(targets.count == n, "crossEntropy: \(targets.count) targets for logits \(logits.shape)")
+        let tracked = tracks(logits)
+        let y = output([1], tracked: tracked)
+        let probs = Storage(uninitializedCount: logits.count)
+        Kernels.softmaxForward(logits.pointer, probs.pointer, rows: n, cols: c, scale: 1, keyMask: nil, rowsPerMask: 1)
+        var total = 0.0
+        var counted = 0
+        for i in 0..<n where targets[i] != ignoreIndex {
+            let t = Int(targets[i])
+            precondition(t >= 0 && t < c, "crossEntropy: target \(t) outside 0..<\(c)")
+            // log p computed from logits directly for accuracy: x_t - logsumexp(x)
+            let row = logits.pointer + i * c
+            var mx = -Float.infinity
+            for j in 0..<c { mx = max(mx, row[j]) }
+            var s = 0.0
+            for j in 0..<c { s += Double(expf(row[j] - mx)) }
+            total += Double(mx) + log(s) - Double(row[t])
+            counted += 1
+        }
+        y.pointer[0] = counted == 0 ? 0 : Float(total / Double(counted))
+        if tracked {
+            record {
+                guard let dy = y.grad, counted > 0 else { return }
+                let g = logits.ensureGrad().pointer
+                let w = dy.pointer[0] / Float(counted)
+                for i in 0..<n where targets[i] != ignoreIndex {
+                    let t = Int(targets[i])
+                    for j in 0..<c { g[i * c + j] += w * (probs.pointer[i * c + j] - (j == t ? 1 : 0)) }
+                }
+            }
+        }
+        return y
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

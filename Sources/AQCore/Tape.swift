@@ -1,0 +1,55 @@
+/// The reverse-mode autodiff tape.
+///
+/// Every op is a method on `Tape`. When the tape records and an input requires a gradient,
+/// the op appends its hand-written backward rule (a closure that reads the output's `grad`
+/// and accumulates into the inputs' `grad`). `backward(from:)` replays the rules in reverse.
+/// A non-recording tape (`Tape.inference`) runs forward only and keeps nothing alive.
+public final class Tape {
+    public let isRecording: Bool
+    private var rules: [() -> Void] = []
+
+    public init(recording: Bool = true) {
+        self.isRecording = recording
+    }
+
+    /// A fresh non-recording tape.
+    public static var inference: Tape { Tape(recording: false) }
+
+    public var recordedCount: Int { rules.count }
+
+    /// True when `inputs` need a backward rule on this tape.
+    @inline(__always)
+    func tracks(_ inputs: Tensor?...) -> Bool {
+        guard isRecording else { return false }
+        for t in inputs where t?.requiresGrad == true { return true }
+        return false
+    }
+
+    @inline(__always)
+    func record(_ rule: @escaping () -> Void) { rules.append(rule) }
+
+    /// Seeds `d(loss)/d(loss) = seed` (a scalar loss) or `grad = seed` elementwise, runs every
+    /// recorded rule in reverse order, then forgets them.
+    public func backward(from loss: Tensor, seed: Float = 1) {
+        let g = loss.ensureGrad()
+        for i in 0..<g.count { g.pointer[i] += seed }
+        runBackward()
+    }
+
+    /// Runs the rules in reverse with gradients already seeded by the caller.
+    public func runBackward() {
+        for rule in rules.reversed() { rule() }
+        rules.removeAll(keepingCapacity: true)
+    }
+
+    /// Drops every recorded rule (and the activations they keep alive).
+    public func reset() { rules.removeAll(keepingCapacity: false) }
+}
+
+/// Gradient-carrying output of an op: `requiresGrad` when the op was recorded.
+@inline(__always)
+func output(_ shape: [Int], tracked: Bool) -> Tensor {
+    let t = Tensor(uninitialized: shape)
+    t.requiresGrad = tracked
+    return t
+}

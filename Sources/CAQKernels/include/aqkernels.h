@@ -1,0 +1,70 @@
+// Hot fp32 kernels for aqbert. Every entry point picks an AVX2+FMA path at run time
+// when the CPU has it and a portable scalar path otherwise; both compute the same formula.
+//
+// Legend: N = number of elements or rows, C = channels (row length), T = sequence length.
+// Backward kernels ACCUMULATE into their gradient outputs (dx += ...), as llm.c does;
+// zeroing is the caller's separate step.
+#ifndef AQKERNELS_H
+#define AQKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Keeps freed large buffers in the heap for reuse (glibc mallopt); no-op elsewhere.
+void aq_configure_allocator(void);
+
+/// 1 when the AVX2+FMA paths are in use.
+int aq_has_avx2(void);
+/// Force the portable path (for tests that compare both paths). 0 = auto, 1 = portable.
+void aq_force_portable(int portable);
+
+// ---- GELU ----------------------------------------------------------------
+// approximate = 0: exact erf form, x * 0.5 * (1 + erf(x / sqrt(2)))   (HF "gelu")
+// approximate = 1: tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (HF "gelu_new")
+void aq_gelu_forward(const float *x, float *y, size_t n, int approximate);
+void aq_gelu_backward(const float *x, const float *dy, float *dx, size_t n, int approximate);
+
+// ---- Softmax over rows with an optional key mask ----------------------------
+// x, y: [N, C]. y = softmax(scale * x) over each row; where keymask != NULL it is [N / rows_per_mask, C]
+// (one mask row shared by rows_per_mask consecutive rows) and entries with mask 0 get probability 0.
+void aq_softmax_forward(const float *x, float *y, size_t rows, size_t cols, float scale,
+                        const float *keymask, size_t rows_per_mask);
+// dx += scale * y * (dy - sum(dy * y))   per row.
+void aq_softmax_backward(const float *y, const float *dy, float *dx, size_t rows, size_t cols,
+                         float scale);
+
+// ---- LayerNorm over the last axis -------------------------------------------
+// x, y: [N, C]; w, b: [C]; mean, rstd: [N] (saved for backward).
+void aq_layernorm_forward(const float *x, const float *w, const float *b, float *y,
+                          float *mean, float *rstd, size_t rows, size_t cols, float eps);
+// dx += ..., dw += ..., db += ...   (dw/db may be NULL to skip)
+void aq_layernorm_backward(const float *x, const float *w, const float *mean, const float *rstd,
+                           const float *dy, float *dx, float *dw, float *db,
+                           size_t rows, size_t cols);
+
+// ---- Optimizer ---------------------------------------------------------------
+// PyTorch AdamW (torch/optim/adamw.py, single-tensor form):
+//   p *= 1 - lr*wd; m = lerp(m, g, 1-b1); v = b2*v + (1-b2) g^2;
+//   p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+void aq_adamw_step(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                   float beta2, float eps, float weight_decay, float bias_correction1,
+                   float bias_correction2_sqrt);
+
+// ---- Elementwise helpers (memory bound) --------------------------------------
+void aq_add(const float *a, const float *b, float *y, size_t n);          // y = a + b
+void aq_mul(const float *a, const float *b, float *y, size_t n);          // y = a * b
+void aq_axpy(float alpha, const float *x, float *y, size_t n);            // y += alpha * x
+void aq_fma_accumulate(const float *a, const float *b, float *y, size_t n); // y += a * b
+void aq_add_rows(const float *x, const float *row, float *y, size_t rows, size_t cols); // y = x + row (broadcast)
+void aq_sum_rows(const float *x, float *acc, size_t rows, size_t cols);   // acc[c] += sum_r x[r, c]
+double aq_sum_squares(const float *x, size_t n);
+void aq_scale(float *x, float alpha, size_t n);                          // x *= alpha
+
+#ifdef __cplusplus
+}
+#endif
+#endif
