@@ -4,7 +4,8 @@ extension Tape {
     /// Rows of `table` [V, C] gathered by `ids` (N ids) -> [N, C], reshaped to `shape + [C]`
     /// when `shape` is given. Backward scatter-adds dy rows into the table's gradient, in id
     /// order (deterministic). Ids must be in 0..<V (callers validate user input first).
-    public func embedding(_ table: Tensor, ids: [Int32], shape: [Int]? = nil) -> Tensor {
+    /// Rows looked up by `paddingIndex` get no gradient (torch `nn.Embedding(padding_idx:)`).
+    public func embedding(_ table: Tensor, ids: [Int32], shape: [Int]? = nil, paddingIndex: Int32? = nil) -> Tensor {
         precondition(table.rank == 2, "embedding table must be 2-D, got \(table.shape)")
         let v = table.shape[0], c = table.shape[1]
         let outShape = (shape ?? [ids.count]) + [c]
@@ -24,7 +25,7 @@ extension Tape {
             record {
                 guard let dy = y.grad else { return }
                 let g = table.ensureGrad().pointer
-                for (i, id) in ids.enumerated() {
+                for (i, id) in ids.enumerated() where id != paddingIndex {
                     Kernels.axpy(1, dy.pointer + i * c, g + Int(id) * c, count: c)
                 }
             }

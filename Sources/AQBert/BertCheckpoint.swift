@@ -1,0 +1,185 @@
+import AQNN
+import AQSafeTensors
+import Foundation
+
+/// The one place Hugging Face parameter names live: Swift module paths <-> checkpoint keys.
+public enum BertCheckpointNames {
+    /// Component renames, applied to the dotted Swift path of a `BertModel` parameter.
+    static let encoderMap: [(String, String)] = [
+        ("attentionOutput", "attention.output.dense"),
+        ("attentionNorm", "attention.output.LayerNorm"),
+        ("intermediate", "intermediate.dense"),
+        ("outputNorm", "output.LayerNorm"),
+        ("output", "output.dense"),
+        ("query", "attention.self.query"),
+        ("key", "attention.self.key"),
+        ("value", "attention.self.value"),
+    ]
+
+    /// HF name of a `BertModel` parameter path (no `bert.` prefix).
+    public static func hfName(ofEncoderPath path: String) -> String {
+        var parts = path.split(separator: ".").map(String.init)
+        switch parts.first {
+        case "embeddings":
+            let table = ["word": "word_embeddings", "position": "position_embeddings", "tokenType": "token_type_embeddings",
+                         "norm": "LayerNorm"]
+            parts[1] = table[parts[1]] ?? parts[1]
+            return parts.joined(separator: ".")
+        case "layers":
+            // layers.<i>.<component>.<weight|bias>
+            let comp = parts[2]
+            let mapped = encoderMap.first { $0.0 == comp }?.1 ?? comp
+            return "encoder.layer.\(parts[1]).\(mapped).\(parts[3])"
+        case "pooler":
+            return "pooler.dense.\(parts[1])"
+        default:
+            return path
+        }
+    }
+
+    /// HF name of a `BertTaskModel` parameter path.
+    public static func hfName(of path: String, architecture: BertArchitecture) -> String {
+        if path.hasPrefix("bert.") {
+            let inner = hfName(ofEncoderPath: String(path.dropFirst(5)))
+            return architecture == .base ? inner : "bert." + inner
+        }
+        if path.hasPrefix("head.") {
+            let leaf = path.dropFirst(5)
+            return (architecture == .questionAnswering ? "qa_outputs." : "classifier.") + leaf
+        }
+        return path
+    }
+
+    /// The encoder matrix names AQ-BERT quantizes, e.g. `bert.encoder.layer.3.attention.self.query.weight`.
+    public static func denseWeightNames(layers: Int, prefixed: Bool) -> [String] {
+        let comps = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                     "intermediate.dense", "output.dense"]
+        return (0..<layers).flatMap { i in comps.map { (prefixed ? "bert." : "") + "encoder.layer.\(i).\($0).weight" } }
+    }
+
+    /// Legacy TF-converted names (LayerNorm.gamma/beta) to current ones, as transformers does on load.
+    static func normalised(_ key: String) -> String {
+        if key.hasSuffix("LayerNorm.gamma") { return String(key.dropLast(5)) + "weight" }
+        if key.hasSuffix("LayerNorm.beta") { return String(key.dropLast(4)) + "bias" }
+        return key
+    }
+
+    /// Checkpoint keys transformers drops silently or with a warning, never an error.
+    static func isBenignExtra(_ key: String) -> Bool {
+        let k = key.hasPrefix("bert.") ? String(key.dropFirst(5)) : key
+        return k == "embeddings.position_ids" || k.hasPrefix("cls.") || k.hasPrefix("pooler.")
+            || k.hasPrefix("classifier.") || k.hasPrefix("qa_outputs.")
+    }
+}
+
+/// What loading did beyond copying tensors.
+public struct BertLoadReport: Sendable, Equatable {
+    /// Parameters absent from the checkpoint and freshly initialised (task heads, a missing pooler).
+    public var initialized: [String] = []
+    /// Checkpoint tensors the model does not use (other heads, pretraining heads, buffers).
+    public var unused: [String] = []
+}
+
+extension BertTaskModel {
+    /// HF names of every parameter, in module order.
+    public var checkpointParameters: [(name: String, tensor: Tensor)] {
+        namedParameters.map { (BertCheckpointNames.hfName(of: $0.path, architecture: architecture), $0.tensor) }
+    }
+
+    /// Loads `config.json` and the safetensors weights of a Hugging Face directory.
+    ///
+    /// `bert.`-prefixed (`BertFor*`) and bare (`BertModel`) checkpoints both load into any
+    /// architecture. A missing encoder tensor, an unexpected tensor, or a shape that disagrees
+    /// with the config is an error naming the tensor; a missing task head (or pooler) is
+    /// initialised as transformers does (`N(0, initializer_range^2)`, bias 0) and reported.
+    public static func load(directory: URL, architecture: BertArchitecture? = nil, numLabels: Int? = nil,
+                            seed: UInt64 = 0) throws -> (model: BertTaskModel, report: BertLoadReport) {
+        let config = try BertConfig(contentsOf: directory)
+        let checkpoint: SafeTensorsCheckpoint
+        do { checkpoint = try SafeTensorsCheckpoint(directory: directory) } catch let e as SafeTensorsError {
+            throw BertError(e.description)
+        }
+        let arch = architecture ?? config.architectures?.compactMap(BertArchitecture.init(rawValue:)).first ?? .base
+        let model = BertTaskModel(config: config, architecture: arch, numLabels: numLabels)
+        var report = BertLoadReport()
+        var keys: [String: String] = [:]  // normalised -> stored
+        for k in checkpoint.names { keys[BertCheckpointNames.normalised(k)] = k }
+        var used = Set<String>()
+        var generator = SeededGenerator(seed: seed)
+        let source = directory.path
+        for (path, tensor) in model.namedParameters {
+            let name = BertCheckpointNames.hfName(of: path, architecture: arch)
+            // The same tensor with or without the `bert.` prefix.
+            let alternates = name.hasPrefix("bert.") ? [name, String(name.dropFirst(5))] : [name, "bert." + name]
+            let isHead = path.hasPrefix("head.")
+            guard let found = (isHead ? [name] : alternates).first(where: { keys[$0] != nil }), let stored = keys[found] else {
+                if isHead || path.hasPrefix("bert.pooler.") {
+                    report.initialized.append(name)
+                    continue
+                }
+                throw BertError("\(source): missing tensor \(name) in the checkpoint")
+            }
+            guard let info = checkpoint.info(stored) else { throw BertError("\(source): missing tensor \(stored)") }
+            if info.shape != tensor.shape {
+                throw BertError("\(source): tensor \(stored) has shape \(info.shape) but the config implies \(tensor.shape)")
+            }
+            guard info.dtype.isFloatingPoint else {
+                throw BertError("\(source): tensor \(stored) has dtype \(info.dtype.rawValue), expected a float type")
+            }
+            do {
+                try checkpoint.withFloatBuffer(stored) { buf in
+                    tensor.pointer.update(from: buf.baseAddress!, count: tensor.count)
+                }
+            } catch let e as SafeTensorsError { throw BertError(e.description) }
+            used.insert(stored)
+        }
+        // Fresh heads / pooler as transformers' _init_weights does.
+        for name in report.initialized {
+            guard let (_, t) = model.checkpointParameters.first(where: { $0.name == name }) else { continue }
+            if name.hasSuffix(".bias") { t.storage.zero() } else {
+                for i in 0..<t.count { t.pointer[i] = config.initializerRange * generator.nextNormal() }
+            }
+        }
+        for k in checkpoint.names where !used.contains(k) {
+            if BertCheckpointNames.isBenignExtra(BertCheckpointNames.normalised(k)) {
+                report.unused.append(k)
+            } else {
+                throw BertError("\(source): unexpected tensor \(k) (not a parameter of \(arch.rawValue))")
+            }
+        }
+        return (model, report)
+    }
+
+    /// Writes `config.json` (with `architectures` and labels) and `model.safetensors` (fp32,
+    /// HF names), each atomically, so transformers' `AutoModelFor...` loads the directory.
+    public func save(to directory: URL, labelNames: [String]? = nil) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var c = config
+        c.architectures = [architecture.rawValue]
+        if let labelNames { c.id2label = Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0.offset, $0.element) }) }
+        else if architecture == .sequenceClassification || architecture == .tokenClassification, c.id2label?.count != numLabels {
+            c.id2label = Dictionary(uniqueKeysWithValues: (0..<numLabels).map { ($0, "LABEL_\($0)") })
+        }
+        try writeAtomically(try c.jsonData(), to: directory.appendingPathComponent("config.json"))
+        let tensors = checkpointParameters.map { (name: $0.name, shape: $0.tensor.shape, values: $0.tensor.array) }
+        do {
+            try SafeTensorsWriter.write(tensors, to: directory.appendingPathComponent("model.safetensors"))
+        } catch let e as SafeTensorsError { throw BertError(e.description) }
+    }
+}
+
+/// Writes `data` to a temporary file beside `url`, then renames it over `url`.
+public func writeAtomically(_ data: Data, to url: URL) throws {
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+    do {
+        try data.write(to: tmp)
+        if rename(tmp.path, url.path) != 0 {
+            let err = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: tmp)
+            throw BertError("cannot write \(url.path): \(err)")
+        }
+    } catch let e as BertError { throw e } catch {
+        try? FileManager.default.removeItem(at: tmp)
+        throw BertError("cannot write \(url.path): \(error.localizedDescription)")
+    }
+}

@@ -1,0 +1,229 @@
+import Foundation
+
+/// Hidden activations transformers' BERT accepts that aqbert implements.
+public enum HiddenActivation: String, Sendable, Codable, CaseIterable {
+    /// Exact erf form.
+    case gelu
+    /// tanh approximation (transformers `NewGELUActivation`).
+    case geluNew = "gelu_new"
+    /// tanh approximation (`nn.GELU(approximate="tanh")`).
+    case geluPytorchTanh = "gelu_pytorch_tanh"
+    /// tanh approximation written with 0.7978845608 (`FastGELUActivation`), same function.
+    case geluFast = "gelu_fast"
+    case relu
+
+    public var isTanhApproximation: Bool { self == .geluNew || self == .geluPytorchTanh || self == .geluFast }
+}
+
+/// The `config.json` of a Hugging Face BERT (or a BertConfig-shaped) model.
+///
+/// Decoding is strict where a wrong value would silently change the network (activation,
+/// position embeddings, shapes); keys aqbert does not use are kept in `extra` and written
+/// back unchanged, so a saved directory stays loadable by transformers.
+public struct BertConfig: Sendable, Equatable {
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var intermediateSize: Int
+    public var hiddenAct: HiddenActivation
+    public var hiddenDropoutProb: Float
+    public var attentionProbsDropoutProb: Float
+    public var maxPositionEmbeddings: Int
+    public var typeVocabSize: Int
+    public var initializerRange: Float
+    public var layerNormEps: Float
+    public var padTokenId: Int
+    public var classifierDropout: Float?
+    public var architectures: [String]?
+    /// Label names by class index (from `id2label`), if the config has them.
+    public var id2label: [Int: String]?
+    /// Every other key of the original JSON, preserved for writing.
+    public var extra: [String: JSONValue]
+
+    public var headSize: Int { hiddenSize / numAttentionHeads }
+    public var numLabels: Int? { id2label.map { $0.count } }
+
+    public init(vocabSize: Int = 30522, hiddenSize: Int = 768, numHiddenLayers: Int = 12, numAttentionHeads: Int = 12,
+                intermediateSize: Int = 3072, hiddenAct: HiddenActivation = .gelu, hiddenDropoutProb: Float = 0.1,
+                attentionProbsDropoutProb: Float = 0.1, maxPositionEmbeddings: Int = 512, typeVocabSize: Int = 2,
+                initializerRange: Float = 0.02, layerNormEps: Float = 1e-12, padTokenId: Int = 0) {
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.numHiddenLayers = numHiddenLayers
+        self.numAttentionHeads = numAttentionHeads
+        self.intermediateSize = intermediateSize
+        self.hiddenAct = hiddenAct
+        self.hiddenDropoutProb = hiddenDropoutProb
+        self.attentionProbsDropoutProb = attentionProbsDropoutProb
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.typeVocabSize = typeVocabSize
+        self.initializerRange = initializerRange
+        self.layerNormEps = layerNormEps
+        self.padTokenId = padTokenId
+        self.classifierDropout = nil
+        self.architectures = nil
+        self.id2label = nil
+        self.extra = ["model_type": .string("bert")]
+    }
+
+    /// bert-base-uncased shapes.
+    public static let base = BertConfig()
+    /// all-MiniLM-L6-v2 shapes.
+    public static let miniLM = BertConfig(hiddenSize: 384, numHiddenLayers: 6, numAttentionHeads: 12, intermediateSize: 1536)
+    /// A small model for quick runs.
+    public static let tiny = BertConfig(hiddenSize: 128, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 512)
+
+    enum Key {
+        static let vocabSize = "vocab_size", hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
+        static let numAttentionHeads = "num_attention_heads", intermediateSize = "intermediate_size"
+        static let hiddenAct = "hidden_act", hiddenDropoutProb = "hidden_dropout_prob"
+        static let attentionProbsDropoutProb = "attention_probs_dropout_prob"
+        static let maxPositionEmbeddings = "max_position_embeddings", typeVocabSize = "type_vocab_size"
+        static let initializerRange = "initializer_range", layerNormEps = "layer_norm_eps", padTokenId = "pad_token_id"
+        static let classifierDropout = "classifier_dropout", architectures = "architectures"
+        static let id2label = "id2label", label2id = "label2id", positionEmbeddingType = "position_embedding_type"
+        static let modelType = "model_type", numLabels = "num_labels"
+        static let all: Set<String> = [vocabSize, hiddenSize, numHiddenLayers, numAttentionHeads, intermediateSize,
+                                       hiddenAct, hiddenDropoutProb, attentionProbsDropoutProb, maxPositionEmbeddings,
+                                       typeVocabSize, initializerRange, layerNormEps, padTokenId, classifierDropout,
+                                       architectures, id2label, label2id, numLabels]
+    }
+
+    /// Reads `config.json` from a model directory (or a file path).
+    public init(contentsOf url: URL) throws {
+        var isDir: ObjCBool = false
+        var file = url
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
+            file = url.appendingPathComponent("config.json")
+        }
+        guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isDir) else {
+            throw BertError("cannot open \(file.path): No such file or directory")
+        }
+        if isDir.boolValue { throw BertError("\(file.path) is a directory, expected a config.json file") }
+        let data: Data
+        do { data = try Data(contentsOf: file) } catch {
+            throw BertError("cannot read \(file.path): \(error.localizedDescription)")
+        }
+        try self.init(json: data, source: file.path)
+    }
+
+    /// Parses config JSON; `source` names it in errors.
+    public init(json data: Data, source: String = "config.json") throws {
+        guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
+            throw BertError("\(source): not a JSON object")
+        }
+        func int(_ k: String, _ def: Int?) throws -> Int {
+            guard let v = dict[k], !(v is NSNull) else {
+                if let def { return def }
+                throw BertError("\(source): missing required key \"\(k)\"")
+            }
+            guard !isJSONBool(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() else {
+                throw BertError("\(source): \"\(k)\" must be an integer, got \(v)")
+            }
+            return n.intValue
+        }
+        func float(_ k: String, _ def: Float) throws -> Float {
+            guard let v = dict[k], !(v is NSNull) else { return def }
+            guard !isJSONBool(v), let n = v as? NSNumber else { throw BertError("\(source): \"\(k)\" must be a number, got \(v)") }
+            return n.floatValue
+        }
+        if let mt = dict[Key.modelType] as? String, !["bert", "roberta", "camembert", "xlm-roberta"].contains(mt) {
+            throw BertError("\(source): model_type \"\(mt)\" is not a BERT model")
+        }
+        self.init()
+        vocabSize = try int(Key.vocabSize, nil)
+        hiddenSize = try int(Key.hiddenSize, nil)
+        numHiddenLayers = try int(Key.numHiddenLayers, nil)
+        numAttentionHeads = try int(Key.numAttentionHeads, nil)
+        intermediateSize = try int(Key.intermediateSize, nil)
+        maxPositionEmbeddings = try int(Key.maxPositionEmbeddings, 512)
+        typeVocabSize = try int(Key.typeVocabSize, 2)
+        padTokenId = try int(Key.padTokenId, 0)
+        hiddenDropoutProb = try float(Key.hiddenDropoutProb, 0.1)
+        attentionProbsDropoutProb = try float(Key.attentionProbsDropoutProb, 0.1)
+        initializerRange = try float(Key.initializerRange, 0.02)
+        layerNormEps = try float(Key.layerNormEps, 1e-12)
+        if let v = dict[Key.classifierDropout], !(v is NSNull) { classifierDropout = try float(Key.classifierDropout, 0.1) }
+        let act = (dict[Key.hiddenAct] as? String) ?? "gelu"
+        guard let a = HiddenActivation(rawValue: act) else {
+            throw BertError("\(source): unsupported hidden_act \"\(act)\" (supported: \(HiddenActivation.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        hiddenAct = a
+        if let pe = dict[Key.positionEmbeddingType] {
+            guard let s = pe as? String, s == "absolute" else {
+                throw BertError("\(source): unsupported position_embedding_type \"\(pe)\" (only \"absolute\" is implemented)")
+            }
+        }
+        architectures = dict[Key.architectures] as? [String]
+        if let labels = dict[Key.id2label] as? [String: Any] {
+            var m: [Int: String] = [:]
+            for (k, v) in labels {
+                guard let i = Int(k), i >= 0, let name = v as? String else { throw BertError("\(source): malformed id2label entry \"\(k)\"") }
+                m[i] = name
+            }
+            guard Set(m.keys) == Set(0..<m.count) else { throw BertError("\(source): id2label ids must be 0..<\(m.count)") }
+            id2label = m
+        } else if dict[Key.numLabels] != nil {
+            let n = try int(Key.numLabels, nil)
+            id2label = Dictionary(uniqueKeysWithValues: (0..<n).map { ($0, "LABEL_\($0)") })
+        }
+        extra = [:]
+        for (k, v) in dict where !Key.all.contains(k) { extra[k] = JSONValue(any: v) }
+        try validate(source: source)
+    }
+
+    /// Shape sanity checks (clear errors instead of traps later).
+    public func validate(source: String = "config") throws {
+        for (k, v) in [(Key.vocabSize, vocabSize), (Key.hiddenSize, hiddenSize), (Key.numHiddenLayers, numHiddenLayers),
+                       (Key.numAttentionHeads, numAttentionHeads), (Key.intermediateSize, intermediateSize),
+                       (Key.maxPositionEmbeddings, maxPositionEmbeddings), (Key.typeVocabSize, typeVocabSize)] where v <= 0 {
+            throw BertError("\(source): \(k) must be positive, got \(v)")
+        }
+        if hiddenSize % numAttentionHeads != 0 {
+            throw BertError("\(source): hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+        }
+        for (k, p) in [(Key.hiddenDropoutProb, hiddenDropoutProb), (Key.attentionProbsDropoutProb, attentionProbsDropoutProb)]
+        where !(p >= 0 && p < 1) {
+            throw BertError("\(source): \(k) must be in [0, 1), got \(p)")
+        }
+        if !(layerNormEps > 0) { throw BertError("\(source): layer_norm_eps must be positive") }
+    }
+
+    /// The JSON object transformers writes (sorted keys, 2-space indent).
+    public func jsonData() throws -> Data {
+        var d: [String: Any] = [:]
+        for (k, v) in extra { d[k] = v.any }
+        d[Key.vocabSize] = vocabSize
+        d[Key.hiddenSize] = hiddenSize
+        d[Key.numHiddenLayers] = numHiddenLayers
+        d[Key.numAttentionHeads] = numAttentionHeads
+        d[Key.intermediateSize] = intermediateSize
+        d[Key.hiddenAct] = hiddenAct.rawValue
+        d[Key.hiddenDropoutProb] = Double(hiddenDropoutProb)
+        d[Key.attentionProbsDropoutProb] = Double(attentionProbsDropoutProb)
+        d[Key.maxPositionEmbeddings] = maxPositionEmbeddings
+        d[Key.typeVocabSize] = typeVocabSize
+        d[Key.initializerRange] = Double(initializerRange)
+        d[Key.layerNormEps] = Double(layerNormEps)
+        d[Key.padTokenId] = padTokenId
+        d[Key.classifierDropout] = classifierDropout.map { Double($0) as Any } ?? NSNull()
+        if d[Key.modelType] == nil { d[Key.modelType] = "bert" }
+        if d[Key.positionEmbeddingType] == nil { d[Key.positionEmbeddingType] = "absolute" }
+        if let architectures { d[Key.architectures] = architectures }
+        if let id2label {
+            d[Key.id2label] = Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) })
+            d[Key.label2id] = Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) })
+        }
+        return try JSONSerialization.data(withJSONObject: d, options: [.prettyPrinted, .sortedKeys])
+    }
+}
+
+/// True for a JSON `true`/`false` as JSONSerialization returns it (never for a number).
+func isJSONBool(_ v: Any) -> Bool {
+    if let n = v as? NSNumber {
+        return String(describing: type(of: n)).contains("Bool") || String(cString: n.objCType) == "B"
+            || (v is Bool && !(v is Int) && !(v is Double))
+    }
+    return v is Bool
+}

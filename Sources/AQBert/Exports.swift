@@ -1,0 +1,2 @@
+@_exported import AQNN
+@_exported import AQSafeTensors
