@@ -52,6 +52,12 @@ public enum Runtime {
         }
     }
 
+    /// The OpenBLAS kernel family in use, and the one OpenBLAS picked on its own when aqbert
+    /// replaced its generic fallback (see Sources/CAQKernels/blas_core.c).
+    public static var blasCore: (inUse: String, detected: String) {
+        (String(cString: aq_blas_core_name()), String(cString: aq_blas_core_detected()))
+    }
+
     /// Peak resident set size of this process in bytes (Linux `VmHWM`), or nil if unknown.
     public static func peakResidentBytes() -> Int? {
         #if canImport(Glibc)

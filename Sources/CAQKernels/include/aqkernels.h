@@ -17,6 +17,10 @@ extern "C" {
 /// Keeps freed large buffers in the heap for reuse (glibc mallopt); no-op elsewhere.
 void aq_configure_allocator(void);
 
+/// OpenBLAS core in use after aqbert's selection (see blas_core.c), and the one OpenBLAS chose itself.
+const char *aq_blas_core_name(void);
+const char *aq_blas_core_detected(void);
+
 /// 1 when the AVX2+FMA paths are in use.
 int aq_has_avx2(void);
 /// Force the portable path (for tests that compare both paths). 0 = auto, 1 = portable.

@@ -1,0 +1,84 @@
+import AQNN
+import Foundation
+
+/// Times training steps (forward, backward, AdamW) or forward passes of a BERT sequence
+/// classifier on random ids. Reports values; the executable prints them.
+public struct StepBenchmark {
+    public enum Mode: String, Sendable, CaseIterable { case train, forward }
+
+    public struct Result: Sendable {
+        /// Seconds of each timed step, in order.
+        public var stepSeconds: [Double]
+        /// Matmul FLOPs of one step (bench/README.md formula).
+        public var flopsPerStep: Double
+        public var tokensPerStep: Int
+        public var peakResidentBytes: Int?
+        public var lastLoss: Float
+
+        public var medianSeconds: Double {
+            let s = stepSeconds.sorted()
+            guard !s.isEmpty else { return .nan }
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        public var tokensPerSecond: Double { Double(tokensPerStep) / medianSeconds }
+        public var gflops: Double { flopsPerStep / medianSeconds / 1e9 }
+    }
+
+    /// Matmul FLOPs of one forward pass: per layer tokens*(2*H*3H + 2*H*H + 2*2*H*I) + 4*B*T*T*H,
+    /// plus pooler 2*B*H*H and classifier 2*B*H*L. A training step counts 3x.
+    public static func forwardFlops(config c: BertConfig, batch: Int, seq: Int, labels: Int) -> Double {
+        let h = Double(c.hiddenSize), i = Double(c.intermediateSize), b = Double(batch), t = Double(seq)
+        let tokens = b * t
+        let perLayer = tokens * (2 * h * 3 * h + 2 * h * h + 2 * 2 * h * i) + 4 * b * t * t * h
+        return Double(c.numHiddenLayers) * perLayer + 2 * b * h * Double(labels) + 2 * b * h * h
+    }
+
+    /// Runs `warmup` untimed then `steps` timed steps. `model` defaults to a randomly
+    /// initialised BertForSequenceClassification with 2 labels.
+    public static func run(config: BertConfig, model existing: BertTaskModel? = nil, mode: Mode, batch: Int, seq: Int,
+                           steps: Int, warmup: Int = 2, seed: UInt64 = 0,
+                           progress: ((Int, Double) -> Void)? = nil) -> Result {
+        var g = SeededGenerator(seed: seed)
+        let model: BertTaskModel
+        if let existing {
+            model = existing
+        } else {
+            model = BertTaskModel(config: config, architecture: .sequenceClassification, numLabels: 2)
+            model.bert.initializeWeights(generator: &g)
+            model.head?.initialize(std: config.initializerRange, generator: &g)
+        }
+        let vocab = model.config.vocabSize
+        let ids = (0..<(batch * seq)).map { _ in Int32(g.next() % UInt64(vocab)) }
+        let labels = (0..<batch).map { _ in Int32(g.next() % UInt64(max(1, model.numLabels))) }
+        let data = BertBatch(inputIds: ids, batchSize: batch, sequenceLength: seq)
+        let optimizer = AdamW(groups: [ParameterGroup(model.parameters, weightDecay: 0.01)], learningRate: 2e-5)
+        model.training = mode == .train
+        model.bert.generator = SeededGenerator(seed: seed &+ 1)
+        var times: [Double] = []
+        var lastLoss: Float = .nan
+        for step in 0..<(warmup + steps) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            switch mode {
+            case .train:
+                for p in model.parameters { p.grad = nil }  // torch zero_grad(set_to_none=True)
+                let tape = Tape()
+                let logits = model.forward(data, tape: tape)
+                let loss = model.architecture == .sequenceClassification
+                    ? model.classificationLoss(logits, labels: labels, tape: tape)
+                    : tape.mean(logits)
+                tape.backward(from: loss)
+                optimizer.update()
+                lastLoss = loss.scalar
+            case .forward:
+                let logits = model.forward(data, tape: .inference)
+                lastLoss = logits.pointer[0]
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if step >= warmup { times.append(seconds) }
+            progress?(step, seconds)
+        }
+        let flops = forwardFlops(config: model.config, batch: batch, seq: seq, labels: max(1, model.numLabels))
+        return Result(stepSeconds: times, flopsPerStep: mode == .train ? 3 * flops : flops, tokensPerStep: batch * seq,
+                      peakResidentBytes: Runtime.peakResidentBytes(), lastLoss: lastLoss)
+    }
+}

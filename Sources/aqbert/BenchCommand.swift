@@ -1,0 +1,85 @@
+import AQBert
+import ArgumentParser
+import Foundation
+
+/// Shapes for benchmarks without a checkpoint.
+enum ConfigPreset: String, ExpressibleByArgument, CaseIterable {
+    case base, minilm, tiny
+    var config: BertConfig {
+        switch self {
+        case .base: return .base
+        case .minilm: return .miniLM
+        case .tiny: return .tiny
+        }
+    }
+}
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure training steps or forward passes (one figure per line).",
+        subcommands: [Train.self, Forward.self]
+    )
+
+    struct Options: ParsableArguments {
+        @Option(help: "A Hugging Face BERT directory (its weights and shapes).")
+        var model: String?
+        @Option(help: "Random weights with these shapes instead of --model.")
+        var config: ConfigPreset?
+        @Option(help: "Sequences per step.") var batch: Int = 8
+        @Option(help: "Tokens per sequence.") var seq: Int = 128
+        @Option(help: "Worker threads (default: all cores).") var threads: Int?
+        @Option(help: "Timed steps (after 2 warm-up steps).") var steps: Int = 5
+        @Option(help: "Untimed warm-up steps.") var warmup: Int = 2
+        @Option(help: "Seed for weights, ids and dropout.") var seed: UInt64 = 0
+
+        func validate() throws {
+            if (model == nil) == (config == nil) { throw ValidationError("give exactly one of --model DIR or --config base|minilm|tiny") }
+            if batch < 1 || seq < 1 || steps < 1 || warmup < 0 { throw ValidationError("--batch, --seq and --steps must be at least 1") }
+            if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        }
+
+        func run(_ mode: StepBenchmark.Mode) throws {
+            if let threads { Runtime.threads = threads }
+            var cfg: BertConfig
+            var loaded: BertTaskModel? = nil
+            var label = config?.rawValue ?? ""
+            if let path = model {
+                let dir = try TextIO.existingDirectory(path, option: "--model")
+                let (m, _) = try BertTaskModel.load(directory: dir, architecture: .sequenceClassification, numLabels: 2)
+                loaded = m
+                cfg = m.config
+                label = dir.lastPathComponent
+            } else {
+                cfg = config!.config
+            }
+            if seq > cfg.maxPositionEmbeddings {
+                throw ValidationError("--seq \(seq) exceeds max_position_embeddings \(cfg.maxPositionEmbeddings)")
+            }
+            let r = StepBenchmark.run(config: cfg, model: loaded, mode: mode, batch: batch, seq: seq, steps: steps,
+                                      warmup: warmup, seed: seed) { step, s in
+                FileHandle.standardError.write("step \(step): \(String(format: "%.4f", s)) s\n".data(using: .utf8)!)
+            }
+            print("implementation: aqbert \(aqbertVersion)")
+            print("config: \(label) batch=\(batch) seq=\(seq) threads=\(Runtime.threads)")
+            print("median_step_seconds: \(String(format: "%.6f", r.medianSeconds))")
+            print("tokens_per_second: \(String(format: "%.1f", r.tokensPerSecond))")
+            print("gflops: \(String(format: "%.1f", r.gflops))")
+            print("peak_rss_mib: \(String(format: "%.1f", Double(r.peakResidentBytes ?? 0) / 1_048_576))")
+            let core = Runtime.blasCore
+            print("blas_core: \(core.inUse)" + (core.inUse == core.detected ? "" : " (OpenBLAS detected \(core.detected))"))
+        }
+    }
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Forward, backward and AdamW step of a sequence classifier.")
+        @OptionGroup var options: Options
+        func run() throws { try options.run(.train) }
+    }
+
+    struct Forward: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Inference forward pass of a sequence classifier.")
+        @OptionGroup var options: Options
+        func run() throws { try options.run(.forward) }
+    }
+}

@@ -1,0 +1,78 @@
+import AQBert
+import Foundation
+
+/// File and terminal plumbing shared by the subcommands. Every failure is a `CLIError`
+/// with a one-line message.
+enum TextIO {
+    /// Lines of a UTF-8 file ('-' = stdin). Only "\n" ends a line (a "\r" stays in the text),
+    /// an empty line is an empty text, and a final "\n" does not start another text.
+    static func readLines(_ path: String) throws -> [String] {
+        let data: Data
+        if path == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            try existingFile(path, option: "--input")
+            do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+                throw CLIError("cannot read \(path): \(error.localizedDescription)")
+            }
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(path) is not valid UTF-8") }
+        if text.isEmpty { return [] }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if text.hasSuffix("\n") { lines.removeLast() }
+        return lines
+    }
+
+    @discardableResult
+    static func existingFile(_ path: String, option: String) throws -> URL {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw CLIError("\(option) \(path): no such file")
+        }
+        if isDir.boolValue { throw CLIError("\(option) \(path) is a directory, expected a file") }
+        return URL(fileURLWithPath: path)
+    }
+
+    static func existingDirectory(_ path: String, option: String) throws -> URL {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw CLIError("\(option) \(path): no such directory")
+        }
+        if !isDir.boolValue { throw CLIError("\(option) \(path) is a file, expected a model directory") }
+        return URL(fileURLWithPath: path)
+    }
+
+    /// Writes text to a path atomically (temp file + rename), or to stdout for '-'.
+    static func write(_ text: String, to path: String) throws {
+        let data = Data(text.utf8)
+        if path == "-" {
+            FileHandle.standardOutput.write(data)
+            return
+        }
+        let url = URL(fileURLWithPath: path)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw CLIError("--output \(path) is a directory, expected a file path")
+        }
+        let parent = url.deletingLastPathComponent().path
+        if !FileManager.default.fileExists(atPath: parent.isEmpty ? "." : parent) {
+            throw CLIError("--output \(path): directory \(parent) does not exist")
+        }
+        do { try writeAtomically(data, to: url) } catch { throw CLIError("\(error)") }
+    }
+
+    /// A JSON number for a float (shortest round-trip form); non-finite values become null.
+    static func json(_ x: Float) -> String { x.isFinite ? "\(x)" : "null" }
+
+    /// One progress line on stderr, only when stderr is a terminal.
+    static func progress(_ line: String) {
+        guard isatty(2) != 0 else { return }
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+/// A user-facing error: ArgumentParser prints "Error: <description>" and exits non-zero.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
