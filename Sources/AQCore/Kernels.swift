@@ -132,6 +132,20 @@ public enum Kernels {
         }
     }
 
+    public static func dropoutForward(_ x: UnsafePointer<Float>, keep: UnsafePointer<UInt8>, _ y: UnsafeMutablePointer<Float>,
+                                      count: Int, scale: Float) {
+        Runtime.parallelFor(count, grain: grain * 4) { r in
+            aq_dropout_forward(x + r.lowerBound, keep + r.lowerBound, y + r.lowerBound, r.count, scale)
+        }
+    }
+
+    public static func dropoutBackward(_ dy: UnsafePointer<Float>, keep: UnsafePointer<UInt8>, _ dx: UnsafeMutablePointer<Float>,
+                                       count: Int, scale: Float) {
+        Runtime.parallelFor(count, grain: grain * 4) { r in
+            aq_dropout_backward(dy + r.lowerBound, keep + r.lowerBound, dx + r.lowerBound, r.count, scale)
+        }
+    }
+
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double { aq_sum_squares(x, count) }
 
     public static func scale(_ x: UnsafeMutablePointer<Float>, by alpha: Float, count: Int) {

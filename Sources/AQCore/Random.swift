@@ -49,6 +49,20 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return Float(r * _cos(a))
     }
 
+    /// Fills `mask` with 1 (keep, probability 1 - p) or 0 (drop, probability p). Draws one
+    /// 64-bit value per two elements (32-bit uniforms), so masks of millions of elements are cheap.
+    public mutating func fillKeepMask(_ mask: UnsafeMutablePointer<UInt8>, count: Int, dropProbability p: Float) {
+        let threshold = UInt64((Double(p) * 4_294_967_296.0).rounded())
+        var i = 0
+        while i + 1 < count {
+            let r = next()
+            mask[i] = (r & 0xFFFF_FFFF) < threshold ? 0 : 1
+            mask[i + 1] = (r >> 32) < threshold ? 0 : 1
+            i += 2
+        }
+        if i < count { mask[i] = (next() & 0xFFFF_FFFF) < threshold ? 0 : 1 }
+    }
+
     /// A new independent generator derived from this one (for per-worker streams).
     public mutating func split() -> SeededGenerator { SeededGenerator(seed: next()) }
 }

@@ -46,3 +46,14 @@ public final class Storage: @unchecked Sendable {
         return s
     }
 }
+
+/// A heap byte buffer (dropout keep-masks).
+public final class ByteBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<UInt8>
+    public let count: Int
+    public init(count: Int) {
+        self.count = count
+        pointer = .allocate(capacity: max(1, count))
+    }
+    deinit { pointer.deallocate() }
+}

@@ -22,19 +22,23 @@ extension Tape {
         let y = output(q.shape, tracked: tracked)
         let tt = t * t
         let probs = Storage(uninitializedCount: b * heads * tt)
-        // Dropout mask drawn sequentially from the generator before the parallel section.
-        var dropMask: Storage? = nil
+        // Dropout keep-mask (one byte per probability) drawn from the generator before the
+        // parallel section; the dropped probabilities are recomputed in backward, not stored.
+        var dropMask: ByteBuffer? = nil
+        let keepScale = p > 0 ? 1 / (1 - p) : 1
         if p > 0 {
-            let m = Storage(uninitializedCount: b * heads * tt)
-            let keep = 1 / (1 - p)
-            for i in 0..<m.count { m.pointer[i] = generator.nextFloat() < p ? 0 : keep }
+            let m = ByteBuffer(count: b * heads * tt)
+            generator.fillKeepMask(m.pointer, count: m.count, dropProbability: p)
             dropMask = m
         }
-        let dropped = dropMask.map { _ in Storage(uninitializedCount: b * heads * tt) }
+        let workersF = min(Runtime.threads, b * heads)
+        let dropScratch = dropMask.map { _ in Storage(uninitializedCount: workersF * tt) }
+        let chunkF = (b * heads + workersF - 1) / workersF
         let qp = q.pointer, kp = k.pointer, vp = v.pointer, yp = y.pointer
         let maskPtr = keyMask?.pointer
-        Runtime.parallelFor(b * heads, grain: 1) { r in
-            for bh in r {
+        Runtime.parallelFor(workersF, grain: 1) { wr in
+            for w in wr {
+            for bh in (w * chunkF)..<min(b * heads, (w + 1) * chunkF) {
                 let bi = bh / heads, hi = bh % heads
                 let off = bi * t * h + hi * d
                 let s = probs.pointer + bh * tt
@@ -42,32 +46,37 @@ extension Tape {
                            c: s, ldc: t, threads: 1)
                 Kernels.softmaxRows(s, s, rows: t, cols: t, scale: scale, keyMask: maskPtr.map { $0 + bi * t })
                 var pv = UnsafePointer(s)
-                if let dropMask, let dropped {
-                    let pd = dropped.pointer + bh * tt
-                    for i in 0..<tt { pd[i] = s[i] * dropMask.pointer[bh * tt + i] }
+                if let dropMask, let dropScratch {
+                    let pd = dropScratch.pointer + w * tt
+                    aq_dropout_forward(s, dropMask.pointer + bh * tt, pd, tt, keepScale)
                     pv = UnsafePointer(pd)
                 }
                 BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: t, a: pv, lda: t, b: vp + off, ldb: h,
                            c: yp + off, ldc: h, threads: 1)
             }
+            }
         }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let dq = q.requiresGrad ? q.ensureGrad().pointer : nil
                 let dk = k.requiresGrad ? k.ensureGrad().pointer : nil
                 let dv = v.requiresGrad ? v.ensureGrad().pointer : nil
                 let workers = min(Runtime.threads, b * heads)
-                let scratch = Storage(uninitializedCount: workers * 2 * tt)
+                let scratch = Storage(uninitializedCount: workers * 3 * tt)
                 let chunk = (b * heads + workers - 1) / workers
                 Runtime.parallelFor(workers, grain: 1) { wr in
                     for w in wr {
-                        let dP = scratch.pointer + w * 2 * tt, dS = dP + tt
+                        let dP = scratch.pointer + w * 3 * tt, dS = dP + tt, pDropped = dS + tt
                         for bh in (w * chunk)..<min(b * heads, (w + 1) * chunk) {
                             let bi = bh / heads, hi = bh % heads
                             let off = bi * t * h + hi * d
                             let pr = probs.pointer + bh * tt
-                            let pUsed = dropped.map { UnsafePointer($0.pointer + bh * tt) } ?? UnsafePointer(pr)
+                            var pUsed = UnsafePointer(pr)
+                            if let dropMask {
+                                aq_dropout_forward(pr, dropMask.pointer + bh * tt, pDropped, tt, keepScale)
+                                pUsed = UnsafePointer(pDropped)
+                            }
                             // (1) dP' = dO V^T
                             BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, a: dy.pointer + off, lda: h,
                                        b: vp + off, ldb: h, c: dP, ldc: t, threads: 1)
@@ -78,7 +87,11 @@ extension Tape {
                             }
                             if dq == nil && dk == nil { continue }
                             // (3) through the dropout mask
-                            if let dropMask { for i in 0..<tt { dP[i] *= dropMask.pointer[bh * tt + i] } }
+                            if let dropMask {
+                                dS.update(repeating: 0, count: tt)
+                                aq_dropout_backward(dP, dropMask.pointer + bh * tt, dS, tt, keepScale)
+                                dP.update(from: dS, count: tt)
+                            }
                             // (4) softmax backward (with the 1/sqrt(D) scale) into dS
                             dS.update(repeating: 0, count: tt)
                             Kernels.softmaxBackwardRows(pr, dP, dS, rows: t, cols: t, scale: scale)

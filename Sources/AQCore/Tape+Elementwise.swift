@@ -67,7 +67,7 @@ extension Tape {
             let y = output(a.shape, tracked: tracked)
             Kernels.add(a.pointer, b.pointer, y.pointer, count: y.count)
             if tracked {
-                record {
+                record(y) {
                     guard let dy = y.grad else { return }
                     if a.requiresGrad { Kernels.axpy(1, dy.pointer, a.ensureGrad().pointer, count: y.count) }
                     if b.requiresGrad { Kernels.axpy(1, dy.pointer, b.ensureGrad().pointer, count: y.count) }
@@ -81,7 +81,7 @@ extension Tape {
             let y = output(big.shape, tracked: tracked)
             Kernels.addRows(big.pointer, row.pointer, y.pointer, rows: rows, cols: cols)
             if tracked {
-                record {
+                record(y) {
                     guard let dy = y.grad else { return }
                     if big.requiresGrad { Kernels.axpy(1, dy.pointer, big.ensureGrad().pointer, count: y.count) }
                     if row.requiresGrad { Kernels.sumRows(dy.pointer, into: row.ensureGrad().pointer, rows: rows, cols: cols) }
@@ -93,7 +93,7 @@ extension Tape {
         let y = output(bc.shape, tracked: tracked)
         for e in 0..<y.count { y.pointer[e] = a.pointer[bc.aOffsets[e]] + b.pointer[bc.bOffsets[e]] }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 if a.requiresGrad { let g = a.ensureGrad().pointer; for e in 0..<y.count { g[bc.aOffsets[e]] += dy.pointer[e] } }
                 if b.requiresGrad { let g = b.ensureGrad().pointer; for e in 0..<y.count { g[bc.bOffsets[e]] += dy.pointer[e] } }
@@ -109,7 +109,7 @@ extension Tape {
             let y = output(a.shape, tracked: tracked)
             Kernels.mul(a.pointer, b.pointer, y.pointer, count: y.count)
             if tracked {
-                record {
+                record(y) {
                     guard let dy = y.grad else { return }
                     if a.requiresGrad { Kernels.fmaAccumulate(dy.pointer, b.pointer, a.ensureGrad().pointer, count: y.count) }
                     if b.requiresGrad { Kernels.fmaAccumulate(dy.pointer, a.pointer, b.ensureGrad().pointer, count: y.count) }
@@ -121,7 +121,7 @@ extension Tape {
         let y = output(bc.shape, tracked: tracked)
         for e in 0..<y.count { y.pointer[e] = a.pointer[bc.aOffsets[e]] * b.pointer[bc.bOffsets[e]] }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 if a.requiresGrad {
                     let g = a.ensureGrad().pointer
@@ -146,7 +146,7 @@ extension Tape {
         y.pointer.update(from: x.pointer, count: x.count)
         Kernels.scale(y.pointer, by: alpha, count: y.count)
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 Kernels.axpy(alpha, dy.pointer, x.ensureGrad().pointer, count: y.count)
             }
@@ -160,7 +160,7 @@ extension Tape {
         let y = output(x.shape, tracked: tracked)
         Kernels.geluForward(x.pointer, y.pointer, count: x.count, approximate: approximate)
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 Kernels.geluBackward(x.pointer, dy.pointer, x.ensureGrad().pointer, count: x.count, approximate: approximate)
             }
@@ -174,7 +174,7 @@ extension Tape {
         let y = output(x.shape, tracked: tracked)
         for i in 0..<x.count { y.pointer[i] = tanhf(x.pointer[i]) }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let g = x.ensureGrad().pointer
                 for i in 0..<x.count { let t = y.pointer[i]; g[i] += dy.pointer[i] * (1 - t * t) }
@@ -189,7 +189,7 @@ extension Tape {
         let y = output(x.shape, tracked: tracked)
         for i in 0..<x.count { y.pointer[i] = x.pointer[i] > 0 ? x.pointer[i] : 0 }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let g = x.ensureGrad().pointer
                 for i in 0..<x.count where x.pointer[i] > 0 { g[i] += dy.pointer[i] }
@@ -199,20 +199,21 @@ extension Tape {
     }
 
     /// Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1-p).
-    /// The mask is drawn from `generator`, so a seed fixes it. p == 0 returns x itself.
+    /// The mask (one byte per element) is drawn from `generator`, so a seed fixes it.
+    /// p == 0 returns x itself.
     public func dropout(_ x: Tensor, probability p: Float, generator: inout SeededGenerator) -> Tensor {
         precondition(p >= 0 && p < 1, "dropout probability \(p) outside [0, 1)")
         if p == 0 { return x }
         let tracked = tracks(x)
         let keep = 1 / (1 - p)
-        let mask = Storage(uninitializedCount: x.count)
-        for i in 0..<x.count { mask.pointer[i] = generator.nextFloat() < p ? 0 : keep }
+        let mask = ByteBuffer(count: x.count)
+        generator.fillKeepMask(mask.pointer, count: x.count, dropProbability: p)
         let y = output(x.shape, tracked: tracked)
-        Kernels.mul(x.pointer, mask.pointer, y.pointer, count: x.count)
+        Kernels.dropoutForward(x.pointer, keep: mask.pointer, y.pointer, count: x.count, scale: keep)
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
-                Kernels.fmaAccumulate(dy.pointer, mask.pointer, x.ensureGrad().pointer, count: x.count)
+                Kernels.dropoutBackward(dy.pointer, keep: mask.pointer, x.ensureGrad().pointer, count: x.count, scale: keep)
             }
         }
         return y

@@ -22,7 +22,7 @@ extension Tape {
             }
         }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let g = table.ensureGrad().pointer
                 for (i, id) in ids.enumerated() where id != paddingIndex {

@@ -12,7 +12,7 @@ extension Tape {
         Kernels.layerNormForward(x.pointer, w.pointer, b.pointer, y.pointer, mean: stats?.pointer,
                                  rstd: stats.map { $0.pointer + rows }, rows: rows, cols: cols, eps: eps)
         if tracked, let stats {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 // dx is needed for the chain even when x is a leaf without requiresGrad: use scratch then.
                 let dx = x.requiresGrad ? x.ensureGrad() : Storage(zeros: x.count)

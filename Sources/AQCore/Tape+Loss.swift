@@ -28,7 +28,7 @@ extension Tape {
         }
         y.pointer[0] = counted == 0 ? 0 : Float(total / Double(counted))
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad, counted > 0 else { return }
                 let g = logits.ensureGrad().pointer
                 let w = dy.pointer[0] / Float(counted)

@@ -20,7 +20,7 @@ extension Tape {
                    a: x.pointer, lda: inF, b: w.pointer, ldb: inF,
                    beta: b == nil ? 0 : 1, c: y.pointer, ldc: outF)
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 // dx += dy W        [rows, out] x [out, in]
                 if x.requiresGrad {
@@ -74,7 +74,7 @@ extension Tape {
                        c: y.pointer + i * yS, ldc: n, threads: th)
         }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 if a.requiresGrad {
                     let da = a.ensureGrad().pointer

@@ -9,7 +9,7 @@ extension Tape {
         for i in 0..<x.count { s += Double(x.pointer[i]) }
         y.pointer[0] = Float(s)
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let g = x.ensureGrad().pointer, d = dy.pointer[0]
                 for i in 0..<x.count { g[i] += d }
@@ -36,7 +36,7 @@ extension Tape {
             }
         }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let g = x.ensureGrad().pointer
                 for o in 0..<outer {

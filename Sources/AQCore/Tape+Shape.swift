@@ -28,7 +28,7 @@ extension Tape {
         let strides = order.map { inStrides[$0] }
         Self.stridedCopy(from: x.pointer, strides: strides, shape: outShape, to: y.pointer, accumulate: false, reverse: false)
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 Self.stridedCopy(from: dy.pointer, strides: strides, shape: outShape, to: x.ensureGrad().pointer,
                                  accumulate: true, reverse: true)
@@ -84,7 +84,7 @@ extension Tape {
             (y.pointer + o * dstRow).update(from: x.pointer + o * srcRow + range.lowerBound * inner, count: dstRow)
         }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let g = x.ensureGrad().pointer
                 for o in 0..<outer {
@@ -119,7 +119,7 @@ extension Tape {
             start += row
         }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 for (x, s) in zip(xs, starts) where x.requiresGrad {
                     let row = x.shape[axis] * inner

@@ -15,7 +15,7 @@ extension Tape {
         Kernels.softmaxForward(x.pointer, y.pointer, rows: rows, cols: cols, scale: scale,
                                keyMask: keyMask.map { UnsafePointer($0.pointer) }, rowsPerMask: rowsPerMask)
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 Kernels.softmaxBackward(y.pointer, dy.pointer, x.ensureGrad().pointer, rows: rows, cols: cols, scale: scale)
             }
@@ -38,7 +38,7 @@ extension Tape {
             for j in 0..<cols { yr[j] = xr[j] - lse }
         }
         if tracked {
-            record {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let g = x.ensureGrad().pointer
                 for r in 0..<rows {

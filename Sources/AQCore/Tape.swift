@@ -6,7 +6,7 @@
 /// A non-recording tape (`Tape.inference`) runs forward only and keeps nothing alive.
 public final class Tape {
     public let isRecording: Bool
-    private var rules: [() -> Void] = []
+    private var rules: [(output: Tensor, rule: () -> Void)] = []
 
     public init(recording: Bool = true) {
         self.isRecording = recording
@@ -25,21 +25,29 @@ public final class Tape {
         return false
     }
 
+    /// Appends the backward rule of an op whose result is `output`.
     @inline(__always)
-    func record(_ rule: @escaping () -> Void) { rules.append(rule) }
+    func record(_ output: Tensor, _ rule: @escaping () -> Void) { rules.append((output, rule)) }
 
     /// Seeds `d(loss)/d(loss) = seed` (a scalar loss) or `grad = seed` elementwise, runs every
     /// recorded rule in reverse order, then forgets them.
-    public func backward(from loss: Tensor, seed: Float = 1) {
+    public func backward(from loss: Tensor, seed: Float = 1, retainGradients: Bool = false) {
         let g = loss.ensureGrad()
         for i in 0..<g.count { g.pointer[i] += seed }
-        runBackward()
+        runBackward(retainGradients: retainGradients)
     }
 
     /// Runs the rules in reverse with gradients already seeded by the caller.
-    public func runBackward() {
-        for rule in rules.reversed() { rule() }
-        rules.removeAll(keepingCapacity: true)
+    ///
+    /// As in PyTorch, memory is released as the pass goes: each rule (and the activations it
+    /// captured) is dropped once it has run, and so is the gradient of its op's result, since
+    /// every consumer of that result has already run. Leaves (parameters, inputs) keep their
+    /// gradients. `retainGradients` keeps intermediate gradients too (for inspection).
+    public func runBackward(retainGradients: Bool = false) {
+        while let (output, rule) = rules.popLast() {
+            rule()
+            if !retainGradients { output.grad = nil }
+        }
     }
 
     /// Drops every recorded rule (and the activations they keep alive).

@@ -53,3 +53,10 @@ double aq_sum_squares(const float *x, size_t n) {
 void aq_scale(float *x, float alpha, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= alpha;
 }
+
+void aq_dropout_forward(const float *restrict x, const uint8_t *restrict keep, float *restrict y, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) y[i] = keep[i] ? x[i] * scale : 0.0f;
+}
+void aq_dropout_backward(const float *restrict dy, const uint8_t *restrict keep, float *restrict dx, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) dx[i] += keep[i] ? dy[i] * scale : 0.0f;
+}

@@ -67,6 +67,9 @@ void aq_add_rows(const float *x, const float *row, float *y, size_t rows, size_t
 void aq_sum_rows(const float *x, float *acc, size_t rows, size_t cols);   // acc[c] += sum_r x[r, c]
 double aq_sum_squares(const float *x, size_t n);
 void aq_scale(float *x, float alpha, size_t n);                          // x *= alpha
+// Inverted dropout with a byte mask: y = keep ? x * scale : 0;  dx += keep ? dy * scale : 0
+void aq_dropout_forward(const float *x, const uint8_t *keep, float *y, size_t n, float scale);
+void aq_dropout_backward(const float *dy, const uint8_t *keep, float *dx, size_t n, float scale);
 
 #ifdef __cplusplus
 }
