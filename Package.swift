@@ -55,6 +55,8 @@ let package = Package(
         .testTarget(name: "AQCoreTests", dependencies: ["AQCore", "AQNN"]),
         .testTarget(name: "AQTokenizerTests", dependencies: ["AQTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AQSafeTensorsTests", dependencies: ["AQSafeTensors"]),
+        // Runs the built executable: exit codes, one-line errors, output contracts.
+        .testTarget(name: "AQBertCLITests", dependencies: ["aqbert"]),
         .testTarget(
             name: "AQBertTests",
             dependencies: ["AQBert"],

@@ -1,5 +1,6 @@
 import AQBert
 import ArgumentParser
+import Foundation
 
 let aqbertVersion = "0.1.0"
 
@@ -11,4 +12,22 @@ struct AQBertCommand: ParsableCommand {
         version: aqbertVersion,
         subcommands: [TokenizeCommand.self, EncodeCommand.self, BenchCommand.self]
     )
+
+    /// Every failure ends as one line on stderr ("error: ...") and exit status 1 (64 for usage
+    /// errors); help and --version print as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let message = message(for: error)
+                .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }.joined(separator: " ")
+            let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+            FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+    }
 }

@@ -1,0 +1,85 @@
+import Foundation
+import XCTest
+
+/// Runs the built `aqbert` executable (next to the test bundle, or `$AQBERT_BIN`).
+struct CLI {
+    struct Result {
+        let status: Int32
+        let exited: Bool   // false when killed by a signal (a trap)
+        let stdout: String
+        let stderr: String
+    }
+
+    static var binary: URL {
+        if let p = ProcessInfo.processInfo.environment["AQBERT_BIN"] { return URL(fileURLWithPath: p) }
+        // On Linux the test bundle runs from the build products folder.
+        let candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
+            + Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+        for c in candidates {
+            let u = c.appendingPathComponent("aqbert")
+            if FileManager.default.isExecutableFile(atPath: u.path) { return u }
+        }
+        return Bundle.main.bundleURL.appendingPathComponent("aqbert")
+    }
+
+    @discardableResult
+    static func run(_ args: [String], stdin: String? = nil) throws -> Result {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try inp.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, exited: p.terminationReason == .exit,
+                      stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+}
+
+/// Asserts a clean failure: a normal non-zero exit (no trap) with exactly one stderr line
+/// containing `needle`.
+func assertUserError(_ r: CLI.Result, contains needle: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertTrue(r.exited, "killed by a signal (trap): \(r.stderr)", file: file, line: line)
+    XCTAssertNotEqual(r.status, 0, "exit status", file: file, line: line)
+    let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+    XCTAssertEqual(lines.count, 1, "one stderr line, got: \(r.stderr)", file: file, line: line)
+    XCTAssertTrue(r.stderr.contains(needle), "stderr \"\(r.stderr)\" lacks \"\(needle)\"", file: file, line: line)
+}
+
+enum Scratch {
+    static func directory() throws -> URL {
+        let u = FileManager.default.temporaryDirectory.appendingPathComponent("aqbert-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+        return u
+    }
+
+    /// The repository's tiny BERT fixture, found relative to this source file.
+    static var tinyModel: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("AQBertTests/Fixtures/tiny-bertmodel")
+    }
+
+    static var tokenizerFixture: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("AQTokenizerTests/Fixtures")
+    }
+
+    /// A model directory: the tiny BERT's config/weights plus a vocabulary of 99 tokens.
+    static func tinyModelWithVocab() throws -> URL {
+        let dir = try directory()
+        for f in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(at: tinyModel.appendingPathComponent(f), to: dir.appendingPathComponent(f))
+        }
+        var vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "movie", "is", "good", "bad", ",", ".", "!"]
+        for c in "abcdefghijklmnopqrstuvwxyz" { vocab.append(String(c)); vocab.append("##" + String(c)) }
+        while vocab.count < 99 { vocab.append("[unused\(vocab.count)]") }
+        try (vocab.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        return dir
+    }
+}
