@@ -49,6 +49,7 @@ let package = Package(
             name: "aqbert",
             dependencies: [
                 "AQBert",
+                "AQTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

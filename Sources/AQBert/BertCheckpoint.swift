@@ -1,5 +1,6 @@
 import AQNN
 import AQSafeTensors
+import AQTokenizer
 import Foundation
 
 /// The one place Hugging Face parameter names live: Swift module paths <-> checkpoint keys.
@@ -168,18 +169,8 @@ extension BertTaskModel {
     }
 }
 
-/// Writes `data` to a temporary file beside `url`, then renames it over `url`.
+/// Writes `data` to a temporary file beside `url`, then renames it over `url`
+/// (one implementation: `TokenizerIO.writeAtomically`), as a one-line `BertError`.
 public func writeAtomically(_ data: Data, to url: URL) throws {
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    do {
-        try data.write(to: tmp)
-        if rename(tmp.path, url.path) != 0 {
-            let err = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: tmp)
-            throw BertError("cannot write \(url.path): \(err)")
-        }
-    } catch let e as BertError { throw e } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw BertError("cannot write \(url.path): \(error.localizedDescription)")
-    }
+    do { try TokenizerIO.writeAtomically(data, toPath: url.path) } catch { throw BertError("\(error)") }
 }

@@ -1,11 +1,12 @@
 import AQBert
+import AQTokenizer
 import Foundation
 
 /// File and terminal plumbing shared by the subcommands. Every failure is a `CLIError`
 /// with a one-line message.
 enum TextIO {
-    /// Lines of a UTF-8 file ('-' = stdin). Only "\n" ends a line (a "\r" stays in the text),
-    /// an empty line is an empty text, and a final "\n" does not start another text.
+    /// Lines of a UTF-8 file ('-' = stdin), split as the tokenize contract says
+    /// (`TokenizerIO.splitLines`: only "\n" ends a line).
     static func readLines(_ path: String) throws -> [String] {
         let data: Data
         if path == "-" {
@@ -16,11 +17,9 @@ enum TextIO {
                 throw CLIError("cannot read \(path): \(error.localizedDescription)")
             }
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(path) is not valid UTF-8") }
-        if text.isEmpty { return [] }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        if text.hasSuffix("\n") { lines.removeLast() }
-        return lines
+        do { return try TokenizerIO.splitLines(data, source: path == "-" ? "standard input" : path) } catch {
+            throw CLIError("\(error)")
+        }
     }
 
     @discardableResult
@@ -49,16 +48,7 @@ enum TextIO {
             FileHandle.standardOutput.write(data)
             return
         }
-        let url = URL(fileURLWithPath: path)
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-            throw CLIError("--output \(path) is a directory, expected a file path")
-        }
-        let parent = url.deletingLastPathComponent().path
-        if !FileManager.default.fileExists(atPath: parent.isEmpty ? "." : parent) {
-            throw CLIError("--output \(path): directory \(parent) does not exist")
-        }
-        do { try writeAtomically(data, to: url) } catch { throw CLIError("\(error)") }
+        do { try TokenizerIO.writeAtomically(data, toPath: path) } catch { throw CLIError("--output: \(error)") }
     }
 
     /// A JSON number for a float (shortest round-trip form); non-finite values become null.
