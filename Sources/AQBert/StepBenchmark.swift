@@ -33,6 +33,23 @@ public struct StepBenchmark {
         return Double(c.numHiddenLayers) * perLayer + 2 * b * h * Double(labels) + 2 * b * h * h
     }
 
+    /// GFLOP/s of a plain SGEMM C[m, n] = A[m, k] B[k, n] through the same threaded BLAS path,
+    /// median of `repeats` runs: the ceiling a step's GEMMs are measured against.
+    public static func sgemmRate(m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
+        var g = SeededGenerator(seed: 1)
+        let a = Tensor(normal: [m, k], std: 1, generator: &g), b = Tensor(normal: [k, n], std: 1, generator: &g)
+        let c = Tensor(zeros: [m, n])
+        var times: [Double] = []
+        for _ in 0..<(repeats + 1) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            BLAS.sgemm(transA: false, transB: false, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: n,
+                       c: c.pointer, ldc: n)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        let t = times.dropFirst().sorted()[repeats / 2]
+        return 2 * Double(m) * Double(n) * Double(k) / t / 1e9
+    }
+
     /// Runs `warmup` untimed then `steps` timed steps. `model` defaults to a randomly
     /// initialised BertForSequenceClassification with 2 labels.
     public static func run(config: BertConfig, model existing: BertTaskModel? = nil, mode: Mode, batch: Int, seq: Int,

@@ -55,8 +55,9 @@ void aq_scale(float *x, float alpha, size_t n) {
 }
 
 void aq_dropout_forward(const float *restrict x, const uint8_t *restrict keep, float *restrict y, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) y[i] = keep[i] ? x[i] * scale : 0.0f;
+    // Branch-free so it vectorises: keep is 0 or 1.
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * (scale * (float)keep[i]);
 }
 void aq_dropout_backward(const float *restrict dy, const uint8_t *restrict keep, float *restrict dx, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) dx[i] += keep[i] ? dy[i] * scale : 0.0f;
+    for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (scale * (float)keep[i]);
 }

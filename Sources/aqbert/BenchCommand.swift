@@ -66,6 +66,9 @@ struct BenchCommand: ParsableCommand {
             print("tokens_per_second: \(String(format: "%.1f", r.tokensPerSecond))")
             print("gflops: \(String(format: "%.1f", r.gflops))")
             print("peak_rss_mib: \(String(format: "%.1f", Double(r.peakResidentBytes ?? 0) / 1_048_576))")
+            // The FFN-in GEMM of this configuration, alone: the rate the step is measured against.
+            let sgemm = StepBenchmark.sgemmRate(m: batch * seq, n: cfg.intermediateSize, k: cfg.hiddenSize)
+            print("reference_sgemm_gflops: \(String(format: "%.1f", sgemm))")
             let core = Runtime.blasCore
             print("blas_core: \(core.inUse)" + (core.inUse == core.detected ? "" : " (OpenBLAS detected \(core.detected))"))
         }

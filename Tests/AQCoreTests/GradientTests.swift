@@ -218,6 +218,25 @@ final class GradientTests: XCTestCase {
         for (a, c) in zip(one, two) { XCTAssertLessThan(maxAbsDiff(a, c), 1e-4) }
     }
 
+    /// The checker itself can fail: a rule that forgets a factor of 2 is caught.
+    func testCheckerCatchesAWrongRule() {
+        let x = randomTensor([6], seed: 40)
+        let wrongSquare: (Tape, [Tensor]) -> Tensor = { t, i in
+            let a = i[0]
+            let y = Tensor(shape: a.shape, values: a.array.map { $0 * $0 })
+            y.requiresGrad = true
+            if t.isRecording {
+                t.record(y) {
+                    let g = a.ensureGrad().pointer
+                    for j in 0..<a.count { g[j] += y.grad!.pointer[j] * a.pointer[j] }  // should be 2 * a
+                }
+            }
+            return y
+        }
+        XCTAssertNotNil(gradientMismatch("wrong square", inputs: [x], wrongSquare))
+        XCTAssertNil(gradientMismatch("right square", inputs: [x]) { t, i in t.mul(i[0], i[0]) })
+    }
+
     func testSGEMMAgainstReference() {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let (m, n, k) = (70, 45, 33)
