@@ -82,8 +82,9 @@ run_pair() {
     t_rss="$(get peak_rss_mib "$t_out")"
     a_gf="$(get gflops "$a_out")"
     t_gf="$(get gflops "$t_out")"
+    sg="$(get reference_sgemm_gflops "$a_out")"
     ratio="$(awk -v a="$a_s" -v t="$t_s" 'BEGIN { if (t > 0) printf "%.3f", a / t; else print "nan" }')"
-    echo "config=$config batch=$batch seq=$seq threads=$threads aqbert_step_s=$a_s torch_step_s=$t_s ratio=$ratio aqbert_rss_mib=$a_rss torch_rss_mib=$t_rss aqbert_gflops=$a_gf torch_gflops=$t_gf"
+    echo "config=$config batch=$batch seq=$seq threads=$threads aqbert_step_s=$a_s torch_step_s=$t_s ratio=$ratio aqbert_rss_mib=$a_rss torch_rss_mib=$t_rss aqbert_gflops=$a_gf torch_gflops=$t_gf sgemm_gflops=$sg"
 }
 
 echo "# $(lscpu 2>/dev/null | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }'), $(nproc) CPUs; $("$PYTHON" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
