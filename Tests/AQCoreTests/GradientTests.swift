@@ -1,5 +1,6 @@
 import XCTest
 @testable import AQCore
+import AQNN
 
 /// Layer 1 of the test pyramid: every primitive and fused op against finite differences.
 final class GradientTests: XCTestCase {
@@ -76,6 +77,13 @@ final class GradientTests: XCTestCase {
         checkGradients("gelu", inputs: [x]) { t, i in t.gelu(i[0]) }
         checkGradients("gelu tanh", inputs: [x]) { t, i in t.gelu(i[0], approximate: true) }
         checkGradients("tanh", inputs: [x]) { t, i in t.tanh(i[0]) }
+        // Kept away from the kink at 0, where finite differences are meaningless.
+        let r = randomTensor([3, 37], seed: 41)
+        for j in 0..<r.count { r.pointer[j] += r.pointer[j] < 0 ? -0.1 : 0.1 }
+        checkGradients("relu", inputs: [r]) { t, i in t.relu(i[0]) }
+        checkGradients("meanSquaredError", inputs: [x, randomTensor([3, 37], seed: 42)]) { t, i in
+            t.meanSquaredError(i[0], i[1])
+        }
         checkGradients("scale", inputs: [x]) { t, i in t.scale(i[0], by: -0.7) }
     }
 
