@@ -45,10 +45,16 @@ let package = Package(
             dependencies: ["AQNN", "AQSafeTensors", "AQTokenizer"],
             swiftSettings: optimised
         ),
+        // Model resolution: a directory, the local Hugging Face cache, or a hub download.
+        .target(name: "AQHub"),
+        // Task readers, features, metrics and the trainer.
+        .target(name: "AQTasks", dependencies: ["AQBert"], swiftSettings: optimised),
         .executableTarget(
             name: "aqbert",
             dependencies: [
                 "AQBert",
+                "AQTasks",
+                "AQHub",
                 "AQTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -56,6 +62,8 @@ let package = Package(
         .testTarget(name: "AQCoreTests", dependencies: ["AQCore", "AQNN"]),
         .testTarget(name: "AQTokenizerTests", dependencies: ["AQTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AQSafeTensorsTests", dependencies: ["AQSafeTensors"]),
+        .testTarget(name: "AQHubTests", dependencies: ["AQHub"]),
+        .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
         .testTarget(name: "AQBertCLITests", dependencies: ["aqbert"]),
         .testTarget(

@@ -79,6 +79,11 @@ public struct BertLoadReport: Sendable, Equatable {
     public var initialized: [String] = []
     /// Checkpoint tensors the model does not use (other heads, pretraining heads, buffers).
     public var unused: [String] = []
+
+    public init(initialized: [String] = [], unused: [String] = []) {
+        self.initialized = initialized
+        self.unused = unused
+    }
 }
 
 extension BertTaskModel {

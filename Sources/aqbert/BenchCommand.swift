@@ -22,7 +22,7 @@ struct BenchCommand: ParsableCommand {
     )
 
     struct Options: ParsableArguments {
-        @Option(help: "A Hugging Face BERT directory (its weights and shapes).")
+        @Option(help: "A Hugging Face BERT directory or hub id (its weights and shapes).")
         var model: String?
         @Option(help: "Random weights with these shapes instead of --model.")
         var config: ConfigPreset?
@@ -45,7 +45,7 @@ struct BenchCommand: ParsableCommand {
             var loaded: BertTaskModel? = nil
             var label = config?.rawValue ?? ""
             if let path = model {
-                let dir = try TextIO.existingDirectory(path, option: "--model")
+                let dir = try TextIO.modelDirectory(path)
                 let (m, _) = try BertTaskModel.load(directory: dir, architecture: .sequenceClassification, numLabels: 2)
                 loaded = m
                 cfg = m.config

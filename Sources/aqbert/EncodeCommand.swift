@@ -8,7 +8,7 @@ struct EncodeCommand: ParsableCommand {
         abstract: "Embed texts with a BERT encoder: JSON Lines {\"input_ids\": [...], \"embedding\": [...]}."
     )
 
-    @Option(help: "A Hugging Face BERT directory (config.json, model.safetensors, vocab.txt).")
+    @Option(help: "A Hugging Face BERT directory (config.json, model.safetensors, vocab.txt) or a hub id (org/name[@revision]) found in the local Hugging Face cache or downloaded.")
     var model: String
     @Option(help: "UTF-8 text, one text per line ('-' = standard input).")
     var input: String
@@ -29,7 +29,7 @@ struct EncodeCommand: ParsableCommand {
     func run() throws {
         if let threads { Runtime.threads = threads }
         let texts = try TextIO.readLines(input)
-        let encoder = try SentenceEncoder(directory: try TextIO.existingDirectory(model, option: "--model"))
+        let encoder = try SentenceEncoder(directory: try TextIO.modelDirectory(model))
         let results = encoder.encode(texts, pooling: pooling, batchSize: batchSize) { done, total in
             TextIO.progress("encoded \(done)/\(total)")
         }

@@ -1,4 +1,5 @@
 import AQBert
+import AQHub
 import AQTokenizer
 import Foundation
 
@@ -32,13 +33,24 @@ enum TextIO {
         return URL(fileURLWithPath: path)
     }
 
-    static func existingDirectory(_ path: String, option: String) throws -> URL {
+    /// `--model`: a directory, or a Hugging Face id resolved from the local cache or the hub
+    /// (with a progress bar on a terminal).
+    /// `requireConfig: false` accepts any existing directory (a tokenizer needs only vocab.txt).
+    static func modelDirectory(_ spec: String, requireConfig: Bool = true) throws -> URL {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw CLIError("\(option) \(path): no such directory")
+        if !requireConfig, FileManager.default.fileExists(atPath: spec, isDirectory: &isDir), isDir.boolValue {
+            return URL(fileURLWithPath: spec)
         }
-        if !isDir.boolValue { throw CLIError("\(option) \(path) is a file, expected a model directory") }
-        return URL(fileURLWithPath: path)
+        let tty = isatty(2) != 0
+        do {
+            let url = try ModelLocator().resolve(spec) { p in
+                guard tty else { return }
+                FileHandle.standardError.write(Data(("\r" + p.bar(width: 30) + (p.isFinished ? "\n" : "")).utf8))
+            }
+            return url
+        } catch let e as HubError {
+            throw CLIError("--model \(spec): \(e.description)")
+        }
     }
 
     /// Writes text to a path atomically (temp file + rename), or to stdout for '-'.

@@ -38,7 +38,7 @@ struct TokenizeCommand: ParsableCommand {
     func run() throws {
         let tokenizer: BertTokenizer
         do {
-            tokenizer = try BertTokenizer(directory: URL(fileURLWithPath: model))
+            tokenizer = try BertTokenizer(directory: TextIO.modelDirectory(model, requireConfig: false))
         } catch let error as TokenizerError {
             throw TokenizeCommandError("cannot load tokenizer: \(error.description)")
         }

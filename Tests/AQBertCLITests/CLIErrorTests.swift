@@ -43,7 +43,7 @@ final class CLIErrorTests: XCTestCase {
     func testDirectoryInsteadOfFile() throws {
         assertUserError(try encode(model, input: dir.path), contains: "is a directory")
         assertUserError(try CLI.run(["encode", "--model", input.path, "--input", input.path, "--output", "-"]),
-                        contains: "expected a model directory")
+                        contains: "is a file, not a model directory")
         assertUserError(try CLI.run(["encode", "--model", model.path, "--input", input.path, "--output", dir.path]),
                         contains: "is a directory")
     }

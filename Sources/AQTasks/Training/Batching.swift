@@ -1,0 +1,43 @@
+import AQBert
+
+/// Padded model inputs and targets for a group of features. Legend: B = rows, T = longest row.
+public struct FeatureBatch {
+    public var inputs: BertBatch
+    /// Sequence labels (B), token labels (B*T, -100 on padding), or nil.
+    public var labels: [Int32]?
+    public var startPositions: [Int32]?
+    public var endPositions: [Int32]?
+
+    /// Right-pads `features` to their longest row (dynamic padding).
+    public init(_ features: [Feature], padId: Int) {
+        inputs = BertBatch(sequences: features.map(\.inputIds), typeIds: features.map(\.typeIds), padId: padId)
+        let t = inputs.sequenceLength
+        if features.allSatisfy({ $0.tokenLabels != nil }), !features.isEmpty {
+            var l = [Int32](repeating: -100, count: features.count * t)
+            for (b, f) in features.enumerated() {
+                for (i, v) in f.tokenLabels!.enumerated() where i < t { l[b * t + i] = v }
+            }
+            labels = l
+        } else if features.allSatisfy({ $0.label != nil }), !features.isEmpty {
+            labels = features.map { $0.label! }
+        }
+        if features.allSatisfy({ $0.startPosition != nil && $0.endPosition != nil }), !features.isEmpty {
+            startPositions = features.map { $0.startPosition! }
+            endPositions = features.map { $0.endPosition! }
+        }
+    }
+}
+
+/// Deterministic batch order: a permutation of `0..<count` from (seed, epoch), cut into
+/// consecutive batches. The same seed gives the same batches after a resume.
+public func epochBatches(count: Int, batchSize: Int, seed: UInt64, epoch: Int, shuffle: Bool) -> [[Int]] {
+    var order = Array(0..<count)
+    if shuffle {
+        var g = SeededGenerator(seed: seed &+ 0x5851_F42D_4C95_7F2D &* UInt64(epoch + 1))
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            let j = Int(g.next() % UInt64(i + 1))
+            order.swapAt(i, j)
+        }
+    }
+    return stride(from: 0, to: count, by: batchSize).map { Array(order[$0..<min(count, $0 + batchSize)]) }
+}

@@ -1,0 +1,270 @@
+import AQBert
+import AQTokenizer
+import Foundation
+
+/// What the trainer reports while it runs (the executable renders it).
+public enum TrainingEvent: Sendable {
+    /// One update: 1-based global step of `totalSteps`, its loss, learning rate, throughput, ETA.
+    case step(epoch: Int, globalStep: Int, totalSteps: Int, loss: Float, learningRate: Float,
+              examplesPerSecond: Double, etaSeconds: Double)
+    case evaluation(epoch: Int, metrics: [String: Double], isBest: Bool)
+    case checkpoint(path: String, globalStep: Int)
+    case resumed(globalStep: Int, epoch: Int)
+}
+
+/// Thrown when `Trainer.shouldStop` asked to abandon the run.
+public struct TrainingInterrupted: Error, CustomStringConvertible {
+    public let globalStep: Int
+    public var description: String { "training interrupted after update \(globalStep)" }
+}
+
+/// Metrics of one epoch's evaluation.
+public struct EpochResult: Codable, Sendable, Equatable {
+    public var epoch: Int
+    public var globalStep: Int
+    public var trainLoss: Double
+    public var metrics: [String: Double]
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, metrics
+        case globalStep = "global_step", trainLoss = "train_loss"
+    }
+}
+
+/// Everything needed to continue a killed run exactly where its last checkpoint was.
+struct TrainerState: Codable, Equatable {
+    var epoch: Int
+    var stepInEpoch: Int
+    var globalStep: Int
+    var lossSum: Double
+    var lossCount: Int
+    var bestMetric: Double?
+    var bestEpoch: Int?
+    var history: [EpochResult]
+    var arguments: TrainingArguments
+    /// Wall time spent training and evaluating, summed over resumed runs.
+    var trainSeconds: Double
+}
+
+/// Fine-tunes a `BertTaskModel` on a task: AdamW (no decay on biases and LayerNorm), linear
+/// warm-up/decay, gradient clipping, evaluation each epoch, best model kept in the output
+/// directory (Hugging Face layout), resumable checkpoints. Deterministic: batch order comes
+/// from (seed, epoch) and each update's dropout masks from (seed, step), so a resumed run
+/// reproduces an uninterrupted one.
+public final class Trainer {
+    public let model: BertTaskModel
+    public let pipeline: TaskPipeline
+    public let arguments: TrainingArguments
+    public let output: URL
+    let tokenizerDirectory: URL
+    let padId: Int
+    /// Polled after every update; returning true abandons the run at once, without a checkpoint
+    /// (as a crash would), throwing `TrainingInterrupted`. Tests use it to simulate `kill -9`.
+    public var shouldStop: (() -> Bool)?
+
+    public init(model: BertTaskModel, pipeline: TaskPipeline, arguments: TrainingArguments, output: URL,
+                tokenizerDirectory: URL, padId: Int) {
+        self.model = model
+        self.pipeline = pipeline
+        self.arguments = arguments
+        self.output = output
+        self.tokenizerDirectory = tokenizerDirectory
+        self.padId = padId
+        // Optimizer state and checkpoints are keyed by the Hugging Face names.
+        for (name, t) in model.checkpointParameters { t.name = name }
+    }
+
+    var checkpointPointer: URL { output.appendingPathComponent("last-checkpoint.json") }
+
+    /// Runs (or, with `resume`, continues) training. Returns the per-epoch results.
+    @discardableResult
+    public func train(resume: Bool, progress: (TrainingEvent) -> Void) throws -> [EpochResult] {
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let a = arguments
+        let features = pipeline.trainFeatures
+        if features.isEmpty { throw DataError("the training data has no usable examples") }
+        let stepsPerEpoch = (features.count + a.batchSize - 1) / a.batchSize
+        let totalSteps = stepsPerEpoch * a.epochs
+        let schedule = LinearSchedule(warmupSteps: Int((Double(totalSteps) * Double(a.warmupRatio)).rounded(.up)),
+                                      totalSteps: totalSteps)
+        let named = model.checkpointParameters
+        let noDecay = { (n: String) in n.hasSuffix("bias") || n.contains("LayerNorm") }
+        let optimizer = AdamW(groups: [ParameterGroup(named.filter { !noDecay($0.name) }.map(\.tensor), weightDecay: a.weightDecay),
+                                       ParameterGroup(named.filter { noDecay($0.name) }.map(\.tensor), weightDecay: 0)],
+                              learningRate: a.learningRate)
+        var state = TrainerState(epoch: 0, stepInEpoch: 0, globalStep: 0, lossSum: 0, lossCount: 0, bestMetric: nil,
+                                 bestEpoch: nil, history: [], arguments: a, trainSeconds: 0)
+        if resume, let restored = try loadCheckpoint(optimizer: optimizer) {
+            guard restored.arguments == a else {
+                throw DataError("--resume: \(output.path) was trained with other arguments; use the same flags or a new --output")
+            }
+            state = restored
+            progress(.resumed(globalStep: state.globalStep, epoch: state.epoch))
+        } else {
+            try copyTokenizerFiles()
+            try writeJSON(a, to: output.appendingPathComponent("training_args.json"))
+        }
+        var started = Date()
+        var stepsTimed = 0
+        var clock = Date()
+        func tick() {
+            state.trainSeconds += Date().timeIntervalSince(clock)
+            clock = Date()
+        }
+        while state.epoch < a.epochs {
+            model.training = true
+            let batches = epochBatches(count: features.count, batchSize: a.batchSize, seed: a.seed, epoch: state.epoch, shuffle: true)
+            while state.stepInEpoch < batches.count {
+                let rows = batches[state.stepInEpoch].map { features[$0] }
+                let batch = FeatureBatch(rows, padId: padId)
+                for p in model.parameters { p.grad = nil }
+                model.bert.generator = SeededGenerator(seed: a.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(state.globalStep + 1)))
+                let tape = Tape()
+                let loss = lossOf(batch, tape: tape)
+                tape.backward(from: loss)
+                if a.maxGradNorm > 0 { clipGradientNorm(model.parameters, maxNorm: a.maxGradNorm) }
+                optimizer.learningRate = a.learningRate * schedule.factor(at: state.globalStep)
+                optimizer.update()
+                state.globalStep += 1
+                state.stepInEpoch += 1
+                state.lossSum += Double(loss.scalar)
+                state.lossCount += 1
+                stepsTimed += 1
+                let elapsed = Date().timeIntervalSince(started)
+                let perStep = elapsed / Double(stepsTimed)
+                progress(.step(epoch: state.epoch, globalStep: state.globalStep, totalSteps: totalSteps, loss: loss.scalar,
+                               learningRate: optimizer.learningRate,
+                               examplesPerSecond: Double(stepsTimed * a.batchSize) / max(elapsed, 1e-9),
+                               etaSeconds: perStep * Double(totalSteps - state.globalStep)))
+                if shouldStop?() == true { throw TrainingInterrupted(globalStep: state.globalStep) }
+                if a.saveSteps > 0, state.globalStep % a.saveSteps == 0, state.stepInEpoch < batches.count {
+                    tick()
+                    try saveCheckpoint(state, optimizer: optimizer)
+                    progress(.checkpoint(path: output.path, globalStep: state.globalStep))
+                }
+            }
+            // End of epoch: evaluate, keep the best model, checkpoint the position.
+            model.training = false
+            let metrics = try pipeline.evaluate(model: model, batchSize: a.evalBatchSize)
+            let score = metrics[pipeline.primaryMetric] ?? -.infinity
+            let isBest = state.bestMetric.map { score > $0 } ?? true
+            let result = EpochResult(epoch: state.epoch, globalStep: state.globalStep,
+                                     trainLoss: state.lossSum / Double(max(1, state.lossCount)), metrics: metrics)
+            state.history.append(result)
+            if isBest {
+                state.bestMetric = score
+                state.bestEpoch = state.epoch
+                try model.save(to: output, labelNames: pipeline.labelNames)
+            }
+            progress(.evaluation(epoch: state.epoch, metrics: metrics, isBest: isBest))
+            state.epoch += 1
+            state.stepInEpoch = 0
+            state.lossSum = 0
+            state.lossCount = 0
+            tick()
+            try writeEvalResults(state)
+            try saveCheckpoint(state, optimizer: optimizer)
+            started = Date()
+            stepsTimed = 0
+        }
+        return state.history
+    }
+
+    func lossOf(_ batch: FeatureBatch, tape: Tape) -> Tensor {
+        let logits = model.forward(batch.inputs, tape: tape)
+        switch model.architecture {
+        case .questionAnswering:
+            return model.spanLoss(logits, startPositions: batch.startPositions ?? [], endPositions: batch.endPositions ?? [], tape: tape)
+        default:
+            return model.classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
+        }
+    }
+
+    // MARK: - Files
+
+    func writeJSON<T: Encodable>(_ value: T, to url: URL) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(try e.encode(value), to: url)
+    }
+
+    func writeEvalResults(_ state: TrainerState) throws {
+        struct EvalResults: Encodable {
+            let task: String
+            let bestEpoch: Int?
+            let metrics: [String: Double]
+            let examples: Int
+            let history: [EpochResult]
+            let trainSeconds: Double
+            enum CodingKeys: String, CodingKey {
+                case task, metrics, examples, history
+                case bestEpoch = "best_epoch", trainSeconds = "train_seconds"
+            }
+        }
+        let best = state.bestEpoch.flatMap { e in state.history.first { $0.epoch == e } }
+        try writeJSON(EvalResults(task: pipeline.task.rawValue, bestEpoch: state.bestEpoch, metrics: best?.metrics ?? [:],
+                                  examples: pipeline.evaluationExampleCount, history: state.history,
+                                  trainSeconds: state.trainSeconds),
+                      to: output.appendingPathComponent("eval_results.json"))
+    }
+
+    func copyTokenizerFiles() throws {
+        let fm = FileManager.default
+        for f in ["vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"] {
+            let src = tokenizerDirectory.appendingPathComponent(f)
+            guard fm.fileExists(atPath: src.path) else { continue }
+            let dst = output.appendingPathComponent(f)
+            if src.standardizedFileURL == dst.standardizedFileURL { continue }
+            try writeAtomically(try Data(contentsOf: src), to: dst)
+        }
+    }
+
+    /// Writes weights, optimizer moments and position into a fresh `checkpoint-<step>` folder,
+    /// then points `last-checkpoint.json` at it (atomically) and removes older folders, so a
+    /// kill at any moment leaves one complete checkpoint.
+    func saveCheckpoint(_ state: TrainerState, optimizer: AdamW) throws {
+        let fm = FileManager.default
+        let name = "checkpoint-\(state.globalStep)"
+        let dir = output.appendingPathComponent(name)
+        try? fm.removeItem(at: dir)
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        try SafeTensorsWriter.write(model.checkpointParameters.map { (name: $0.name, shape: $0.tensor.shape, values: $0.tensor.array) },
+                                    to: dir.appendingPathComponent("model.safetensors"))
+        let (step, moments) = optimizer.state()
+        var tensors: [(name: String, shape: [Int], values: [Float])] = []
+        for (n, mv) in moments.sorted(by: { $0.key < $1.key }) {
+            tensors.append((name: "m." + n, shape: [mv.m.count], values: mv.m))
+            tensors.append((name: "v." + n, shape: [mv.v.count], values: mv.v))
+        }
+        try SafeTensorsWriter.write(tensors, metadata: ["format": "pt", "step": String(step)],
+                                    to: dir.appendingPathComponent("optimizer.safetensors"))
+        try writeJSON(state, to: dir.appendingPathComponent("trainer_state.json"))
+        try writeJSON(["checkpoint": name], to: checkpointPointer)
+        for item in (try? fm.contentsOfDirectory(atPath: output.path)) ?? []
+        where item.hasPrefix("checkpoint-") && item != name {
+            try? fm.removeItem(at: output.appendingPathComponent(item))
+        }
+    }
+
+    func loadCheckpoint(optimizer: AdamW) throws -> TrainerState? {
+        guard let data = try? Data(contentsOf: checkpointPointer),
+              let pointer = try? JSONDecoder().decode([String: String].self, from: data),
+              let name = pointer["checkpoint"] else { return nil }
+        let dir = output.appendingPathComponent(name)
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: dir.appendingPathComponent("trainer_state.json")))
+        let weights = try SafeTensorsFile(url: dir.appendingPathComponent("model.safetensors"))
+        for (n, t) in model.checkpointParameters {
+            let v = try weights.floats(n)
+            guard v.count == t.count else { throw DataError("checkpoint \(dir.path): tensor \(n) has the wrong size") }
+            t.assign(v)
+        }
+        let opt = try SafeTensorsFile(url: dir.appendingPathComponent("optimizer.safetensors"))
+        var moments: [String: (m: [Float], v: [Float])] = [:]
+        for n in opt.names where n.hasPrefix("m.") {
+            let key = String(n.dropFirst(2))
+            moments[key] = (try opt.floats(n), try opt.floats("v." + key))
+        }
+        optimizer.restore(step: Int(opt.metadata["step"] ?? "") ?? state.globalStep, moments: moments)
+        return state
+    }
+}

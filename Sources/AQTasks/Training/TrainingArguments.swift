@@ -1,0 +1,53 @@
+import Foundation
+
+/// Hyper-parameters of a fine-tuning run; written to `training_args.json` so a run can be
+/// reproduced. Defaults per task follow METHOD.md section 7 (BERT papers, Q-BERT's code).
+public struct TrainingArguments: Codable, Sendable, Equatable {
+    public var task: TaskName
+    public var epochs: Int
+    public var learningRate: Float
+    public var batchSize: Int
+    public var evalBatchSize: Int
+    public var maxSeqLength: Int
+    public var seed: UInt64
+    /// Share of all updates spent in linear warm-up (then linear decay to 0).
+    public var warmupRatio: Float
+    /// AdamW decoupled weight decay, applied to every parameter except biases and LayerNorm.
+    public var weightDecay: Float
+    /// Global gradient-norm clipping (0 disables).
+    public var maxGradNorm: Float
+    /// SQuAD window stride and answer decoding.
+    public var docStride: Int
+    public var maxAnswerLength: Int
+    public var nBestSize: Int
+    /// A resumable checkpoint every this many updates (and at each epoch end); 0 = epoch ends only.
+    public var saveSteps: Int
+    public var threads: Int
+
+    public static func defaults(for task: TaskName) -> TrainingArguments {
+        var a = TrainingArguments(task: task, epochs: 3, learningRate: 2e-5, batchSize: 32, evalBatchSize: 64, maxSeqLength: 128,
+                                  seed: 42, warmupRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1.0, docStride: 128,
+                                  maxAnswerLength: 30, nBestSize: 20, saveSteps: 500, threads: 0)
+        switch task {
+        case .sst2, .mnli: break
+        case .conll2003: a.learningRate = 5e-5
+        case .squad:
+            a.epochs = 2
+            a.learningRate = 3e-5
+            a.batchSize = 12
+            a.evalBatchSize = 32
+            a.maxSeqLength = 384
+        }
+        return a
+    }
+
+    /// Checks ranges; the message says which flag to fix.
+    public func validate() throws {
+        if epochs < 1 { throw DataError("--epochs must be at least 1") }
+        if !(learningRate > 0) { throw DataError("--lr must be positive") }
+        if batchSize < 1 || evalBatchSize < 1 { throw DataError("--batch-size must be at least 1") }
+        if maxSeqLength < 8 { throw DataError("--max-seq-length must be at least 8") }
+        if !(warmupRatio >= 0 && warmupRatio < 1) { throw DataError("--warmup-ratio must be in [0, 1)") }
+        if task == .squad && docStride >= maxSeqLength { throw DataError("--doc-stride must be smaller than --max-seq-length") }
+    }
+}

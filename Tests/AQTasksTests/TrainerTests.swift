@@ -1,0 +1,132 @@
+import AQBert
+import Foundation
+import XCTest
+
+@testable import AQTasks
+
+/// A synthetic sequence-classification task on the tiny BERT fixture: the label is whether
+/// token 7 occurs in the row. Evaluation = accuracy and the mean logit (a sensitive number).
+struct SyntheticPipeline: TaskPipeline {
+    let task = TaskName.sst2
+    let architecture = BertArchitecture.sequenceClassification
+    let labelNames: [String]? = ["no", "yes", "unused"]
+    let trainFeatures: [Feature]
+    let evalFeatures: [Feature]
+    var evaluationExampleCount: Int { evalFeatures.count }
+    let primaryMetric = "accuracy"
+
+    init(seed: UInt64, train: Int, eval: Int) {
+        var g = SeededGenerator(seed: seed)
+        func make(_ i: Int) -> Feature {
+            let n = 4 + Int(g.next() % 8)
+            let ids = [2] + (0..<n).map { _ in 5 + Int(g.next() % 20) } + [3]
+            return Feature(inputIds: ids, typeIds: [Int](repeating: 0, count: ids.count), label: ids.contains(7) ? 1 : 0,
+                           tokenLabels: nil, startPosition: nil, endPosition: nil, exampleIndex: i)
+        }
+        trainFeatures = (0..<train).map(make)
+        evalFeatures = (0..<eval).map(make)
+    }
+
+    func evaluate(model: BertTaskModel, batchSize: Int) throws -> [String: Double] {
+        let logits = featureLogits(model: model, features: evalFeatures, batchSize: batchSize, padId: 0)
+        var correct = 0
+        var sum = 0.0
+        for (f, l) in zip(evalFeatures, logits) {
+            let pred = l.indices.max { l[$0] < l[$1] }!
+            if Int32(pred) == f.label { correct += 1 }
+            sum += l.reduce(0) { $0 + Double($1) }
+        }
+        return ["accuracy": 100 * Double(correct) / Double(evalFeatures.count), "mean_logit": sum / Double(evalFeatures.count)]
+    }
+}
+
+final class TrainerTests: XCTestCase {
+    static var tinyModel: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("AQBertTests/Fixtures/tiny-bert-seqcls")
+    }
+
+    func scratch() throws -> URL {
+        let u = FileManager.default.temporaryDirectory.appendingPathComponent("aqbert-trainer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+        return u
+    }
+
+    func arguments() -> TrainingArguments {
+        var a = TrainingArguments.defaults(for: .sst2)
+        a.epochs = 2
+        a.batchSize = 8
+        a.learningRate = 1e-3
+        a.saveSteps = 3
+        a.seed = 11
+        return a
+    }
+
+    func makeTrainer(output: URL) throws -> Trainer {
+        var (model, _) = try BertTaskModel.load(directory: Self.tinyModel)
+        // Dropout on, so the per-step dropout seeds are exercised by the resume test.
+        var c = model.config
+        c.hiddenDropoutProb = 0.1
+        c.attentionProbsDropoutProb = 0.1
+        let fresh = BertTaskModel(config: c, architecture: .sequenceClassification, numLabels: 3)
+        for ((_, a), (_, b)) in zip(fresh.checkpointParameters, model.checkpointParameters) { a.assign(b.array) }
+        model = fresh
+        return Trainer(model: model, pipeline: SyntheticPipeline(seed: 5, train: 60, eval: 30), arguments: arguments(),
+                       output: output, tokenizerDirectory: Self.tinyModel, padId: 0)
+    }
+
+    func testTrainingIsDeterministicAndResumesExactly() throws {
+        let dirA = try scratch(), dirB = try scratch(), dirC = try scratch()
+        defer { for d in [dirA, dirB, dirC] { try? FileManager.default.removeItem(at: d) } }
+
+        let uninterrupted = try makeTrainer(output: dirA).train(resume: false) { _ in }
+        XCTAssertEqual(uninterrupted.count, 2)
+        XCTAssertLessThan(uninterrupted[1].trainLoss, uninterrupted[0].trainLoss + 0.5)
+
+        // Same seed, same numbers.
+        let again = try makeTrainer(output: dirB).train(resume: false) { _ in }
+        XCTAssertEqual(again, uninterrupted)
+
+        // Abandoned mid-epoch (after update 10 of 16; last checkpoint at update 9), then resumed
+        // by a fresh process-like trainer: identical history and weights.
+        let first = try makeTrainer(output: dirC)
+        var updates = 0
+        first.shouldStop = { updates += 1; return updates == 10 }
+        XCTAssertThrowsError(try first.train(resume: false) { _ in })
+        var resumedAt = -1
+        let resumed = try makeTrainer(output: dirC).train(resume: true) { event in
+            if case .resumed(let step, _) = event { resumedAt = step }
+        }
+        XCTAssertEqual(resumedAt, 9)
+        XCTAssertEqual(resumed, uninterrupted)
+        let wa = try SafeTensorsFile(url: dirA.appendingPathComponent("model.safetensors"))
+        let wc = try SafeTensorsFile(url: dirC.appendingPathComponent("model.safetensors"))
+        for n in wa.names { XCTAssertEqual(try wa.floats(n), try wc.floats(n), n) }
+
+        // The output directory is a Hugging Face model directory.
+        let (reloaded, report) = try BertTaskModel.load(directory: dirA)
+        XCTAssertEqual(report, BertLoadReport())
+        XCTAssertEqual(reloaded.config.id2label?[1], "yes")
+        for f in ["config.json", "model.safetensors", "training_args.json", "eval_results.json", "last-checkpoint.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dirA.appendingPathComponent(f).path), f)
+        }
+        let results = try JSONSerialization.jsonObject(with: Data(contentsOf: dirA.appendingPathComponent("eval_results.json"))) as! [String: Any]
+        XCTAssertEqual(results["task"] as? String, "sst2")
+        XCTAssertNotNil((results["metrics"] as? [String: Double])?["accuracy"])
+    }
+
+    func testResumeWithOtherArgumentsIsRefused() throws {
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let t = try makeTrainer(output: dir)
+        var n = 0
+        t.shouldStop = { n += 1; return n == 4 }
+        XCTAssertThrowsError(try t.train(resume: false) { _ in })
+        var other = arguments()
+        other.learningRate = 5e-4
+        let (model, _) = try BertTaskModel.load(directory: Self.tinyModel)
+        let t2 = Trainer(model: model, pipeline: SyntheticPipeline(seed: 5, train: 60, eval: 30), arguments: other,
+                         output: dir, tokenizerDirectory: Self.tinyModel, padId: 0)
+        XCTAssertThrowsError(try t2.train(resume: true) { _ in }) { XCTAssertTrue("\($0)".contains("other arguments"), "\($0)") }
+    }
+}
