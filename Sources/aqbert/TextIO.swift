@@ -66,6 +66,25 @@ enum TextIO {
     /// A JSON number for a float (shortest round-trip form); non-finite values become null.
     static func json(_ x: Float) -> String { x.isFinite ? "\(x)" : "null" }
 
+    /// The tokenizer of a model directory, as a one-line error.
+    static func loadTokenizer(_ dir: URL) throws -> BertTokenizer {
+        do { return try BertTokenizer(directory: dir) } catch { throw CLIError("\(error)") }
+    }
+
+    /// A warning line on stderr.
+    static func warn(_ line: String) {
+        FileHandle.standardError.write(Data("warning: \(line)\n".utf8))
+    }
+
+    /// "1h02m", "3m05s", "12s".
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "?" }
+        let s = Int(seconds.rounded())
+        if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }
+        if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return "\(s)s"
+    }
+
     /// One progress line on stderr, only when stderr is a terminal.
     static func progress(_ line: String) {
         guard isatty(2) != 0 else { return }

@@ -1,0 +1,178 @@
+import AQBert
+import AQTasks
+import AQTokenizer
+import ArgumentParser
+import Foundation
+
+/// Options shared by finetune / evaluate / predict.
+struct TaskModelOptions: ParsableArguments {
+    @Option(help: "A Hugging Face BERT directory or hub id (org/name[@revision]).")
+    var model: String
+    @Option(help: "Task: \(TaskName.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var task: TaskName
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func apply() { if let threads { Runtime.threads = threads } }
+}
+
+struct FinetuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Fine-tune a BERT on a task; the output is a Hugging Face model directory.",
+        discussion: """
+            Defaults (METHOD.md section 7): sst2/mnli 3 epochs, lr 2e-5, batch 32, seq 128; \
+            conll2003 3 epochs, lr 5e-5, batch 32, seq 128; squad 2 epochs, lr 3e-5, batch 12, \
+            seq 384, doc stride 128. AdamW (no decay on biases and LayerNorm), warm-up ratio 0.1 \
+            then linear decay, gradient clipping at 1.0. The best epoch's model is kept.
+            """
+    )
+
+    @OptionGroup var common: TaskModelOptions
+    @Option(help: "Training data in the task's original format.") var train: String
+    @Option(help: "Evaluation data, scored after every epoch.") var dev: String
+    @Option(help: "Output directory (created).") var output: String
+    @Option(help: "Epochs.") var epochs: Int?
+    @Option(name: .customLong("lr"), help: "Peak learning rate.") var learningRate: Float?
+    @Option(help: "Examples per update.") var batchSize: Int?
+    @Option(help: "Longest input in tokens.") var maxSeqLength: Int?
+    @Option(help: "Seed of initialisation, batch order and dropout.") var seed: UInt64?
+    @Option(help: "Share of updates spent warming up.") var warmupRatio: Float?
+    @Option(help: "Weight decay (not on biases and LayerNorm).") var weightDecay: Float?
+    @Option(help: "A resumable checkpoint every N updates (0: epoch ends only).") var saveSteps: Int?
+    @Option(help: "A progress line every N updates.") var logEvery: Int = 50
+    @Flag(help: "Continue from the last checkpoint in --output (after a kill).") var resume = false
+    @Flag(help: "Progress as one JSON object per line.") var json = false
+
+    func run() throws {
+        common.apply()
+        var a = TrainingArguments.defaults(for: common.task)
+        if let epochs { a.epochs = epochs }
+        if let learningRate { a.learningRate = learningRate }
+        if let batchSize { a.batchSize = batchSize }
+        if let maxSeqLength { a.maxSeqLength = maxSeqLength }
+        if let seed { a.seed = seed }
+        if let warmupRatio { a.warmupRatio = warmupRatio }
+        if let weightDecay { a.weightDecay = weightDecay }
+        if let saveSteps { a.saveSteps = saveSteps }
+        a.threads = Runtime.threads
+        do { try a.validate() } catch { throw CLIError("\(error)") }
+        let trainURL = try TextIO.existingFile(train, option: "--train")
+        let devURL = try TextIO.existingFile(dev, option: "--dev")
+        let outputURL = URL(fileURLWithPath: output)
+        if !resume, FileManager.default.fileExists(atPath: outputURL.appendingPathComponent("last-checkpoint.json").path) {
+            throw CLIError("--output \(output) holds a run already: add --resume to continue it, or choose a new directory")
+        }
+        let modelDir = try TextIO.modelDirectory(common.model)
+        let tokenizer = try TextIO.loadTokenizer(modelDir)
+        let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: trainURL,
+                                              evaluation: devURL)
+        let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
+                                                     numLabels: pipeline.labelNames?.count, seed: a.seed)
+        if !report.initialized.isEmpty {
+            TextIO.warn("new \(pipeline.architecture.rawValue) head, initialised (seed \(a.seed)): \(report.initialized.joined(separator: ", "))")
+        }
+        let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
+                              padId: tokenizer.padTokenId)
+        let json = self.json, logEvery = max(1, self.logEvery)
+        let history = try trainer.train(resume: resume) { event in
+            switch event {
+            case let .step(epoch, step, total, loss, lr, rate, eta):
+                guard step % logEvery == 0 || step == total else { return }
+                if json {
+                    print("{\"event\":\"step\",\"epoch\":\(epoch),\"step\":\(step),\"total_steps\":\(total),\"loss\":\(TextIO.json(loss)),\"learning_rate\":\(TextIO.json(lr)),\"examples_per_second\":\(String(format: "%.2f", rate)),\"eta_seconds\":\(Int(eta))}")
+                } else {
+                    print("epoch \(epoch + 1) step \(step)/\(total) loss \(String(format: "%.4f", loss)) lr \(String(format: "%.2e", lr)) \(String(format: "%.1f", rate)) ex/s ETA \(TextIO.duration(eta))")
+                }
+            case let .evaluation(epoch, metrics, isBest):
+                let m = metrics.sorted { $0.key < $1.key }
+                if json {
+                    print("{\"event\":\"evaluation\",\"epoch\":\(epoch),\"best\":\(isBest),\"metrics\":{\(m.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ","))}}")
+                } else {
+                    print("epoch \(epoch + 1) dev " + m.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: " ") + (isBest ? " (best)" : ""))
+                }
+            case let .checkpoint(_, step):
+                if json { print("{\"event\":\"checkpoint\",\"step\":\(step)}") }
+            case let .resumed(step, epoch):
+                if json { print("{\"event\":\"resumed\",\"step\":\(step),\"epoch\":\(epoch)}") } else { print("resumed at update \(step) (epoch \(epoch + 1))") }
+            }
+            fflush(stdout)
+        }
+        if !json, let best = history.max(by: { ($0.metrics[pipeline.primaryMetric] ?? 0) < ($1.metrics[pipeline.primaryMetric] ?? 0) }) {
+            print("best: epoch \(best.epoch + 1) " + best.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: " ") + "; model in \(output)")
+        }
+    }
+}
+
+/// Loads a fine-tuned model and the task's evaluation data.
+private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?) throws
+    -> (BertTaskModel, RunnableTask, TrainingArguments) {
+    common.apply()
+    var a = TrainingArguments.defaults(for: common.task)
+    if let maxSeqLength { a.maxSeqLength = maxSeqLength }
+    let dataURL = try TextIO.existingFile(data, option: "--data")
+    let modelDir = try TextIO.modelDirectory(common.model)
+    let tokenizer = try TextIO.loadTokenizer(modelDir)
+    let config = try BertConfig(contentsOf: modelDir)
+    let modelLabels = config.id2label.map { m in (0..<m.count).map { m[$0] ?? "LABEL_\($0)" } }
+    let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: nil, evaluation: dataURL,
+                                          modelLabels: common.task == .squad ? nil : modelLabels)
+    let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
+                                                 numLabels: pipeline.labelNames?.count)
+    if !report.initialized.isEmpty {
+        throw CLIError("--model \(common.model) has no fine-tuned \(pipeline.architecture.rawValue) head (missing \(report.initialized.joined(separator: ", "))): fine-tune it first with aqbert finetune")
+    }
+    return (model, pipeline, a)
+}
+
+struct EvaluateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evaluate",
+        abstract: "Score a fine-tuned model on a labelled data file.",
+        discussion: "With --json: {\"task\": \"sst2\", \"examples\": 872, \"metrics\": {\"accuracy\": 91.2}} (0-100 scale)."
+    )
+    @OptionGroup var common: TaskModelOptions
+    @Option(help: "Labelled data in the task's original format.") var data: String
+    @Option(help: "Examples per forward pass.") var batchSize: Int = 64
+    @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength)
+        let report = try pipeline.report(model: model, batchSize: max(1, batchSize))
+        print(json ? report.json : report.table)
+    }
+}
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Write per-example predictions of a fine-tuned model, in input order.",
+        discussion: """
+            sst2/mnli: JSON Lines {"index": i, "label": "...", "probabilities": [...]}; conll2003: JSON \
+            Lines of tokens, tags and entity spans, or with --format conll the data layout with the \
+            predicted tag as last column (what `score` reads); squad: predictions.json {id: answer}.
+            """
+    )
+    @OptionGroup var common: TaskModelOptions
+    @Option(help: "Data in the task's original format (labels not needed).") var data: String
+    @Option(help: "Output file ('-' = standard output).") var output: String
+    @Option(help: "json, or conll (conll2003 only).") var format: PredictionFormat = .json
+    @Option(help: "Examples per forward pass.") var batchSize: Int = 64
+    @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
+
+    func validate() throws {
+        if format == .conll && common.task != .conll2003 { throw ValidationError("--format conll applies to --task conll2003 only") }
+    }
+
+    func run() throws {
+        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength)
+        try TextIO.write(try pipeline.predictions(model: model, batchSize: max(1, batchSize), format: format), to: output)
+    }
+}
+
+extension PredictionFormat: ExpressibleByArgument {}

@@ -1,0 +1,126 @@
+import Foundation
+import XCTest
+
+/// finetune / evaluate / predict / score on the tiny model, and --resume after kill -9.
+final class FinetuneCommandTests: XCTestCase {
+    var dir: URL!
+    var model: URL!
+    var train: URL!
+    var dev: URL!
+
+    override func setUpWithError() throws {
+        dir = try Scratch.directory()
+        model = try Scratch.tinyModelWithVocab()
+        // A learnable toy SST-2: "good" -> 1, "bad" -> 0, with filler words.
+        var g = UInt64(7)
+        func next() -> UInt64 { g = g &* 6364136223846793005 &+ 1442695040888963407; return g >> 33 }
+        let filler = ["the", "movie", "is", "a", "the movie", "a movie is"]
+        func rows(_ n: Int) -> String {
+            var s = "sentence\tlabel\n"
+            for _ in 0..<n {
+                let good = next() % 2 == 0
+                s += "\(filler[Int(next() % 6)]) \(good ? "good" : "bad") \(filler[Int(next() % 6)]) .\t\(good ? 1 : 0)\n"
+            }
+            return s
+        }
+        train = dir.appendingPathComponent("train.tsv")
+        dev = dir.appendingPathComponent("dev.tsv")
+        try rows(240).write(to: train, atomically: true, encoding: .utf8)
+        try rows(40).write(to: dev, atomically: true, encoding: .utf8)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: dir)
+        try? FileManager.default.removeItem(at: model)
+    }
+
+    func finetuneArgs(_ out: URL) -> [String] {
+        ["finetune", "--model", model.path, "--task", "sst2", "--train", train.path, "--dev", dev.path, "--output", out.path,
+         "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--save-steps", "7", "--threads", "1", "--seed", "3"]
+    }
+
+    func results(_ out: URL) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("eval_results.json"))) as! [String: Any]
+    }
+
+    func testFinetuneEvaluatePredictScore() throws {
+        let out = dir.appendingPathComponent("run")
+        let r = try CLI.run(finetuneArgs(out) + ["--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // Progress: one JSON object per line.
+        for line in r.stdout.split(separator: "\n") {
+            XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line.utf8)), String(line))
+        }
+        let best = (try results(out)["metrics"] as! [String: Double])["accuracy"]!
+        XCTAssertGreaterThan(best, 80, "the toy task is learnable")
+
+        let e = try CLI.run(["evaluate", "--model", out.path, "--task", "sst2", "--data", dev.path, "--json"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(report["task"] as? String, "sst2")
+        XCTAssertEqual(report["examples"] as? Int, 40)
+        XCTAssertEqual((report["metrics"] as! [String: Double])["accuracy"]!, best, accuracy: 1e-9)
+
+        let predictions = dir.appendingPathComponent("pred.jsonl")
+        let p = try CLI.run(["predict", "--model", out.path, "--task", "sst2", "--data", dev.path, "--output", predictions.path])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        let first = try JSONSerialization.jsonObject(with: Data(String(contentsOf: predictions, encoding: .utf8).split(separator: "\n")[0].utf8)) as! [String: Any]
+        XCTAssertEqual(first["index"] as? Int, 0)
+        XCTAssertTrue(["negative", "positive"].contains(first["label"] as? String ?? ""))
+        XCTAssertEqual((first["probabilities"] as! [Double]).reduce(0, +), 1, accuracy: 1e-5)
+        let s = try CLI.run(["score", "--task", "sst2", "--data", dev.path, "--predictions", predictions.path, "--json"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let scored = try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((scored["metrics"] as! [String: Double])["accuracy"]!, best, accuracy: 1e-9)
+    }
+
+    func testResumeAfterKillMinus9GivesTheSameResult() throws {
+        let reference = dir.appendingPathComponent("reference"), killed = dir.appendingPathComponent("killed")
+        XCTAssertEqual(try CLI.run(finetuneArgs(reference)).status, 0)
+
+        // Start, wait for the first checkpoint, SIGKILL mid-epoch.
+        let p = Process()
+        p.executableURL = CLI.binary
+        p.arguments = finetuneArgs(killed)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let pointer = killed.appendingPathComponent("last-checkpoint.json")
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: pointer.path) && p.isRunning && Date() < deadline { usleep(2000) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "killed mid-run (the run must not have finished)")
+        let partial = (try? results(killed))?["history"] as? [Any]
+        XCTAssertNotEqual(partial?.count, 2, "the run was killed before its last epoch")
+
+        // Without --resume the directory is refused; with it the run finishes identically.
+        assertUserError(try CLI.run(finetuneArgs(killed)), contains: "--resume")
+        let r = try CLI.run(finetuneArgs(killed) + ["--resume"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("resumed at update"), r.stdout)
+        let a = try results(reference), b = try results(killed)
+        XCTAssertEqual(a["metrics"] as! [String: Double], b["metrics"] as! [String: Double])
+        XCTAssertEqual(NSArray(array: a["history"] as! [Any]), NSArray(array: b["history"] as! [Any]))
+        XCTAssertEqual(try Data(contentsOf: reference.appendingPathComponent("model.safetensors")),
+                       try Data(contentsOf: killed.appendingPathComponent("model.safetensors")))
+    }
+
+    func testNewUserMistakes() throws {
+        let out = dir.appendingPathComponent("x").path
+        assertUserError(try CLI.run(["finetune", "--model", model.path, "--task", "sst3", "--train", train.path, "--dev", dev.path,
+                                     "--output", out]), contains: "sst3")
+        // A TSV passed as CoNLL.
+        assertUserError(try CLI.run(["finetune", "--model", model.path, "--task", "conll2003", "--train", train.path,
+                                     "--dev", dev.path, "--output", out]), contains: "TSV")
+        let empty = dir.appendingPathComponent("empty.tsv")
+        try Data().write(to: empty)
+        assertUserError(try CLI.run(["finetune", "--model", model.path, "--task", "sst2", "--train", empty.path, "--dev", dev.path,
+                                     "--output", out]), contains: "empty")
+        assertUserError(try CLI.run(["finetune", "--model", model.path, "--task", "sst2", "--train", train.path,
+                                     "--dev", dir.appendingPathComponent("missing-dev.tsv").path, "--output", out]),
+                        contains: "missing-dev.tsv")
+        assertUserError(try CLI.run(["evaluate", "--model", model.path, "--task", "sst2", "--data", dev.path]),
+                        contains: "fine-tune it first")
+    }
+}
