@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "AQHubTests", dependencies: ["AQHub"]),
         .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
-        .testTarget(name: "AQBertCLITests", dependencies: ["aqbert"]),
+        .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer"], exclude: ["Fixtures"]),
         .testTarget(
             name: "AQBertTests",
             dependencies: ["AQBert"],
