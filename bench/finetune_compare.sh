@@ -31,8 +31,8 @@
 #                override the per-task defaults for both sides (blank = default: lr 2e-5,
 #                conll 5e-5, squad 3e-5; batch 32, squad 12; seq 128, squad 384; warm-up 0.1;
 #                seed 42)
-#   DOC_STRIDE   SQuAD window stride passed to both sides as --doc-stride (blank = not passed;
-#                both default to 128, which needs MAX_SEQ_LENGTH > 128)
+#                (SQuAD keeps doc stride 128 on both sides, so MAX_SEQ_LENGTH must be > 128 when
+#                squad is in TASKS)
 #   LIMIT_TRAIN  if set, both sides train on the first N training examples only (truncated copies
 #                of the train file in its own format; N questions for SQuAD, N sentences for CoNLL)
 #   LIMIT_DEV    likewise for the dev file (quick runs only: the metric is then not comparable
@@ -63,9 +63,6 @@ if [[ -z "${MODEL:-}" ]]; then
         MODEL=/work/models/all-MiniLM-L6-v2
     fi
 fi
-LOGDIR="${LOGDIR:-$(mktemp -d -t finetune_compare.XXXXXX)}"
-mkdir -p "$LOGDIR/data"
-LOGDIR="$(cd "$LOGDIR" && pwd)"
 HF_SCRIPT="$PWD/bench/hf_finetune.py"
 
 if [[ ! -x "$AQBERT" ]]; then
@@ -80,12 +77,25 @@ if [[ ! -f "$MODEL/config.json" ]]; then
     echo "error: no model at $MODEL (config.json missing; set MODEL=...)" >&2
     exit 1
 fi
-for v in THREADS EPOCHS LIMIT_TRAIN LIMIT_DEV; do
-    if [[ -n "${!v}" && ! "${!v}" =~ ^[1-9][0-9]*$ ]]; then
-        echo "error: $v must be a positive integer (got '${!v}')" >&2
+if [[ -n "${SEED:-}" && ! "$SEED" =~ ^[0-9]+$ ]]; then
+    echo "error: SEED must be a non-negative integer (got '$SEED')" >&2
+    exit 1
+fi
+for v in THREADS EPOCHS LIMIT_TRAIN LIMIT_DEV BATCH_SIZE MAX_SEQ_LENGTH; do
+    if [[ -n "${!v:-}" && ! "${!v:-}" =~ ^[1-9][0-9]*$ ]]; then
+        echo "error: $v must be a positive integer (got '${!v:-}')" >&2
         exit 1
     fi
 done
+
+if [[ " $TASKS " == *" squad "* && -n "${MAX_SEQ_LENGTH:-}" && "${MAX_SEQ_LENGTH}" -le 128 ]]; then
+    echo "error: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH with squad: the doc stride is 128 on both sides, so it must be > 128" >&2
+    exit 1
+fi
+
+LOGDIR="${LOGDIR:-$(mktemp -d -t finetune_compare.XXXXXX)}"
+mkdir -p "$LOGDIR/data"
+LOGDIR="$(cd "$LOGDIR" && pwd)"
 
 COMMANDS="$LOGDIR/commands.sh"
 SUMMARY="$LOGDIR/summary.txt"
@@ -202,7 +212,6 @@ for task in $TASKS; do
 
     hp=(--epochs "$ep" --lr "$lr" --batch-size "$bs" --max-seq-length "$seq" --seed "$seed"
         --warmup-ratio "$warm" --threads "$THREADS")
-    if [[ "$task" == squad && -n "${DOC_STRIDE:-}" ]]; then hp+=(--doc-stride "$DOC_STRIDE"); fi
     a_out="$LOGDIR/aqbert_$task"; h_out="$LOGDIR/transformers_$task"
     rm -rf "$a_out" "$h_out"
     a_ok=1; h_ok=1

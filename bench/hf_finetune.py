@@ -731,8 +731,9 @@ def main(argv=None):
         "task": task,
         "metrics": best["metrics"],
         "best_epoch": best["epoch"],
-        "examples": len(train_ex),
-        "dev_examples": len(dev_ex),
+        # as aqbert: "examples" = evaluated (dev) examples: questions (squad), sentences (conll2003)
+        "examples": len(dev_ex),
+        "train_examples": len(train_ex),
         "train_features": len(train_feats),
         "dev_features": len(dev_feats),
         "history": history,

@@ -40,6 +40,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .customLong("lr"), help: "Peak learning rate.") var learningRate: Float?
     @Option(help: "Examples per update.") var batchSize: Int?
     @Option(help: "Longest input in tokens.") var maxSeqLength: Int?
+    @Option(help: "SQuAD: tokens shared by consecutive windows of a long context.") var docStride: Int?
     @Option(help: "Seed of initialisation, batch order and dropout.") var seed: UInt64?
     @Option(help: "Share of updates spent warming up.") var warmupRatio: Float?
     @Option(help: "Weight decay (not on biases and LayerNorm).") var weightDecay: Float?
@@ -55,6 +56,7 @@ struct FinetuneCommand: ParsableCommand {
         if let learningRate { a.learningRate = learningRate }
         if let batchSize { a.batchSize = batchSize }
         if let maxSeqLength { a.maxSeqLength = maxSeqLength }
+        if let docStride { a.docStride = docStride }
         if let seed { a.seed = seed }
         if let warmupRatio { a.warmupRatio = warmupRatio }
         if let weightDecay { a.weightDecay = weightDecay }
@@ -103,17 +105,19 @@ struct FinetuneCommand: ParsableCommand {
             fflush(stdout)
         }
         if !json, let best = history.max(by: { ($0.metrics[pipeline.primaryMetric] ?? 0) < ($1.metrics[pipeline.primaryMetric] ?? 0) }) {
-            print("best: epoch \(best.epoch + 1) " + best.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: " ") + "; model in \(output)")
+            print("best: epoch \(best.epoch) " + best.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: " ") + "; model in \(output)")
         }
     }
 }
 
 /// Loads a fine-tuned model and the task's evaluation data.
-private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?) throws
+private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?, docStride: Int?) throws
     -> (BertTaskModel, RunnableTask, TrainingArguments) {
     common.apply()
     var a = TrainingArguments.defaults(for: common.task)
     if let maxSeqLength { a.maxSeqLength = maxSeqLength }
+    if let docStride { a.docStride = docStride }
+    do { try a.validate() } catch { throw CLIError("\(error)") }
     let dataURL = try TextIO.existingFile(data, option: "--data")
     let modelDir = try TextIO.modelDirectory(common.model)
     let tokenizer = try TextIO.loadTokenizer(modelDir)
@@ -139,10 +143,11 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Labelled data in the task's original format.") var data: String
     @Option(help: "Examples per forward pass.") var batchSize: Int = 64
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
+    @Option(help: "SQuAD window overlap in tokens (default 128).") var docStride: Int?
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength)
+        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride)
         let report = try pipeline.report(model: model, batchSize: max(1, batchSize))
         print(json ? report.json : report.table)
     }
@@ -164,13 +169,14 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "json, or conll (conll2003 only).") var format: PredictionFormat = .json
     @Option(help: "Examples per forward pass.") var batchSize: Int = 64
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
+    @Option(help: "SQuAD window overlap in tokens (default 128).") var docStride: Int?
 
     func validate() throws {
         if format == .conll && common.task != .conll2003 { throw ValidationError("--format conll applies to --task conll2003 only") }
     }
 
     func run() throws {
-        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength)
+        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride)
         try TextIO.write(try pipeline.predictions(model: model, batchSize: max(1, batchSize), format: format), to: output)
     }
 }

@@ -20,6 +20,7 @@ public struct TrainingInterrupted: Error, CustomStringConvertible {
 
 /// Metrics of one epoch's evaluation.
 public struct EpochResult: Codable, Sendable, Equatable {
+    /// 1-based.
     public var epoch: Int
     public var globalStep: Int
     public var trainLoss: Double
@@ -148,12 +149,13 @@ public final class Trainer {
             let metrics = try pipeline.evaluate(model: model, batchSize: a.evalBatchSize)
             let score = metrics[pipeline.primaryMetric] ?? -.infinity
             let isBest = state.bestMetric.map { score > $0 } ?? true
-            let result = EpochResult(epoch: state.epoch, globalStep: state.globalStep,
+            // Epochs are numbered from 1 in results (as transformers reports them).
+            let result = EpochResult(epoch: state.epoch + 1, globalStep: state.globalStep,
                                      trainLoss: state.lossSum / Double(max(1, state.lossCount)), metrics: metrics)
             state.history.append(result)
             if isBest {
                 state.bestMetric = score
-                state.bestEpoch = state.epoch
+                state.bestEpoch = state.epoch + 1
                 try model.save(to: output, labelNames: pipeline.labelNames)
             }
             progress(.evaluation(epoch: state.epoch, metrics: metrics, isBest: isBest))
