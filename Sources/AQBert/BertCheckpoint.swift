@@ -127,6 +127,9 @@ extension BertTaskModel {
             }
             guard let info = checkpoint.info(stored) else { throw BertError("\(source): missing tensor \(stored)") }
             if info.shape != tensor.shape {
+                if isHead {
+                    throw BertError("\(source): tensor \(stored) has shape \(info.shape) but the task needs \(tensor.shape) (a head trained for another label set: start from the base encoder checkpoint instead)")
+                }
                 throw BertError("\(source): tensor \(stored) has shape \(info.shape) but the config implies \(tensor.shape)")
             }
             guard info.dtype.isFloatingPoint else {
