@@ -45,10 +45,12 @@ let package = Package(
             dependencies: ["AQNN", "AQSafeTensors", "AQTokenizer"],
             swiftSettings: optimised
         ),
+        // Sub-group quantization: bit plans, fake-quant ops, quantized models.
+        .target(name: "AQQuant", dependencies: ["AQBert", "CAQKernels"], swiftSettings: optimised),
         // Model resolution: a directory, the local Hugging Face cache, or a hub download.
         .target(name: "AQHub"),
         // Task readers, features, metrics and the trainer.
-        .target(name: "AQTasks", dependencies: ["AQBert"], swiftSettings: optimised),
+        .target(name: "AQTasks", dependencies: ["AQBert", "AQQuant"], swiftSettings: optimised),
         .executableTarget(
             name: "aqbert",
             dependencies: [
@@ -63,6 +65,7 @@ let package = Package(
         .testTarget(name: "AQTokenizerTests", dependencies: ["AQTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AQSafeTensorsTests", dependencies: ["AQSafeTensors"]),
         .testTarget(name: "AQHubTests", dependencies: ["AQHub"]),
+        .testTarget(name: "AQQuantTests", dependencies: ["AQQuant"]),
         .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
         .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer"], exclude: ["Fixtures"]),

@@ -29,6 +29,10 @@ public final class Tape {
     @inline(__always)
     func record(_ output: Tensor, _ rule: @escaping () -> Void) { rules.append((output, rule)) }
 
+    /// `record` for ops defined outside this module (quantization): the rule reads
+    /// `output.grad` and accumulates into its inputs' gradients.
+    public func recordRule(_ output: Tensor, _ rule: @escaping () -> Void) { rules.append((output, rule)) }
+
     /// Seeds `d(loss)/d(loss) = seed` (a scalar loss) or `grad = seed` elementwise, runs every
     /// recorded rule in reverse order, then forgets them.
     public func backward(from loss: Tensor, seed: Float = 1, retainGradients: Bool = false) {

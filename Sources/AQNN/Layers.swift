@@ -4,6 +4,11 @@
 public final class Linear: Module {
     public let weight: Tensor
     public let bias: Tensor?
+    /// Replaces the weight in the forward pass (quantization-aware training installs fake
+    /// quantization here); the parameter itself stays fp32.
+    public var weightTransform: ((Tensor, Tape) -> Tensor)?
+    /// Applied to the input before the product (activation fake quantization).
+    public var inputTransform: ((Tensor, Tape) -> Tensor)?
 
     public init(inFeatures: Int, outFeatures: Int, bias hasBias: Bool = true) {
         weight = parameter([outFeatures, inFeatures], "weight")
@@ -14,7 +19,11 @@ public final class Linear: Module {
     public var outFeatures: Int { weight.shape[0] }
 
     /// x: [..., in] -> [..., out]
-    public func callAsFunction(_ x: Tensor, tape: Tape) -> Tensor { tape.linear(x, weight, bias) }
+    public func callAsFunction(_ x: Tensor, tape: Tape) -> Tensor {
+        let w = weightTransform?(weight, tape) ?? weight
+        let input = inputTransform?(x, tape) ?? x
+        return tape.linear(input, w, bias)
+    }
 
     public var namedParameters: [(path: String, tensor: Tensor)] {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
@@ -32,6 +41,8 @@ public final class Embedding: Module {
     public let weight: Tensor
     /// Row that receives no gradient (torch `padding_idx`), if any.
     public let paddingIndex: Int32?
+    /// Replaces the table in the forward pass (8-bit fake quantization of the rows).
+    public var tableTransform: ((Tensor, Tape) -> Tensor)?
 
     public init(count: Int, dimension: Int, paddingIndex: Int? = nil) {
         weight = parameter([count, dimension], "weight")
@@ -40,7 +51,7 @@ public final class Embedding: Module {
 
     /// ids (N) -> [shape..., C]
     public func callAsFunction(_ ids: [Int32], shape: [Int], tape: Tape) -> Tensor {
-        tape.embedding(weight, ids: ids, shape: shape, paddingIndex: paddingIndex)
+        tape.embedding(tableTransform?(weight, tape) ?? weight, ids: ids, shape: shape, paddingIndex: paddingIndex)
     }
 
     public var namedParameters: [(path: String, tensor: Tensor)] { [("weight", weight)] }

@@ -71,6 +71,17 @@ void aq_scale(float *x, float alpha, size_t n);                          // x *=
 void aq_dropout_forward(const float *x, const uint8_t *keep, float *y, size_t n, float scale);
 void aq_dropout_backward(const float *dy, const uint8_t *keep, float *dx, size_t n, float scale);
 
+// ---- Group quantization (quantize.c) ------------------------------------------
+void aq_minmax(const float *x, size_t n, float *lo, float *hi);
+// y = dequantize(quantize_b(x)) over one group; bits 0 -> zeros; constant group -> copy.
+void aq_fake_quantize(const float *x, float *y, size_t n, int bits);
+// Integer codes 0 .. 2^b - 1 and the group's range.
+void aq_quantize_codes(const float *x, uint8_t *codes, size_t n, int bits, float *lo, float *hi);
+// y += w * Q_b(x)
+void aq_fake_quantize_accumulate(const float *x, float *y, size_t n, int bits, float w);
+// sum_i g[i] * Q_b(x)[i]
+double aq_fake_quantize_dot(const float *x, const float *g, size_t n, int bits);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,63 @@
+import AQBert
+import CAQKernels
+
+/// 8-bit asymmetric fake quantization of a Linear's input (METHOD.md section 1): the range is a
+/// running min/max, an exponential moving average (momentum 0.99) of each training batch's
+/// min/max, frozen outside training. Backward passes the gradient where the input lies inside
+/// the range and blocks it where it was clamped (PyTorch `FakeQuantize` convention).
+public final class ActivationQuantizer {
+    public let bits: Int
+    public let momentum: Float
+    public private(set) var low: Float = 0
+    public private(set) var high: Float = 0
+    public private(set) var initialized = false
+    /// Updates the running range when true.
+    public var training = false
+
+    public init(bits: Int = 8, momentum: Float = 0.99) {
+        self.bits = bits
+        self.momentum = momentum
+    }
+
+    /// Restores a frozen range (from a saved model).
+    public func setRange(low: Float, high: Float) {
+        self.low = low
+        self.high = high
+        initialized = true
+    }
+
+    /// x: any shape -> same shape
+    public func callAsFunction(_ x: Tensor, tape: Tape) -> Tensor {
+        if training {
+            var lo: Float = 0, hi: Float = 0
+            aq_minmax(x.pointer, x.count, &lo, &hi)
+            if initialized {
+                low = momentum * low + (1 - momentum) * lo
+                high = momentum * high + (1 - momentum) * hi
+            } else {
+                (low, high, initialized) = (lo, hi, true)
+            }
+        }
+        guard initialized, high > low else { return x }
+        let (lo, hi) = (low, high)
+        let s = Float((1 << bits) - 1) / (hi - lo)
+        let tracked = tape.isRecording && x.requiresGrad
+        let y = Tensor(uninitialized: x.shape)
+        y.requiresGrad = tracked
+        let xp = x.pointer, yp = y.pointer
+        Runtime.parallelFor(x.count, grain: 1 << 16) { r in
+            for i in r {
+                let v = min(max(xp[i], lo), hi)
+                yp[i] = (s * (v - lo)).rounded(.toNearestOrEven) / s + lo
+            }
+        }
+        if tracked {
+            tape.recordRule(y) {
+                guard let dy = y.grad else { return }
+                let dx = x.ensureGrad().pointer
+                for i in 0..<x.count where xp[i] >= lo && xp[i] <= hi { dx[i] += dy.pointer[i] }
+            }
+        }
+        return y
+    }
+}

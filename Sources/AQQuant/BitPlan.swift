@@ -1,0 +1,223 @@
+import AQBert
+import Foundation
+
+/// The bit-width of every row group of every quantized encoder matrix (METHOD.md section 1).
+///
+/// Keyed by Hugging Face parameter path (`bert.encoder.layer.3.attention.self.query.weight`).
+/// Encoded with sorted keys so diffs are stable; decoding validates everything it can without a
+/// model (version, candidate set, group counts, bits in the set), and `validate(against:)`
+/// checks paths and shapes against a model.
+public struct BitPlan: Codable, Sendable, Equatable {
+    public static let currentVersion = 1
+
+    /// One matrix: `groups` contiguous row groups of a `[out, in]` weight, bits per group.
+    public struct Matrix: Codable, Sendable, Equatable {
+        public var shape: [Int]
+        public var groups: Int
+        public var bits: [Int]
+
+        public init(shape: [Int], groups: Int, bits: [Int]) {
+            self.shape = shape
+            self.groups = groups
+            self.bits = bits
+        }
+
+        public var rowsPerGroup: Int { shape[0] / groups }
+        /// Weights in one group.
+        public var groupSize: Int { rowsPerGroup * shape[1] }
+        public var weightCount: Int { shape[0] * shape[1] }
+        /// Bits of the argmax assignment (the paper's C, before /8/2^20).
+        public var totalBits: Int { bits.reduce(0) { $0 + $1 * groupSize } }
+    }
+
+    /// Where a plan came from (reported by `inspect`, kept for reproduction).
+    public struct Provenance: Codable, Sendable, Equatable {
+        /// "uniform", "random", "aq-bert", "q-bert".
+        public var method: String
+        public var task: String?
+        public var seed: UInt64?
+        public var targetMiB: Double?
+        public var achievedMiB: Double?
+        /// sha256 of the training data the plan was searched on.
+        public var dataSHA256: String?
+        /// Free-form facts: architecture optimiser and rate, lambda, source plan, ...
+        public var notes: [String: String]
+
+        public init(method: String, task: String? = nil, seed: UInt64? = nil, targetMiB: Double? = nil,
+                    achievedMiB: Double? = nil, dataSHA256: String? = nil, notes: [String: String] = [:]) {
+            self.method = method
+            self.task = task
+            self.seed = seed
+            self.targetMiB = targetMiB
+            self.achievedMiB = achievedMiB
+            self.dataSHA256 = dataSHA256
+            self.notes = notes
+        }
+    }
+
+    public var version: Int
+    /// Allowed bit-widths, ascending, within 0...8 (0 = pruned).
+    public var candidates: [Int]
+    public var matrices: [String: Matrix]
+    public var provenance: Provenance
+
+    public init(candidates: [Int], matrices: [String: Matrix], provenance: Provenance) {
+        version = Self.currentVersion
+        self.candidates = candidates
+        self.matrices = matrices
+        self.provenance = provenance
+    }
+
+    enum CodingKeys: String, CodingKey { case version, candidates, matrices, provenance }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        candidates = try c.decode([Int].self, forKey: .candidates)
+        matrices = try c.decode([String: Matrix].self, forKey: .matrices)
+        provenance = try c.decode(Provenance.self, forKey: .provenance)
+        try validateStructure()
+    }
+
+    // MARK: - Size (METHOD.md section 4)
+
+    /// Weights covered by the plan.
+    public var weightCount: Int { matrices.values.reduce(0) { $0 + $1.weightCount } }
+    /// C = sum n_ij * b_ij / 8 / 2^20 (MiB of weight bits; embeddings, biases, LayerNorm and head excluded).
+    public var sizeMiB: Double { Double(matrices.values.reduce(0) { $0 + $1.totalBits }) / 8 / 1_048_576 }
+    public var averageBits: Double { Double(matrices.values.reduce(0) { $0 + $1.totalBits }) / Double(max(1, weightCount)) }
+    /// Share of weights in 0-bit groups.
+    public var prunedFraction: Double {
+        Double(matrices.values.reduce(0) { $0 + $1.bits.filter { $0 == 0 }.count * $1.groupSize }) / Double(max(1, weightCount))
+    }
+
+    /// The size budget `V` for an average bit-width over `weights` encoder weights.
+    public static func budgetMiB(averageBits: Double, weights: Int) -> Double { Double(weights) * averageBits / 8 / 1_048_576 }
+
+    // MARK: - Validation
+
+    /// Checks that need no model.
+    public func validateStructure() throws {
+        guard version == Self.currentVersion else {
+            throw PlanError("unknown plan version \(version) (this aqbert reads version \(Self.currentVersion))")
+        }
+        try Self.validateCandidates(candidates)
+        if matrices.isEmpty { throw PlanError("the plan has no matrices") }
+        for (path, m) in matrices.sorted(by: { $0.key < $1.key }) {
+            guard m.shape.count == 2, m.shape.allSatisfy({ $0 > 0 }) else {
+                throw PlanError("\(path): shape \(m.shape) is not a positive [out, in] pair")
+            }
+            guard m.groups > 0, m.shape[0] % m.groups == 0 else {
+                throw PlanError("\(path): \(m.groups) groups do not divide its \(m.shape[0]) rows")
+            }
+            guard m.bits.count == m.groups else {
+                throw PlanError("\(path): \(m.bits.count) bit-widths for \(m.groups) groups")
+            }
+            if let bad = m.bits.first(where: { !candidates.contains($0) }) {
+                throw PlanError("\(path): bit-width \(bad) is not in the candidate set \(candidates)")
+            }
+        }
+    }
+
+    public static func validateCandidates(_ c: [Int]) throws {
+        if c.isEmpty { throw PlanError("the candidate bit-width set is empty") }
+        if let bad = c.first(where: { !(0...8).contains($0) }) { throw PlanError("bit-width \(bad) outside 0...8") }
+        if Set(c).count != c.count { throw PlanError("duplicate bit-widths in the candidate set \(c)") }
+        if c != c.sorted() { throw PlanError("candidate bit-widths must be ascending, got \(c)") }
+    }
+
+    /// Paths and shapes against the quantizable matrices of a model.
+    public func validate(against model: BertTaskModel) throws {
+        let expected = QuantizableMatrices.of(model)
+        let known = Dictionary(uniqueKeysWithValues: expected.map { ($0.path, $0.tensor.shape) })
+        for (path, m) in matrices.sorted(by: { $0.key < $1.key }) {
+            guard let shape = known[path] else {
+                throw PlanError("\(path) is not a quantizable encoder matrix of this model (\(model.config.numHiddenLayers) layers)")
+            }
+            guard shape == m.shape else { throw PlanError("\(path): the plan says shape \(m.shape), the model has \(shape)") }
+        }
+        if let missing = expected.first(where: { matrices[$0.path] == nil }) {
+            throw PlanError("the plan has no entry for \(missing.path)")
+        }
+    }
+
+    // MARK: - Files
+
+    /// Reads and validates a plan file.
+    public init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw PlanError("cannot read plan \(url.path): \(error.localizedDescription)") }
+        do { self = try JSONDecoder().decode(BitPlan.self, from: data) } catch let e as PlanError {
+            throw PlanError("\(url.path): \(e.description)")
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw PlanError("\(url.path): missing key \"\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))\"")
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw PlanError("\(url.path): wrong type at \"\(ctx.codingPath.map(\.stringValue).joined(separator: "."))\"")
+        } catch {
+            throw PlanError("\(url.path): not a bit plan (\(error.localizedDescription))")
+        }
+    }
+
+    /// Pretty JSON with sorted keys (stable diffs, byte-identical for identical plans).
+    public func jsonData() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try e.encode(self)
+    }
+
+    public func write(to url: URL) throws { try writeAtomically(try jsonData(), to: url) }
+}
+
+/// A bit-plan failure; one line.
+public struct PlanError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The dense encoder matrices AQ-BERT quantizes: Q, K, V, attention output, FFN in, FFN out of
+/// every block (METHOD.md section 1), with their Hugging Face paths.
+public enum QuantizableMatrices {
+    public static func of(_ model: BertTaskModel) -> [(path: String, tensor: Tensor)] {
+        let names = BertCheckpointNames.denseWeightNames(layers: model.config.numHiddenLayers,
+                                                        prefixed: model.architecture != .base)
+        let byName = Dictionary(uniqueKeysWithValues: model.checkpointParameters.map { ($0.name, $0.tensor) })
+        return names.compactMap { n in byName[n].map { (n, $0) } }
+    }
+}
+
+extension BitPlan {
+    /// Every group of every matrix at `bits`.
+    public static func uniform(model: BertTaskModel, bits: Int, groups: Int, candidates: [Int]? = nil) throws -> BitPlan {
+        let cands = candidates ?? [bits]
+        try validateCandidates(cands)
+        guard cands.contains(bits) else { throw PlanError("bit-width \(bits) is not in the candidate set \(cands)") }
+        var m: [String: Matrix] = [:]
+        for (path, t) in QuantizableMatrices.of(model) {
+            guard groups > 0, t.shape[0] % groups == 0 else {
+                throw PlanError("--groups \(groups) does not divide the \(t.shape[0]) rows of \(path)")
+            }
+            m[path] = Matrix(shape: t.shape, groups: groups, bits: [Int](repeating: bits, count: groups))
+        }
+        var plan = BitPlan(candidates: cands, matrices: m, provenance: Provenance(method: "uniform"))
+        plan.provenance.achievedMiB = plan.sizeMiB
+        return plan
+    }
+
+    /// The control of METHOD.md section 9: every matrix keeps its bit-width histogram, the
+    /// groups are shuffled (seeded).
+    public func shuffledControl(seed: UInt64) -> BitPlan {
+        var g = SeededGenerator(seed: seed)
+        var out = self
+        for path in matrices.keys.sorted() {
+            var bits = matrices[path]!.bits
+            for i in stride(from: bits.count - 1, to: 0, by: -1) {
+                bits.swapAt(i, Int(g.next() % UInt64(i + 1)))
+            }
+            out.matrices[path]!.bits = bits
+        }
+        out.provenance = Provenance(method: "random", task: provenance.task, seed: seed, targetMiB: provenance.targetMiB,
+                                    achievedMiB: out.sizeMiB, dataSHA256: nil,
+                                    notes: ["histogram_of": provenance.method])
+        return out
+    }
+}

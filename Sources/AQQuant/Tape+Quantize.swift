@@ -1,0 +1,77 @@
+import AQBert
+import CAQKernels
+
+// Quantization ops on the autodiff tape. Legend: O = output rows of a weight, I = its input
+// features, G = row groups (O % G == 0), n = (O / G) * I weights per group, K = candidates.
+
+extension Tape {
+    /// Fake quantization of each row group at its own bit-width, with the straight-through
+    /// estimator (METHOD.md Eq. 9-10): forward Q_b(W[j]); backward dW[j] += dY[j] for b >= 1,
+    /// nothing for pruned (b = 0) groups, whose output is the constant 0.
+    /// w: [O, I], groupBits: G values -> [O, I]
+    public func fakeQuantize(_ w: Tensor, groupBits: [Int]) -> Tensor {
+        let g = groupBits.count
+        precondition(w.rank == 2 && g > 0 && w.shape[0] % g == 0, "fakeQuantize: \(g) groups for \(w.shape)")
+        let n = w.count / g
+        let tracked = isRecording && w.requiresGrad
+        let y = Tensor(uninitialized: w.shape)
+        y.requiresGrad = tracked
+        Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n))) { r in
+            for j in r { aq_fake_quantize(w.pointer + j * n, y.pointer + j * n, n, Int32(groupBits[j])) }
+        }
+        if tracked {
+            recordRule(y) {
+                guard let dy = y.grad else { return }
+                let dw = w.ensureGrad().pointer
+                for j in 0..<g where groupBits[j] > 0 {
+                    Kernels.axpy(1, dy.pointer + j * n, dw + j * n, count: n)
+                }
+            }
+        }
+        return y
+    }
+
+    /// The super-network's mixed weight (METHOD.md section 3):
+    /// W_eff[j] = sum_k O[j, k] * Q_{b_k}(W[j]), computed group by group (no per-candidate copies).
+    /// Backward: dW[j] += (sum_{k: b_k > 0} O[j, k]) * dW_eff[j]   (straight-through per candidate)
+    ///           dO[j, k] += <dW_eff[j], Q_{b_k}(W[j])>           (quantized copies recomputed)
+    /// w: [O, I], mixing: [G, K], candidates: K bit-widths -> [O, I]
+    public func mixedQuantize(_ w: Tensor, mixing o: Tensor, candidates: [Int]) -> Tensor {
+        let g = o.shape[0], k = candidates.count
+        precondition(w.rank == 2 && o.rank == 2 && o.shape[1] == k && w.shape[0] % g == 0,
+                     "mixedQuantize: mixing \(o.shape) for weight \(w.shape) and \(k) candidates")
+        let n = w.count / g
+        let tracked = isRecording && (w.requiresGrad || o.requiresGrad)
+        let y = Tensor(zeros: w.shape)
+        y.requiresGrad = tracked
+        Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n * k))) { r in
+            for j in r {
+                for (c, b) in candidates.enumerated() {
+                    aq_fake_quantize_accumulate(w.pointer + j * n, y.pointer + j * n, n, Int32(b), o.pointer[j * k + c])
+                }
+            }
+        }
+        if tracked {
+            recordRule(y) {
+                guard let dy = y.grad else { return }
+                let dw = w.requiresGrad ? w.ensureGrad().pointer : nil
+                let dO = o.requiresGrad ? o.ensureGrad().pointer : nil
+                Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n * k))) { r in
+                    for j in r {
+                        if let dw {
+                            var keep: Float = 0
+                            for (c, b) in candidates.enumerated() where b > 0 { keep += o.pointer[j * k + c] }
+                            aq_axpy(keep, dy.pointer + j * n, dw + j * n, n)
+                        }
+                        if let dO {
+                            for (c, b) in candidates.enumerated() {
+                                dO[j * k + c] += Float(aq_fake_quantize_dot(w.pointer + j * n, dy.pointer + j * n, n, Int32(b)))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+}

@@ -1,0 +1,132 @@
+import AQBert
+import CAQKernels
+import Foundation
+import XCTest
+
+@testable import AQQuant
+
+final class QuantizerTests: XCTestCase {
+    func randomValues(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+        var g = SeededGenerator(seed: seed)
+        return (0..<n).map { _ in scale * g.nextNormal() }
+    }
+
+    /// Every bit-width: values land on the 2^b-level grid of [min, max], error at most half a step,
+    /// min and max are exact, and the quantizer is idempotent.
+    func testEveryBitWidth() {
+        let x = randomValues(301, seed: 1)
+        let lo = x.min()!, hi = x.max()!
+        for b in 1...8 {
+            var y = [Float](repeating: .nan, count: x.count)
+            aq_fake_quantize(x, &y, x.count, Int32(b))
+            let step = (hi - lo) / Float((1 << b) - 1)
+            for (a, q) in zip(x, y) {
+                XCTAssertLessThanOrEqual(abs(a - q), step / 2 * 1.0001 + 1e-6, "b=\(b)")
+                let level = (q - lo) / step
+                XCTAssertEqual(level, level.rounded(), accuracy: 1e-3, "b=\(b): \(q) is not on the grid")
+            }
+            XCTAssertLessThanOrEqual(Set(y.map { (($0 - lo) / step).rounded() }).count, 1 << b)
+            XCTAssertEqual(y.min()!, lo, accuracy: 1e-6)
+            XCTAssertEqual(y.max()!, hi, accuracy: 1e-5)
+            var z = [Float](repeating: .nan, count: x.count)
+            aq_fake_quantize(y, &z, y.count, Int32(b))
+            for (p, q) in zip(y, z) { XCTAssertEqual(p, q, accuracy: 1e-5) }
+        }
+    }
+
+    func testZeroBitsPrunesAndConstantGroupsPassThrough() {
+        let x = randomValues(10, seed: 2)
+        var y = [Float](repeating: .nan, count: 10)
+        aq_fake_quantize(x, &y, 10, 0)
+        XCTAssertEqual(y, [Float](repeating: 0, count: 10))
+        let c = [Float](repeating: 0.37, count: 7)
+        var d = [Float](repeating: .nan, count: 7)
+        for b in [1, 2, 4, 8] {
+            aq_fake_quantize(c, &d, 7, Int32(b))
+            XCTAssertEqual(d, c)
+        }
+    }
+
+    /// 2 bits of [0, 3]: levels 0, 1, 2, 3 exactly; ties round half to even (torch.round).
+    func testHandValues() {
+        let x: [Float] = [0, 0.5, 1.4, 1.5, 2.5, 3]
+        var y = [Float](repeating: 0, count: 6)
+        aq_fake_quantize(x, &y, 6, 2)
+        XCTAssertEqual(y, [0, 0, 1, 2, 2, 3])
+    }
+
+    /// STE: dW = dY on kept groups, 0 on pruned ones.
+    func testStraightThroughGradients() {
+        let w = Tensor(shape: [4, 3], values: randomValues(12, seed: 3), requiresGrad: true)
+        let tape = Tape()
+        let y = tape.fakeQuantize(w, groupBits: [2, 0])
+        let dy = randomValues(12, seed: 4)
+        y.ensureGrad().pointer.update(from: dy, count: 12)
+        tape.runBackward()
+        XCTAssertEqual(Array(w.gradArray!.prefix(6)), Array(dy.prefix(6)))
+        XCTAssertEqual(Array(w.gradArray!.suffix(6)), [Float](repeating: 0, count: 6))
+        XCTAssertEqual(Array(y.array.suffix(6)), [Float](repeating: 0, count: 6))
+    }
+
+    /// Mixed weight: forward equals the weighted sum of quantized copies; the mixing-weight
+    /// gradient equals finite differences (the weights enter linearly), the weight gradient is
+    /// the straight-through share of the non-zero candidates.
+    func testMixedQuantizeGradients() {
+        let candidates = [0, 2, 4]
+        let w = Tensor(shape: [6, 5], values: randomValues(30, seed: 5), requiresGrad: true)
+        let o = Tensor(shape: [3, 3], values: [0.2, 0.3, 0.5, 0.6, 0.1, 0.3, 0.0, 0.5, 0.5], requiresGrad: true)
+        let dy = randomValues(30, seed: 6)
+        let tape = Tape()
+        let y = tape.mixedQuantize(w, mixing: o, candidates: candidates)
+        // Forward against the definition.
+        for j in 0..<3 {
+            let group = Array(w.array[(j * 10)..<((j + 1) * 10)])
+            var expected = [Float](repeating: 0, count: 10)
+            for (c, b) in candidates.enumerated() {
+                var q = [Float](repeating: 0, count: 10)
+                aq_fake_quantize(group, &q, 10, Int32(b))
+                for i in 0..<10 { expected[i] += o.array[j * 3 + c] * q[i] }
+            }
+            for i in 0..<10 { XCTAssertEqual(y.array[j * 10 + i], expected[i], accuracy: 1e-6) }
+        }
+        y.ensureGrad().pointer.update(from: dy, count: 30)
+        tape.runBackward()
+        func loss() -> Double {
+            let t = Tape.inference.mixedQuantize(w, mixing: o, candidates: candidates)
+            return zip(t.array, dy).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        let analytic = o.gradArray!
+        for i in 0..<9 {
+            let old = o.pointer[i]
+            o.pointer[i] = old + 1e-2
+            let lp = loss()
+            o.pointer[i] = old - 1e-2
+            let lm = loss()
+            o.pointer[i] = old
+            XCTAssertEqual(Double(analytic[i]), (lp - lm) / 2e-2, accuracy: 1e-3, "dO[\(i)]")
+        }
+        for j in 0..<3 {
+            let keep = o.array[j * 3 + 1] + o.array[j * 3 + 2]
+            for i in 0..<10 { XCTAssertEqual(w.gradArray![j * 10 + i], keep * dy[j * 10 + i], accuracy: 1e-6) }
+        }
+    }
+
+    func testActivationQuantizerEMAAndFreeze() {
+        let q = ActivationQuantizer(bits: 8, momentum: 0.99)
+        q.training = true
+        _ = q(Tensor(shape: [3], values: [-1, 0, 2]), tape: .inference)
+        XCTAssertEqual(q.low, -1)
+        XCTAssertEqual(q.high, 2)
+        _ = q(Tensor(shape: [2], values: [-3, 4]), tape: .inference)
+        XCTAssertEqual(q.low, 0.99 * -1 + 0.01 * -3, accuracy: 1e-6)
+        XCTAssertEqual(q.high, 0.99 * 2 + 0.01 * 4, accuracy: 1e-6)
+        q.training = false
+        let (lo, hi) = (q.low, q.high)
+        let y = q(Tensor(shape: [3], values: [-10, 0.5, 10]), tape: .inference)
+        XCTAssertEqual(q.low, lo)
+        XCTAssertEqual(q.high, hi)
+        XCTAssertEqual(y.array[0], lo, accuracy: 1e-6)  // clamped
+        XCTAssertEqual(y.array[2], hi, accuracy: 1e-5)
+        XCTAssertEqual(y.array[1], 0.5, accuracy: (hi - lo) / 255)
+    }
+}
