@@ -1,0 +1,72 @@
+import AQBert
+
+/// Quantization-aware execution of a BERT with a fixed bit plan (METHOD.md sections 1, 5):
+/// every planned encoder matrix is fake-quantized per row group at its bit-width (pruned groups
+/// are exactly 0), the input of every quantized Linear is fake-quantized at 8 bits with a
+/// running range, and the word/position/token-type embeddings are fake-quantized at 8 bits per
+/// row. Parameters stay fp32 (gradients flow straight through), so training continues normally.
+public final class QuantizedBert {
+    public let plan: BitPlan
+    public let embeddingBits: Int
+    /// Activation quantizers by Linear path (the matrix path without ".weight").
+    public private(set) var activationQuantizers: [String: ActivationQuantizer] = [:]
+    private weak var model: BertTaskModel?
+
+    /// Running ranges update while true (training); frozen otherwise.
+    public var training: Bool = false {
+        didSet { for q in activationQuantizers.values { q.training = training } }
+    }
+
+    /// Installs the plan's transforms on `model` (validated against it first).
+    public init(plan: BitPlan, model: BertTaskModel, embeddingBits: Int = 8, activationBits: Int = 8) throws {
+        try plan.validate(against: model)
+        self.plan = plan
+        self.embeddingBits = embeddingBits
+        self.model = model
+        let linears = model.bert.layers.flatMap(\.denseLayers)
+        let names = BertCheckpointNames.denseWeightNames(layers: model.config.numHiddenLayers, prefixed: model.architecture != .base)
+        for (path, linear) in zip(names, linears) {
+            guard let matrix = plan.matrices[path] else { continue }
+            let bits = matrix.bits
+            linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits) }
+            if activationBits > 0 {
+                let q = ActivationQuantizer(bits: activationBits)
+                activationQuantizers[String(path.dropLast(".weight".count))] = q
+                linear.inputTransform = { x, tape in q(x, tape: tape) }
+            }
+        }
+        if embeddingBits > 0 {
+            for table in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
+                let rowBits = [Int](repeating: embeddingBits, count: table.weight.shape[0])
+                table.tableTransform = { w, tape in tape.fakeQuantize(w, groupBits: rowBits) }
+            }
+        }
+    }
+
+    /// Removes every transform (the model computes in fp32 again).
+    public func uninstall() {
+        guard let model else { return }
+        for l in model.bert.layers.flatMap(\.denseLayers) {
+            l.weightTransform = nil
+            l.inputTransform = nil
+        }
+        for t in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
+            t.tableTransform = nil
+        }
+    }
+
+    /// Frozen activation ranges, for saving with the model.
+    public var activationRanges: [String: [Float]] {
+        activationQuantizers.compactMapValues { $0.initialized ? [$0.low, $0.high] : nil }
+    }
+
+    /// Restores saved ranges (keys as `activationRanges`).
+    public func setActivationRanges(_ ranges: [String: [Float]]) throws {
+        for (k, v) in ranges {
+            guard let q = activationQuantizers[k], v.count == 2, v[0] <= v[1] else {
+                throw PlanError("activation range for \(k) does not match the plan's matrices")
+            }
+            q.setRange(low: v[0], high: v[1])
+        }
+    }
+}
