@@ -47,10 +47,12 @@ let package = Package(
         ),
         // Sub-group quantization: bit plans, fake-quant ops, quantized models.
         .target(name: "AQQuant", dependencies: ["AQBert", "CAQKernels"], swiftSettings: optimised),
+        // The AQ-BERT super-network and bilevel search.
+        .target(name: "AQSearch", dependencies: ["AQQuant"], swiftSettings: optimised),
         // Model resolution: a directory, the local Hugging Face cache, or a hub download.
         .target(name: "AQHub"),
         // Task readers, features, metrics and the trainer.
-        .target(name: "AQTasks", dependencies: ["AQBert", "AQQuant"], swiftSettings: optimised),
+        .target(name: "AQTasks", dependencies: ["AQBert", "AQQuant", "AQSearch"], swiftSettings: optimised),
         .executableTarget(
             name: "aqbert",
             dependencies: [
@@ -66,6 +68,7 @@ let package = Package(
         .testTarget(name: "AQSafeTensorsTests", dependencies: ["AQSafeTensors"]),
         .testTarget(name: "AQHubTests", dependencies: ["AQHub"]),
         .testTarget(name: "AQQuantTests", dependencies: ["AQQuant"]),
+        .testTarget(name: "AQSearchTests", dependencies: ["AQSearch"]),
         .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
         .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer"], exclude: ["Fixtures"]),

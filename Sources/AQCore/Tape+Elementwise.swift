@@ -223,3 +223,42 @@ extension Tape {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension Tape {
+    /// Natural logarithm (inputs must be positive). Backward: dx += dy / x.
+    public func log(_ x: Tensor) -> Tensor {
+        let tracked = tracks(x)
+        let y = output(x.shape, tracked: tracked)
+        for i in 0..<x.count { y.pointer[i] = logf(x.pointer[i]) }
+        if tracked {
+            record(y) {
+                guard let dy = y.grad else { return }
+                let g = x.ensureGrad().pointer
+                for i in 0..<x.count { g[i] += dy.pointer[i] / x.pointer[i] }
+            }
+        }
+        return y
+    }
+
+    /// Forward: the one-hot of each row's argmax (first maximum); backward: identity, so the
+    /// gradient of the soft input is used (straight-through "hard" Gumbel-softmax).
+    /// x: [R, C] -> [R, C]
+    public func straightThroughOneHot(_ x: Tensor) -> Tensor {
+        let c = x.shape.last ?? 1, rows = x.count / max(1, c)
+        let tracked = tracks(x)
+        let y = Tensor(zeros: x.shape)
+        y.requiresGrad = tracked
+        for r in 0..<rows {
+            var best = 0
+            for j in 1..<max(1, c) where x.pointer[r * c + j] > x.pointer[r * c + best] { best = j }
+            y.pointer[r * c + best] = 1
+        }
+        if tracked {
+            record(y) {
+                guard let dy = y.grad else { return }
+                Kernels.axpy(1, dy.pointer, x.ensureGrad().pointer, count: x.count)
+            }
+        }
+        return y
+    }
+}

@@ -23,7 +23,7 @@ extension Tape {
             for j in 0..<c { mx = max(mx, row[j]) }
             var s = 0.0
             for j in 0..<c { s += Double(expf(row[j] - mx)) }
-            total += Double(mx) + log(s) - Double(row[t])
+            total += Double(mx) + Glibc.log(s) - Double(row[t])
             counted += 1
         }
         y.pointer[0] = counted == 0 ? 0 : Float(total / Double(counted))

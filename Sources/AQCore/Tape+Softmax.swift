@@ -34,7 +34,7 @@ extension Tape {
             for j in 0..<cols { mx = max(mx, xr[j]) }
             var s = 0.0
             for j in 0..<cols { s += Double(expf(xr[j] - mx)) }
-            let lse = mx + Float(log(s))
+            let lse = mx + Float(Glibc.log(s))
             for j in 0..<cols { yr[j] = xr[j] - lse }
         }
         if tracked {

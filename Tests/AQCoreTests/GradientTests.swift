@@ -81,6 +81,9 @@ final class GradientTests: XCTestCase {
         let r = randomTensor([3, 37], seed: 41)
         for j in 0..<r.count { r.pointer[j] += r.pointer[j] < 0 ? -0.1 : 0.1 }
         checkGradients("relu", inputs: [r]) { t, i in t.relu(i[0]) }
+        let positive = randomTensor([3, 37], seed: 43)
+        for j in 0..<positive.count { positive.pointer[j] = 0.5 + abs(positive.pointer[j]) }
+        checkGradients("log", inputs: [positive]) { t, i in t.log(i[0]) }
         checkGradients("meanSquaredError", inputs: [x, randomTensor([3, 37], seed: 42)]) { t, i in
             t.meanSquaredError(i[0], i[1])
         }
@@ -224,6 +227,16 @@ final class GradientTests: XCTestCase {
         }
         let one = run(1), two = run(2)
         for (a, c) in zip(one, two) { XCTAssertLessThan(maxAbsDiff(a, c), 1e-4) }
+    }
+
+    func testStraightThroughOneHot() {
+        let x = Tensor(shape: [2, 3], values: [0.1, 0.7, 0.2, 0.5, 0.5, 0.0], requiresGrad: true)
+        let t = Tape()
+        let y = t.straightThroughOneHot(x)
+        XCTAssertEqual(y.array, [0, 1, 0, 1, 0, 0])  // ties: the first maximum
+        y.ensureGrad().pointer.update(from: [1, 2, 3, 4, 5, 6], count: 6)
+        t.runBackward()
+        XCTAssertEqual(x.gradArray!, [1, 2, 3, 4, 5, 6])
     }
 
     /// The checker itself can fail: a rule that forgets a factor of 2 is caught.

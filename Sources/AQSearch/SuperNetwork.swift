@@ -1,0 +1,129 @@
+import AQBert
+import AQQuant
+import Foundation
+
+// The relaxed super-network of METHOD.md section 3. Legend: G = groups of a matrix,
+// K = candidate bit-widths, n_j = weights of group j.
+
+/// How the argmax breaks ties between equal logits (at initialisation every logit is 0, and
+/// "first candidate" would mean 0 bits everywhere: METHOD.md section 9).
+public enum TieBreak: String, Codable, Sendable, CaseIterable {
+    /// The widest candidate among the tied ones.
+    case widest
+    /// The first (narrowest) candidate, as a plain argmax.
+    case first
+}
+
+/// Per-group architecture logits over the candidate bit-widths, installed on a model so that
+/// every planned matrix computes with its Gumbel-softmax mixed weight.
+public final class SuperNetwork {
+    public let candidates: [Int]
+    /// Matrix paths, logits [G, K] per matrix (trainable), in model order.
+    public let paths: [String]
+    public let logits: [Tensor]
+    let shapes: [[Int]]
+    /// Gumbel-softmax temperature t (METHOD.md Eq. 12).
+    public var temperature: Float = 5
+    /// Straight-through one-hot samples in the forward pass ("hard" Gumbel-softmax).
+    public var hard = false
+    /// Gumbel noise on (training); off gives the deterministic softmax(theta / t).
+    public var noise = true
+    /// Source of the Gumbel noise.
+    public var generator: SeededGenerator
+    private weak var model: BertTaskModel?
+
+    /// Installs mixed weights on every encoder matrix of `model`, `groups` row groups each.
+    public init(model: BertTaskModel, candidates: [Int], groups: Int, seed: UInt64) throws {
+        try BitPlan.validateCandidates(candidates)
+        self.candidates = candidates
+        generator = SeededGenerator(seed: seed)
+        self.model = model
+        let matrices = QuantizableMatrices.of(model)
+        var paths: [String] = [], logits: [Tensor] = [], shapes: [[Int]] = []
+        for (path, w) in matrices {
+            guard groups > 0, w.shape[0] % groups == 0 else {
+                throw PlanError("--groups \(groups) does not divide the \(w.shape[0]) rows of \(path)")
+            }
+            let theta = Tensor(zeros: [groups, candidates.count], requiresGrad: true)
+            theta.name = "theta." + path
+            paths.append(path)
+            logits.append(theta)
+            shapes.append(w.shape)
+        }
+        self.paths = paths
+        self.logits = logits
+        self.shapes = shapes
+        let linears = model.bert.layers.flatMap(\.denseLayers)
+        for (i, linear) in linears.enumerated() where i < logits.count {
+            let theta = logits[i]
+            linear.weightTransform = { [unowned self] w, tape in
+                tape.mixedQuantize(w, mixing: self.mixing(theta, tape: tape), candidates: self.candidates)
+            }
+        }
+    }
+
+    /// O = softmax((theta + g) / t), g = -log(-log u) (METHOD.md Eq. 11); straight-through
+    /// one-hot of it when `hard`. theta: [G, K] -> [G, K]
+    public func mixing(_ theta: Tensor, tape: Tape) -> Tensor {
+        var input = theta
+        if noise {
+            let g = Tensor(uninitialized: theta.shape)
+            for i in 0..<g.count {
+                var u = generator.nextDouble()
+                while u <= 0 { u = generator.nextDouble() }
+                g.pointer[i] = Float(-Foundation.log(-Foundation.log(u)))
+            }
+            input = tape.add(theta, g)
+        }
+        let soft = tape.softmax(input, scale: 1 / temperature)
+        return hard ? tape.straightThroughOneHot(soft) : soft
+    }
+
+    /// Removes the mixed weights (the model is fp32 again).
+    public func uninstall() {
+        guard let model else { return }
+        for l in model.bert.layers.flatMap(\.denseLayers) { l.weightTransform = nil }
+    }
+
+    // MARK: - Size (METHOD.md section 4)
+
+    /// E[C] = sum_{i,j} n_ij * sum_k p_k b_k / 8 / 2^20 with p = softmax(theta), no noise -> [1] (MiB).
+    public func expectedSize(tape: Tape) -> Tensor {
+        var terms: [Tensor] = []
+        for (theta, shape) in zip(logits, shapes) {
+            let g = theta.shape[0]
+            let n = Float(shape[0] / g * shape[1])
+            let p = tape.softmax(theta)
+            let cost = Tensor(shape: [candidates.count], values: candidates.map { Float($0) * n / 8 / 1_048_576 })
+            terms.append(tape.sum(tape.mul(p, cost)))
+        }
+        return terms.dropFirst().reduce(terms[0]) { tape.add($0, $1) }
+    }
+
+    /// The argmax assignment as a bit plan.
+    public func argmaxPlan(tieBreak: TieBreak, provenance: BitPlan.Provenance) -> BitPlan {
+        var matrices: [String: BitPlan.Matrix] = [:]
+        for (path, (theta, shape)) in zip(paths, zip(logits, shapes)) {
+            let g = theta.shape[0], k = candidates.count
+            var bits: [Int] = []
+            for j in 0..<g {
+                let row = (0..<k).map { theta.pointer[j * k + $0] }
+                let best = row.max()!
+                let tied = (0..<k).filter { row[$0] == best }
+                bits.append(candidates[tieBreak == .widest ? tied.last! : tied.first!])
+            }
+            matrices[path] = BitPlan.Matrix(shape: shape, groups: g, bits: bits)
+        }
+        var plan = BitPlan(candidates: candidates, matrices: matrices, provenance: provenance)
+        plan.provenance.achievedMiB = plan.sizeMiB
+        return plan
+    }
+
+    /// L_size (METHOD.md Eq. 4) on the argmax size C: log E[C] above (1 + eps) V, -log E[C]
+    /// below (1 - eps) V, nothing inside the band. Returns nil inside the band.
+    public func sizeLoss(argmaxMiB c: Double, targetMiB v: Double, tolerance eps: Double, tape: Tape) -> Tensor? {
+        if c > (1 + eps) * v { return tape.log(expectedSize(tape: tape)) }
+        if c < (1 - eps) * v { return tape.scale(tape.log(expectedSize(tape: tape)), by: -1) }
+        return nil
+    }
+}

@@ -1,0 +1,81 @@
+import AQBert
+import AQQuant
+import Foundation
+import XCTest
+
+@testable import AQSearch
+
+final class SuperNetworkTests: XCTestCase {
+    static var tinyModel: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("AQBertTests/Fixtures/tiny-bertmodel")
+    }
+
+    func model() throws -> BertTaskModel { try BertTaskModel.load(directory: Self.tinyModel).model }
+
+    /// Gumbel-softmax (fixed noise) gradient against finite differences, soft and at low temperature.
+    func testGumbelSoftmaxGradientsByFiniteDifferences() throws {
+        let net = try SuperNetwork(model: try model(), candidates: [0, 2, 4], groups: 1, seed: 3)
+        var g = SeededGenerator(seed: 4)
+        let theta = Tensor(normal: [5, 3], std: 1, generator: &g, requiresGrad: true)
+        let r = Tensor(normal: [5, 3], std: 1, generator: &g)
+        for t: Float in [5, 0.5] {
+            net.temperature = t
+            func loss(_ tape: Tape) -> Tensor {
+                net.generator = SeededGenerator(seed: 77)  // the same noise every evaluation
+                return tape.sum(tape.mul(net.mixing(theta, tape: tape), r))
+            }
+            theta.grad = nil
+            let tape = Tape()
+            tape.backward(from: loss(tape))
+            let analytic = theta.gradArray!
+            for i in 0..<theta.count {
+                let old = theta.pointer[i]
+                theta.pointer[i] = old + 1e-3
+                let lp = Double(loss(.inference).scalar)
+                theta.pointer[i] = old - 1e-3
+                let lm = Double(loss(.inference).scalar)
+                theta.pointer[i] = old
+                XCTAssertEqual(Double(analytic[i]), (lp - lm) / 2e-3, accuracy: 2e-3 + 2e-2 * abs(Double(analytic[i])), "t=\(t) theta[\(i)]")
+            }
+        }
+    }
+
+    func testExpectedSizeArgmaxAndTies() throws {
+        let m = try model()
+        let net = try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1)
+        let weights = 2 * (4 * 32 * 32 + 37 * 32 + 32 * 37)
+        // Uniform p: every weight costs mean(0, 2, 4) = 2 bits in expectation.
+        XCTAssertEqual(Double(net.expectedSize(tape: .inference).scalar), Double(weights * 2) / 8 / 1_048_576, accuracy: 1e-9)
+        // All logits tie at 0: widest -> 4 bits everywhere; first -> 0 bits.
+        let widest = net.argmaxPlan(tieBreak: .widest, provenance: .init(method: "aq-bert"))
+        XCTAssertEqual(widest.averageBits, 4)
+        XCTAssertEqual(net.argmaxPlan(tieBreak: .first, provenance: .init(method: "aq-bert")).averageBits, 0)
+        net.logits[0].pointer[1] = 1  // layer 0 query -> 2 bits
+        let plan = net.argmaxPlan(tieBreak: .widest, provenance: .init(method: "aq-bert"))
+        XCTAssertEqual(plan.matrices["encoder.layer.0.attention.self.query.weight"]!.bits, [2])
+        try plan.validate(against: m)
+        // The size loss: log E[C] above the band, -log E[C] below, nothing inside.
+        let v = plan.sizeMiB
+        XCTAssertNil(net.sizeLoss(argmaxMiB: v * 1.01, targetMiB: v, tolerance: 0.02, tape: .inference))
+        let above = net.sizeLoss(argmaxMiB: v * 1.5, targetMiB: v, tolerance: 0.02, tape: .inference)!.scalar
+        let below = net.sizeLoss(argmaxMiB: v * 0.5, targetMiB: v, tolerance: 0.02, tape: .inference)!.scalar
+        XCTAssertEqual(above, -below)
+        XCTAssertEqual(Double(above), Foundation.log(Double(net.expectedSize(tape: .inference).scalar)), accuracy: 1e-5)
+    }
+
+    /// With the mixed weights installed the model still trains end to end: the loss has
+    /// gradients for the weights and for every matrix's logits.
+    func testMixedModelBackpropagatesToWeightsAndLogits() throws {
+        let m = try model()
+        let net = try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 2)
+        net.temperature = 1
+        let tape = Tape()
+        let h = m.forward(BertBatch(sequences: [[2, 5, 6, 7, 3]]), tape: tape)
+        tape.backward(from: tape.sum(tape.mul(h, h)))
+        for theta in net.logits { XCTAssertTrue(theta.gradArray?.contains { $0 != 0 } ?? false, theta.name ?? "") }
+        XCTAssertTrue(m.bert.layers[0].query.weight.gradArray?.contains { $0 != 0 } ?? false)
+        net.uninstall()
+        XCTAssertNil(m.bert.layers[0].query.weightTransform)
+    }
+}
