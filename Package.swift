@@ -57,6 +57,8 @@ let package = Package(
             name: "aqbert",
             dependencies: [
                 "AQBert",
+                "AQQuant",
+                "AQSearch",
                 "AQTasks",
                 "AQHub",
                 "AQTokenizer",

@@ -175,14 +175,20 @@ public struct PlanError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 /// The dense encoder matrices AQ-BERT quantizes: Q, K, V, attention output, FFN in, FFN out of
-/// every block (METHOD.md section 1), with their Hugging Face paths.
+/// every block (METHOD.md section 1). Plans always name them by the `bert.`-prefixed Hugging
+/// Face path (the `BertFor*` layout), whatever the model's architecture, so a plan made on a
+/// bare encoder applies to its fine-tuned task models.
 public enum QuantizableMatrices {
     public static func of(_ model: BertTaskModel) -> [(path: String, tensor: Tensor)] {
-        let names = BertCheckpointNames.denseWeightNames(layers: model.config.numHiddenLayers,
-                                                        prefixed: model.architecture != .base)
-        let byName = Dictionary(uniqueKeysWithValues: model.checkpointParameters.map { ($0.name, $0.tensor) })
-        return names.compactMap { n in byName[n].map { (n, $0) } }
+        zip(paths(layers: model.config.numHiddenLayers), linears(model)).map { ($0, $1.weight) }
     }
+
+    public static func paths(layers: Int) -> [String] {
+        BertCheckpointNames.denseWeightNames(layers: layers, prefixed: true)
+    }
+
+    /// The Linear layers, in the order of `paths`.
+    public static func linears(_ model: BertTaskModel) -> [Linear] { model.bert.layers.flatMap(\.denseLayers) }
 }
 
 extension BitPlan {

@@ -23,9 +23,7 @@ public final class QuantizedBert {
         self.plan = plan
         self.embeddingBits = embeddingBits
         self.model = model
-        let linears = model.bert.layers.flatMap(\.denseLayers)
-        let names = BertCheckpointNames.denseWeightNames(layers: model.config.numHiddenLayers, prefixed: model.architecture != .base)
-        for (path, linear) in zip(names, linears) {
+        for (path, linear) in zip(QuantizableMatrices.paths(layers: model.config.numHiddenLayers), QuantizableMatrices.linears(model)) {
             guard let matrix = plan.matrices[path] else { continue }
             let bits = matrix.bits
             linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits) }

@@ -53,8 +53,7 @@ public final class SuperNetwork {
         self.paths = paths
         self.logits = logits
         self.shapes = shapes
-        let linears = model.bert.layers.flatMap(\.denseLayers)
-        for (i, linear) in linears.enumerated() where i < logits.count {
+        for (i, linear) in QuantizableMatrices.linears(model).enumerated() where i < logits.count {
             let theta = logits[i]
             linear.weightTransform = { [unowned self] w, tape in
                 tape.mixedQuantize(w, mixing: self.mixing(theta, tape: tape), candidates: self.candidates)

@@ -11,7 +11,8 @@ struct AQBertCommand: ParsableCommand {
         abstract: "Automatic mixed-precision quantization search for BERT (AQ-BERT).",
         version: aqbertVersion,
         subcommands: [TokenizeCommand.self, EncodeCommand.self, FinetuneCommand.self, EvaluateCommand.self,
-                      PredictCommand.self, ScoreCommand.self, SplitCommand.self, BenchCommand.self]
+                      PredictCommand.self, ScoreCommand.self, SplitCommand.self, PlanCommand.self, InspectCommand.self,
+                      BenchCommand.self]
     )
 
     /// Every failure ends as one line on stderr ("error: ...") and exit status 1 (64 for usage

@@ -1,5 +1,6 @@
 import AQBert
 import AQHub
+import AQQuant
 import AQTokenizer
 import Foundation
 
@@ -65,6 +66,17 @@ enum TextIO {
 
     /// A JSON number for a float (shortest round-trip form); non-finite values become null.
     static func json(_ x: Float) -> String { x.isFinite ? "\(x)" : "null" }
+
+    /// A model directory's weights (any architecture its config names).
+    static func loadModel(_ dir: URL) throws -> BertTaskModel {
+        do { return try BertTaskModel.load(directory: dir).model } catch { throw CLIError("\(error)") }
+    }
+
+    /// A bit plan file, validated.
+    static func loadPlan(_ path: String) throws -> BitPlan {
+        let url = try existingFile(path, option: "--plan")
+        do { return try BitPlan(contentsOf: url) } catch { throw CLIError("\(error)") }
+    }
 
     /// The tokenizer of a model directory, as a one-line error.
     static func loadTokenizer(_ dir: URL) throws -> BertTokenizer {

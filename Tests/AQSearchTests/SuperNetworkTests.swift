@@ -53,7 +53,7 @@ final class SuperNetworkTests: XCTestCase {
         XCTAssertEqual(net.argmaxPlan(tieBreak: .first, provenance: .init(method: "aq-bert")).averageBits, 0)
         net.logits[0].pointer[1] = 1  // layer 0 query -> 2 bits
         let plan = net.argmaxPlan(tieBreak: .widest, provenance: .init(method: "aq-bert"))
-        XCTAssertEqual(plan.matrices["encoder.layer.0.attention.self.query.weight"]!.bits, [2])
+        XCTAssertEqual(plan.matrices["bert.encoder.layer.0.attention.self.query.weight"]!.bits, [2])
         try plan.validate(against: m)
         // The size loss: log E[C] above the band, -log E[C] below, nothing inside.
         let v = plan.sizeMiB

@@ -1,0 +1,111 @@
+import AQBert
+import AQQuant
+import ArgumentParser
+import Foundation
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Make bit plans: uniform b-bit, or the random control with another plan's histograms.",
+        subcommands: [Uniform.self, Random.self]
+    )
+
+    struct Uniform: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every group of every encoder matrix at --bits.")
+        @Option(help: "A Hugging Face BERT directory or hub id (matrix shapes).") var model: String
+        @Option(help: "Bit-width of every group (0-8).") var bits: Int
+        @Option(help: "Row groups per matrix (must divide every matrix's rows).") var groups: Int = 128
+        @Option(help: "Candidate set recorded in the plan (default: just --bits), e.g. 0,2,4.") var candidates: String?
+        @Option(help: "Plan file to write.") var output: String
+
+        func run() throws {
+            let model = try TextIO.loadModel(try TextIO.modelDirectory(self.model))
+            let cands = try candidates.map(parseBits)
+            let plan = try BitPlan.uniform(model: model, bits: bits, groups: groups, candidates: cands)
+            try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
+            print(String(format: "uniform %d-bit plan: %.3f MiB, %d matrices x %d groups -> %@", bits, plan.sizeMiB,
+                         plan.matrices.count, groups, output))
+        }
+    }
+
+    struct Random: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The control of METHOD.md section 9: each matrix keeps its bit-width histogram, groups shuffled.")
+        @Option(help: "The plan whose histograms to keep.") var like: String
+        @Option(help: "Seed of the shuffle.") var seed: UInt64 = 0
+        @Option(help: "Plan file to write.") var output: String
+
+        func run() throws {
+            let source = try TextIO.loadPlan(like)
+            let plan = source.shuffledControl(seed: seed)
+            try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
+            print(String(format: "random control of %@ (seed %llu): %.3f MiB -> %@", like, seed, plan.sizeMiB, output))
+        }
+    }
+}
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Per matrix and in total: bit-width histogram, pruned fraction, size.",
+        discussion: "With --json: one object with size_mib, avg_bits, pruned_fraction, weights, histogram and matrices."
+    )
+    @Option(help: "A bit plan file.") var plan: String
+    @Option(help: "Check the plan against this model (paths and shapes).") var model: String?
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let p = try TextIO.loadPlan(plan)
+        if let model {
+            let m = try TextIO.loadModel(try TextIO.modelDirectory(model))
+            do { try p.validate(against: m) } catch { throw CLIError("--plan \(plan): \(error)") }
+        }
+        let paths = p.matrices.keys.sorted { matrixOrder($0) < matrixOrder($1) }
+        func histogram(_ m: [BitPlan.Matrix]) -> [Int: Int] {
+            var h: [Int: Int] = [:]
+            for x in m { for b in x.bits { h[b, default: 0] += x.groupSize } }
+            return h
+        }
+        if json {
+            func obj(_ m: BitPlan.Matrix) -> String {
+                let h = histogram([m]).sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
+                let pruned = Double(m.bits.filter { $0 == 0 }.count) / Double(m.groups)
+                return "{\"shape\":[\(m.shape[0]),\(m.shape[1])],\"groups\":\(m.groups),\"size_mib\":\(Double(m.totalBits) / 8 / 1_048_576),\"avg_bits\":\(Double(m.totalBits) / Double(m.weightCount)),\"pruned_fraction\":\(pruned),\"histogram\":{\(h)}}"
+            }
+            let total = histogram(Array(p.matrices.values)).sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
+            let ms = paths.map { "\"\($0)\":\(obj(p.matrices[$0]!))" }.joined(separator: ",")
+            print("{\"size_mib\":\(p.sizeMiB),\"avg_bits\":\(p.averageBits),\"pruned_fraction\":\(p.prunedFraction),\"weights\":\(p.weightCount),\"candidates\":[\(p.candidates.map(String.init).joined(separator: ","))],\"method\":\"\(p.provenance.method)\",\"histogram\":{\(total)},\"matrices\":{\(ms)}}")
+            return
+        }
+        print("plan \(plan): method \(p.provenance.method), candidates \(p.candidates)")
+        let header = "matrix".padding(toLength: 52, withPad: " ", startingAt: 0) + "   groups  avg bits  pruned   MiB  histogram (groups per bit-width)"
+        print(header)
+        for path in paths {
+            let m = p.matrices[path]!
+            var counts: [Int: Int] = [:]
+            for b in m.bits { counts[b, default: 0] += 1 }
+            let h = counts.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: " ")
+            print(path.padding(toLength: 52, withPad: " ", startingAt: 0)
+                  + String(format: " %8d %9.3f %6.1f%% %6.3f  ", m.groups, Double(m.totalBits) / Double(m.weightCount),
+                           100 * Double(m.bits.filter { $0 == 0 }.count) / Double(m.groups), Double(m.totalBits) / 8 / 1_048_576) + h)
+        }
+        print(String(format: "total: %d weights, %.3f MiB, %.3f average bits, %.1f%% pruned", p.weightCount, p.sizeMiB,
+                     p.averageBits, 100 * p.prunedFraction))
+    }
+
+    /// Block number then Q, K, V, O, FFN in, FFN out.
+    func matrixOrder(_ path: String) -> (Int, Int) {
+        let parts = path.split(separator: ".")
+        let layer = parts.firstIndex(of: "layer").flatMap { Int(parts[$0 + 1]) } ?? 0
+        let order = ["query", "key", "value", "attention.output", "intermediate", "output.dense"]
+        let kind = order.firstIndex { path.contains($0) } ?? 9
+        return (layer, kind)
+    }
+}
+
+func parseBits(_ s: String) throws -> [Int] {
+    let parts = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    let bits = parts.compactMap { Int($0) }
+    guard bits.count == parts.count, !bits.isEmpty else { throw CLIError("bit-widths must be a comma-separated list like 0,2,4, got \"\(s)\"") }
+    return bits
+}
