@@ -1,4 +1,5 @@
 import AQBert
+import AQQuant
 import AQTasks
 import AQTokenizer
 import ArgumentParser
@@ -49,7 +50,10 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(help: "Continue from the last checkpoint in --output (after a kill).") var resume = false
     @Flag(help: "Progress as one JSON object per line.") var json = false
 
-    func run() throws {
+    func run() throws { try train(plan: nil) }
+
+    /// Fine-tuning, or with `plan` quantization-aware retraining (METHOD.md section 5).
+    func train(plan planPath: String?) throws {
         common.apply()
         var a = TrainingArguments.defaults(for: common.task)
         if let epochs { a.epochs = epochs }
@@ -80,6 +84,14 @@ struct FinetuneCommand: ParsableCommand {
         }
         let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
                               padId: tokenizer.padTokenId)
+        if let planPath {
+            let plan = try TextIO.loadPlan(planPath)
+            do { trainer.quantization = try QuantizedBert(plan: plan, model: model) } catch { throw CLIError("--plan \(planPath): \(error)") }
+            if !json {
+                print(String(format: "quantization-aware training with %@: %.3f MiB, %.3f average bits, %.1f%% pruned",
+                             planPath, plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction))
+            }
+        }
         let json = self.json, logEvery = max(1, self.logEvery)
         let history = try trainer.train(resume: resume) { event in
             switch event {
@@ -111,7 +123,8 @@ struct FinetuneCommand: ParsableCommand {
 }
 
 /// Loads a fine-tuned model and the task's evaluation data.
-private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?, docStride: Int?) throws
+private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?, docStride: Int?,
+                               planPath: String? = nil) throws
     -> (BertTaskModel, RunnableTask, TrainingArguments) {
     common.apply()
     var a = TrainingArguments.defaults(for: common.task)
@@ -130,6 +143,19 @@ private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqL
     if !report.initialized.isEmpty {
         throw CLIError("--model \(common.model) has no fine-tuned \(pipeline.architecture.rawValue) head (missing \(report.initialized.joined(separator: ", "))): fine-tune it first with aqbert finetune")
     }
+    // A quantization-aware model evaluates with its quantization (plan, frozen ranges);
+    // --plan applies a plan to an fp32 model without retraining (DirectQ).
+    if let planPath {
+        let plan = try TextIO.loadPlan(planPath)
+        do {
+            let q = try QuantizedBert(plan: plan, model: model)
+            q.training = true  // calibrate the activation ranges on the evaluation data's first batches
+            _ = try pipeline.report(model: model, batchSize: 64)
+            q.training = false
+        } catch let e as PlanError { throw CLIError("--plan \(planPath): \(e)") }
+    } else {
+        do { _ = try QuantizedBert.load(from: modelDir, into: model) } catch { throw CLIError("\(error)") }
+    }
     return (model, pipeline, a)
 }
 
@@ -144,10 +170,12 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Examples per forward pass.") var batchSize: Int = 64
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
     @Option(help: "SQuAD window overlap in tokens (default 128).") var docStride: Int?
+    @Option(help: "Apply this bit plan to an fp32 model first (no retraining: DirectQ).") var plan: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride)
+        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride,
+                                                         planPath: plan)
         let report = try pipeline.report(model: model, batchSize: max(1, batchSize))
         print(json ? report.json : report.table)
     }
@@ -182,3 +210,20 @@ struct PredictCommand: ParsableCommand {
 }
 
 extension PredictionFormat: ExpressibleByArgument {}
+
+struct RetrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retrain",
+        abstract: "Quantization-aware fine-tuning with a fixed bit plan (METHOD.md section 5).",
+        discussion: """
+            Starts from the fp32 checkpoint, fake-quantizes every planned matrix per row group (0-bit \
+            groups are exactly 0), 8-bit embeddings and Linear inputs, and fine-tunes with straight-through \
+            gradients and the finetune options. The output records plan.json and a quantization_config in \
+            config.json; evaluate and predict apply the quantization.
+            """
+    )
+    @Option(help: "The bit plan (aqbert plan / search).") var plan: String
+    @OptionGroup var finetune: FinetuneCommand
+
+    func run() throws { try finetune.train(plan: plan) }
+}

@@ -106,6 +106,39 @@ final class FinetuneCommandTests: XCTestCase {
                        try Data(contentsOf: killed.appendingPathComponent("model.safetensors")))
     }
 
+    /// plan uniform -> retrain (QAT) -> evaluate applies the recorded quantization; the plan and
+    /// quantization_config are in the output; evaluate --plan on fp32 is DirectQ.
+    func testRetrainWithAPlan() throws {
+        let fp32 = dir.appendingPathComponent("fp32"), qat = dir.appendingPathComponent("qat")
+        XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
+        let plan = dir.appendingPathComponent("plan.json")
+        let p = try CLI.run(["plan", "uniform", "--model", fp32.path, "--bits", "2", "--groups", "1", "--candidates", "0,2,4",
+                             "--output", plan.path])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        var args = finetuneArgs(qat)
+        args[0] = "retrain"
+        args[2] = fp32.path
+        let r = try CLI.run(args + ["--plan", plan.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: qat.appendingPathComponent("plan.json").path))
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: qat.appendingPathComponent("config.json"))) as! [String: Any]
+        let q = try XCTUnwrap(config["quantization_config"] as? [String: Any])
+        XCTAssertEqual(q["quant_method"] as? String, "aq-bert")
+        XCTAssertEqual((q["activation_ranges"] as? [String: Any])?.count, 12)
+        let best = (try results(qat)["metrics"] as! [String: Double])["accuracy"]!
+        let e = try CLI.run(["evaluate", "--model", qat.path, "--task", "sst2", "--data", dev.path, "--json"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((report["metrics"] as! [String: Double])["accuracy"]!, best, accuracy: 1e-9, "evaluate applies the quantization")
+        let direct = try CLI.run(["evaluate", "--model", fp32.path, "--task", "sst2", "--data", dev.path, "--plan", plan.path, "--json"])
+        XCTAssertEqual(direct.status, 0, direct.stderr)
+        let i = try CLI.run(["inspect", "--plan", qat.appendingPathComponent("plan.json").path, "--model", qat.path, "--json"])
+        XCTAssertEqual(i.status, 0, i.stderr)
+        let inspected = try JSONSerialization.jsonObject(with: Data(i.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(inspected["avg_bits"] as? Double, 2)
+        XCTAssertEqual((inspected["matrices"] as? [String: Any])?.count, 12)
+    }
+
     func testNewUserMistakes() throws {
         let out = dir.appendingPathComponent("x").path
         assertUserError(try CLI.run(["finetune", "--model", model.path, "--task", "sst3", "--train", train.path, "--dev", dev.path,

@@ -1,4 +1,5 @@
 import AQBert
+import AQQuant
 import AQTokenizer
 import Foundation
 
@@ -62,6 +63,9 @@ public final class Trainer {
     /// Polled after every update; returning true abandons the run at once, without a checkpoint
     /// (as a crash would), throwing `TrainingInterrupted`. Tests use it to simulate `kill -9`.
     public var shouldStop: (() -> Bool)?
+    /// Quantization-aware training: the fake quantization installed on `model` (its activation
+    /// ranges follow the training mode, are checkpointed, and are saved with the best model).
+    public var quantization: QuantizedBert?
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, arguments: TrainingArguments, output: URL,
                 tokenizerDirectory: URL, padId: Int) {
@@ -114,6 +118,7 @@ public final class Trainer {
         }
         while state.epoch < a.epochs {
             model.training = true
+            quantization?.training = true
             let batches = epochBatches(count: features.count, batchSize: a.batchSize, seed: a.seed, epoch: state.epoch, shuffle: true)
             while state.stepInEpoch < batches.count {
                 let rows = batches[state.stepInEpoch].map { features[$0] }
@@ -146,6 +151,7 @@ public final class Trainer {
             }
             // End of epoch: evaluate, keep the best model, checkpoint the position.
             model.training = false
+            quantization?.training = false
             let metrics = try pipeline.evaluate(model: model, batchSize: a.evalBatchSize)
             let score = metrics[pipeline.primaryMetric] ?? -.infinity
             let isBest = state.bestMetric.map { score > $0 } ?? true
@@ -157,6 +163,7 @@ public final class Trainer {
                 state.bestMetric = score
                 state.bestEpoch = state.epoch + 1
                 try model.save(to: output, labelNames: pipeline.labelNames)
+                try quantization?.save(to: output)
             }
             progress(.evaluation(epoch: state.epoch, metrics: metrics, isBest: isBest))
             state.epoch += 1
@@ -241,6 +248,7 @@ public final class Trainer {
         try SafeTensorsWriter.write(tensors, metadata: ["format": "pt", "step": String(step)],
                                     to: dir.appendingPathComponent("optimizer.safetensors"))
         try writeJSON(state, to: dir.appendingPathComponent("trainer_state.json"))
+        if let quantization { try writeJSON(quantization.activationRanges, to: dir.appendingPathComponent("activation_ranges.json")) }
         try writeJSON(["checkpoint": name], to: checkpointPointer)
         for item in (try? fm.contentsOfDirectory(atPath: output.path)) ?? []
         where item.hasPrefix("checkpoint-") && item != name {
@@ -267,6 +275,9 @@ public final class Trainer {
             moments[key] = (try opt.floats(n), try opt.floats("v." + key))
         }
         optimizer.restore(step: Int(opt.metadata["step"] ?? "") ?? state.globalStep, moments: moments)
+        if let quantization, let data = try? Data(contentsOf: dir.appendingPathComponent("activation_ranges.json")) {
+            try quantization.setActivationRanges(try JSONDecoder().decode([String: [Float]].self, from: data))
+        }
         return state
     }
 }
