@@ -1,0 +1,86 @@
+import AQBert
+import AQQuant
+import AQSearch
+import Foundation
+
+/// Runs the AQ-BERT search on a task's training data: D_val is carved out of the training
+/// examples (METHOD.md section 5: `valFraction`, seeded; the official dev set is never used),
+/// the super-network is installed on the fine-tuned model, and Algorithm 1 runs. Writes
+/// `plan.json`, `search_log.jsonl` and `search_config.json` into `output`.
+public struct SearchRunner {
+    public let model: BertTaskModel
+    public let pipeline: TaskPipeline
+    public let configuration: SearchConfiguration
+    public let validationPercent: Int
+    public let padId: Int
+    public let output: URL
+
+    public init(model: BertTaskModel, pipeline: TaskPipeline, configuration: SearchConfiguration, validationPercent: Int,
+                padId: Int, output: URL) {
+        self.model = model
+        self.pipeline = pipeline
+        self.configuration = configuration
+        self.validationPercent = validationPercent
+        self.padId = padId
+        self.output = output
+    }
+
+    /// Budget checks that need the model: positive, and reachable with the candidate set.
+    public static func checkBudget(_ c: SearchConfiguration, model: BertTaskModel) throws {
+        try BitPlan.validateCandidates(c.candidates)
+        let weights = QuantizableMatrices.of(model).reduce(0) { $0 + $1.tensor.count }
+        let smallest = BitPlan.budgetMiB(averageBits: Double(c.candidates.first!), weights: weights)
+        let largest = BitPlan.budgetMiB(averageBits: Double(c.candidates.last!), weights: weights)
+        guard c.targetMiB > 0 else { throw PlanError("the size budget must be positive, got \(c.targetMiB) MiB") }
+        guard c.targetMiB <= largest * (1 + c.tolerance) else {
+            throw PlanError(String(format: "a budget of %.3f MiB is above the size with every group at %d bits (%.3f MiB): nothing to search",
+                                   c.targetMiB, c.candidates.last!, largest))
+        }
+        guard c.targetMiB >= smallest * (1 - c.tolerance) else {
+            throw PlanError(String(format: "a budget of %.3f MiB is below the size with every group at %d bits (%.3f MiB)",
+                                   c.targetMiB, c.candidates.first!, smallest))
+        }
+        for (path, t) in QuantizableMatrices.of(model) where t.shape[0] % c.groups != 0 {
+            throw PlanError("--groups \(c.groups) does not divide the \(t.shape[0]) rows of \(path)")
+        }
+    }
+
+    public func run(dataSHA256: String?, log: (SearchLogEntry) -> Void) throws -> BitPlan {
+        try Self.checkBudget(configuration, model: model)
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let features = pipeline.trainFeatures
+        var train: [Feature] = [], val: [Feature] = []
+        for f in features {
+            if DataSplits.heldOut(index: f.exampleIndex, seed: configuration.seed, percent: validationPercent) { val.append(f) } else { train.append(f) }
+        }
+        guard !train.isEmpty, !val.isEmpty else {
+            throw DataError("--val-fraction leaves \(train.count) training and \(val.count) validation rows: use more data or another fraction")
+        }
+        let network = try SuperNetwork(model: model, candidates: configuration.candidates, groups: configuration.groups,
+                                       seed: configuration.seed)
+        defer { network.uninstall() }
+        let search = BilevelSearch(model: model, network: network, configuration: configuration, trainCount: train.count,
+                                   validationCount: val.count) { idx, isVal, tape in
+            let batch = FeatureBatch(idx.map { (isVal ? val : train)[$0] }, padId: padId)
+            let logits = model.forward(batch.inputs, tape: tape)
+            if model.architecture == .questionAnswering {
+                return model.spanLoss(logits, startPositions: batch.startPositions ?? [], endPositions: batch.endPositions ?? [], tape: tape)
+            }
+            return model.classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
+        }
+        var lines = ""
+        var plan = try search.run { entry in
+            log(entry)
+            if let d = try? JSONEncoder().encode(entry) { lines += String(decoding: d, as: UTF8.self) + "\n" }
+        }
+        plan.provenance.task = pipeline.task.rawValue
+        plan.provenance.dataSHA256 = dataSHA256
+        plan.provenance.notes["val_percent"] = String(validationPercent)
+        try writeAtomically(Data(lines.utf8), to: output.appendingPathComponent("search_log.jsonl"))
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(try e.encode(configuration), to: output.appendingPathComponent("search_config.json"))
+        try plan.write(to: output.appendingPathComponent("plan.json"))
+        return plan
+    }
+}

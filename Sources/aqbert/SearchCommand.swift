@@ -1,0 +1,118 @@
+import AQBert
+import AQQuant
+import AQSearch
+import AQTasks
+import ArgumentParser
+import Foundation
+
+extension ArchitectureOptimizer: ExpressibleByArgument {}
+extension TieBreak: ExpressibleByArgument {}
+
+struct SearchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "AQ-BERT: search a per-group bit plan under a size budget (METHOD.md sections 3-5).",
+        discussion: """
+            Installs Gumbel-softmax mixed weights on the fine-tuned model and alternates, per \
+            mini-batch, AdamW on the weights (training split) and a step on the architecture logits \
+            (validation split carved from --train; the dev set is never used). The plan is the \
+            argmax. Departure from the paper: its SGD at 0.1 barely moves the logits (METHOD.md \
+            section 9), so the default architecture optimiser is Adam at 0.01; both are options and \
+            are recorded in the plan.
+            """
+    )
+
+    @OptionGroup var common: TaskModelOptions
+    @Option(help: "Training data; the validation split is carved out of it.") var train: String
+    @Option(help: "Budget in MiB of weight bits.") var targetMb: Double?
+    @Option(help: "Budget as average bits per encoder weight.") var targetBits: Double?
+    @Option(help: "Candidate bit-widths, 0 = pruned.") var bits: String = "0,2,4"
+    @Option(help: "Row groups per matrix.") var groups: Int = 128
+    @Option(help: "Share of the training examples held out for the architecture steps.") var valFraction: Double = 0.1
+    @Option(help: "Search epochs.") var epochs: Int = 3
+    @Option(help: "N1: first epoch with architecture steps.") var archStart: Int = 1
+    @Option(help: "lambda of the size penalty, or 'auto'.") var lambda: String = "auto"
+    @Option(help: "eps of the budget band (1 +- eps).") var tolerance: Double = 0.02
+    @Option(help: "Optimiser of the architecture logits.") var archOptimizer: ArchitectureOptimizer = .adam
+    @Option(help: "Its learning rate.") var archLr: Float = 0.01
+    @Option(name: .customLong("lr"), help: "AdamW rate of the weight steps.") var learningRate: Float = 2e-5
+    @Option(help: "Examples per step.") var batchSize: Int = 32
+    @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
+    @Option(help: "Initial Gumbel-softmax temperature t0.") var temperature: Float = 5
+    @Option(help: "Temperature at the end of the search.") var finalTemperature: Float = 0.5
+    @Flag(help: "Straight-through one-hot Gumbel samples.") var hard = false
+    @Option(help: "Argmax tie-break: widest or first.") var tieBreak: TieBreak = .widest
+    @Option(help: "Seed of the validation split, noise and batch order.") var seed: UInt64 = 42
+    @Option(help: "Output directory: plan.json, search_log.jsonl, search_config.json.") var output: String
+    @Option(help: "A progress line every N steps.") var logEvery: Int = 20
+    @Flag(help: "Progress as one JSON object per line.") var json = false
+
+    func validate() throws {
+        if (targetMb == nil) == (targetBits == nil) { throw ValidationError("give exactly one of --target-mb or --target-bits") }
+        if !(valFraction > 0 && valFraction < 1) { throw ValidationError("--val-fraction must be between 0 and 1") }
+        if epochs < 1 || archStart < 0 || archStart >= epochs { throw ValidationError("--arch-start must be below --epochs") }
+        if lambda != "auto" && Double(lambda) == nil { throw ValidationError("--lambda must be a number or 'auto'") }
+        if groups < 1 { throw ValidationError("--groups must be at least 1") }
+    }
+
+    func run() throws {
+        common.apply()
+        let candidates = try parseBits(bits)
+        do { try BitPlan.validateCandidates(candidates) } catch { throw CLIError("--bits: \(error)") }
+        var args = TrainingArguments.defaults(for: common.task)
+        if let maxSeqLength { args.maxSeqLength = maxSeqLength }
+        let trainURL = try TextIO.existingFile(train, option: "--train")
+        let modelDir = try TextIO.modelDirectory(common.model)
+        // An impossible budget fails at once, before any data is read: shapes from config.json.
+        let shapes: BertConfig
+        do { shapes = try BertConfig(contentsOf: modelDir) } catch { throw CLIError("\(error)") }
+        let weights = shapes.numHiddenLayers * (4 * shapes.hiddenSize * shapes.hiddenSize + 2 * shapes.hiddenSize * shapes.intermediateSize)
+        var c = SearchConfiguration(targetMiB: targetMb ?? BitPlan.budgetMiB(averageBits: targetBits!, weights: weights))
+        c.candidates = candidates
+        c.groups = groups
+        c.tolerance = tolerance
+        do { try SearchRunner.checkBudget(c, model: BertTaskModel(config: shapes, architecture: .base)) } catch {
+            throw CLIError("\(error)")
+        }
+        let tokenizer = try TextIO.loadTokenizer(modelDir)
+        let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: args, train: trainURL,
+                                              evaluation: trainURL)
+        let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
+                                                     numLabels: pipeline.labelNames?.count)
+        if !report.initialized.isEmpty {
+            TextIO.warn("searching on a model without a fine-tuned head (\(report.initialized.joined(separator: ", "))): fine-tune it first for a meaningful search")
+        }
+        c.epochs = epochs
+        c.architectureStart = archStart
+        c.lambda = Double(lambda)
+        c.architectureOptimizer = archOptimizer
+        c.architectureLearningRate = archLr
+        c.weightLearningRate = learningRate
+        c.batchSize = batchSize
+        c.initialTemperature = temperature
+        c.finalTemperature = finalTemperature
+        c.hardSamples = hard
+        c.tieBreak = tieBreak
+        c.seed = seed
+        let runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
+                                  validationPercent: Int((valFraction * 100).rounded()), padId: tokenizer.padTokenId,
+                                  output: URL(fileURLWithPath: output))
+        let hash = SHA256.hex(try Data(contentsOf: trainURL))
+        let every = max(1, logEvery), json = self.json
+        let plan = try runner.run(dataSHA256: hash) { e in
+            guard e.step % every == 0 else { return }
+            if json, let d = try? JSONEncoder().encode(e) {
+                print(String(decoding: d, as: UTF8.self))
+            } else {
+                print(String(format: "epoch %d step %d train loss %.4f val loss %@ E[C] %.3f MiB argmax %.3f MiB t %.2f lambda %.3g",
+                             e.epoch + 1, e.step, e.trainLoss, e.validationLoss.map { String(format: "%.4f", $0) } ?? "-",
+                             e.expectedMiB, e.argmaxMiB, e.temperature, e.lambda))
+            }
+            fflush(stdout)
+        }
+        let inBand = abs(plan.sizeMiB - c.targetMiB) <= c.tolerance * c.targetMiB
+        print(String(format: "plan: %.3f MiB (%.3f average bits, %.1f%% pruned), target %.3f MiB +- %.0f%%: %@ -> %@/plan.json",
+                     plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction, c.targetMiB, 100 * c.tolerance,
+                     inBand ? "inside the band" : "OUTSIDE the band", output))
+    }
+}
