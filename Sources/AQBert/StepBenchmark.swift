@@ -52,9 +52,12 @@ public struct StepBenchmark {
 
     /// Runs `warmup` untimed then `steps` timed steps. `model` defaults to a randomly
     /// initialised BertForSequenceClassification with 2 labels.
+    /// `prepare` runs once on the model before timing (e.g. installs fake quantization or a
+    /// super-network); `extraParameters` are also updated by AdamW (e.g. architecture logits).
     public static func run(config: BertConfig, model existing: BertTaskModel? = nil, mode: Mode, batch: Int, seq: Int,
                            steps: Int, warmup: Int = 2, seed: UInt64 = 0,
-                           progress: ((Int, Double) -> Void)? = nil) -> Result {
+                           prepare: ((BertTaskModel) throws -> [Tensor])? = nil,
+                           progress: ((Int, Double) -> Void)? = nil) rethrows -> Result {
         var g = SeededGenerator(seed: seed)
         let model: BertTaskModel
         if let existing {
@@ -68,7 +71,8 @@ public struct StepBenchmark {
         let ids = (0..<(batch * seq)).map { _ in Int32(g.next() % UInt64(vocab)) }
         let labels = (0..<batch).map { _ in Int32(g.next() % UInt64(max(1, model.numLabels))) }
         let data = BertBatch(inputIds: ids, batchSize: batch, sequenceLength: seq)
-        let optimizer = AdamW(groups: [ParameterGroup(model.parameters, weightDecay: 0.01)], learningRate: 2e-5)
+        let extra = try prepare?(model) ?? []
+        let optimizer = AdamW(groups: [ParameterGroup(model.parameters + extra, weightDecay: 0.01)], learningRate: 2e-5)
         model.training = mode == .train
         model.bert.generator = SeededGenerator(seed: seed &+ 1)
         var times: [Double] = []
@@ -77,7 +81,7 @@ public struct StepBenchmark {
             let start = DispatchTime.now().uptimeNanoseconds
             switch mode {
             case .train:
-                for p in model.parameters { p.grad = nil }  // torch zero_grad(set_to_none=True)
+                for p in model.parameters + extra { p.grad = nil }  // torch zero_grad(set_to_none=True)
                 let tape = Tape()
                 let logits = model.forward(data, tape: tape)
                 let loss = model.architecture == .sequenceClassification

@@ -41,8 +41,9 @@ public final class Embedding: Module {
     public let weight: Tensor
     /// Row that receives no gradient (torch `padding_idx`), if any.
     public let paddingIndex: Int32?
-    /// Replaces the table in the forward pass (8-bit fake quantization of the rows).
-    public var tableTransform: ((Tensor, Tape) -> Tensor)?
+    /// Replaces the lookup (8-bit fake quantization of the gathered rows): receives the table,
+    /// the ids, the output shape and the padding index.
+    public var lookupTransform: ((Tensor, [Int32], [Int], Int32?, Tape) -> Tensor)?
 
     public init(count: Int, dimension: Int, paddingIndex: Int? = nil) {
         weight = parameter([count, dimension], "weight")
@@ -51,7 +52,8 @@ public final class Embedding: Module {
 
     /// ids (N) -> [shape..., C]
     public func callAsFunction(_ ids: [Int32], shape: [Int], tape: Tape) -> Tensor {
-        tape.embedding(tableTransform?(weight, tape) ?? weight, ids: ids, shape: shape, paddingIndex: paddingIndex)
+        if let lookupTransform { return lookupTransform(weight, ids, shape, paddingIndex, tape) }
+        return tape.embedding(weight, ids: ids, shape: shape, paddingIndex: paddingIndex)
     }
 
     public var namedParameters: [(path: String, tensor: Tensor)] { [("weight", weight)] }

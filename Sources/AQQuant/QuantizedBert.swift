@@ -27,18 +27,30 @@ public final class QuantizedBert {
             guard let matrix = plan.matrices[path] else { continue }
             let bits = matrix.bits
             linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits) }
-            if activationBits > 0 {
+        }
+        activationQuantizers = Self.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
+    }
+
+    /// The parts of METHOD.md section 1 that are never searched: 8-bit embeddings (one range per
+    /// row) and 8-bit inputs of every quantized Linear. Returns the activation quantizers by
+    /// Linear path. Used by QAT and by the super-network alike.
+    public static func installFixedParts(on model: BertTaskModel, embeddingBits: Int, activationBits: Int) -> [String: ActivationQuantizer] {
+        var quantizers: [String: ActivationQuantizer] = [:]
+        if activationBits > 0 {
+            for (path, linear) in zip(QuantizableMatrices.paths(layers: model.config.numHiddenLayers), QuantizableMatrices.linears(model)) {
                 let q = ActivationQuantizer(bits: activationBits)
-                activationQuantizers[String(path.dropLast(".weight".count))] = q
+                quantizers[String(path.dropLast(".weight".count))] = q
                 linear.inputTransform = { x, tape in q(x, tape: tape) }
             }
         }
         if embeddingBits > 0 {
             for table in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
-                let rowBits = [Int](repeating: embeddingBits, count: table.weight.shape[0])
-                table.tableTransform = { w, tape in tape.fakeQuantize(w, groupBits: rowBits) }
+                table.lookupTransform = { w, ids, shape, pad, tape in
+                    tape.quantizedEmbedding(w, ids: ids, shape: shape, bits: embeddingBits, paddingIndex: pad)
+                }
             }
         }
+        return quantizers
     }
 
     /// Removes every transform (the model computes in fp32 again).
@@ -49,7 +61,7 @@ public final class QuantizedBert {
             l.inputTransform = nil
         }
         for t in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
-            t.tableTransform = nil
+            t.lookupTransform = nil
         }
     }
 

@@ -75,3 +75,27 @@ extension Tape {
         return y
     }
 }
+
+extension Tape {
+    /// Embedding lookup with each gathered row fake-quantized at `bits` (asymmetric, one range
+    /// per row): the same result as quantizing the whole table, at the cost of the rows used.
+    /// Backward: straight-through scatter-add into the table (rows of `paddingIndex` excluded).
+    /// table: [V, C], ids: N -> [shape..., C]
+    public func quantizedEmbedding(_ table: Tensor, ids: [Int32], shape: [Int], bits: Int, paddingIndex: Int32?) -> Tensor {
+        let gathered = embedding(table, ids: ids, shape: shape, paddingIndex: paddingIndex)
+        let c = table.shape[1], rows = ids.count
+        let tracked = isRecording && gathered.requiresGrad
+        let y = Tensor(uninitialized: gathered.shape)
+        y.requiresGrad = tracked
+        Runtime.parallelFor(rows, grain: max(1, 16384 / max(1, c))) { r in
+            for i in r { aq_fake_quantize(gathered.pointer + i * c, y.pointer + i * c, c, Int32(bits)) }
+        }
+        if tracked {
+            recordRule(y) {
+                guard let dy = y.grad else { return }
+                Kernels.axpy(1, dy.pointer, gathered.ensureGrad().pointer, count: gathered.count)
+            }
+        }
+        return y
+    }
+}

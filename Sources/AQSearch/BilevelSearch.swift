@@ -110,6 +110,7 @@ public final class BilevelSearch {
                 network.temperature = c.temperature(atEpoch: e)
                 network.hard = c.hardSamples
                 model.training = true
+                network.training = true
                 model.bert.generator = SeededGenerator(seed: c.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)))
                 // (1) weights step, logits frozen.
                 setTrainable(weights: true)
@@ -123,6 +124,7 @@ public final class BilevelSearch {
                 var valLoss: Double? = nil
                 if epoch >= c.architectureStart {
                     setTrainable(weights: false)
+                    network.training = false  // activation ranges follow the training split only
                     if valCursor + c.batchSize > validationCount {
                         valCursor = 0
                         for i in stride(from: valOrder.count - 1, to: 0, by: -1) { valOrder.swapAt(i, Int(g.next() % UInt64(i + 1))) }
@@ -153,6 +155,7 @@ public final class BilevelSearch {
         }
         setTrainable(weights: true)
         model.training = false
+        network.training = false
         var provenance = BitPlan.Provenance(method: "aq-bert", seed: c.seed, targetMiB: c.targetMiB)
         provenance.notes = ["architecture_optimizer": c.architectureOptimizer.rawValue,
                             "architecture_lr": String(c.architectureLearningRate),

@@ -32,8 +32,16 @@ public final class SuperNetwork {
     public var generator: SeededGenerator
     private weak var model: BertTaskModel?
 
-    /// Installs mixed weights on every encoder matrix of `model`, `groups` row groups each.
-    public init(model: BertTaskModel, candidates: [Int], groups: Int, seed: UInt64) throws {
+    /// The fixed 8-bit activation quantizers (their ranges follow `training`).
+    public private(set) var activationQuantizers: [String: ActivationQuantizer] = [:]
+    public var training = false {
+        didSet { for q in activationQuantizers.values { q.training = training } }
+    }
+
+    /// Installs mixed weights on every encoder matrix of `model`, `groups` row groups each, and
+    /// the fixed parts (8-bit embeddings and Linear inputs) unless their bits are 0.
+    public init(model: BertTaskModel, candidates: [Int], groups: Int, seed: UInt64, embeddingBits: Int = 8,
+                activationBits: Int = 8) throws {
         try BitPlan.validateCandidates(candidates)
         self.candidates = candidates
         generator = SeededGenerator(seed: seed)
@@ -59,6 +67,7 @@ public final class SuperNetwork {
                 tape.mixedQuantize(w, mixing: self.mixing(theta, tape: tape), candidates: self.candidates)
             }
         }
+        activationQuantizers = QuantizedBert.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
     }
 
     /// O = softmax((theta + g) / t), g = -log(-log u) (METHOD.md Eq. 11); straight-through
@@ -78,10 +87,16 @@ public final class SuperNetwork {
         return hard ? tape.straightThroughOneHot(soft) : soft
     }
 
-    /// Removes the mixed weights (the model is fp32 again).
+    /// Removes the mixed weights and fixed parts (the model is fp32 again).
     public func uninstall() {
         guard let model else { return }
-        for l in model.bert.layers.flatMap(\.denseLayers) { l.weightTransform = nil }
+        for l in model.bert.layers.flatMap(\.denseLayers) {
+            l.weightTransform = nil
+            l.inputTransform = nil
+        }
+        for t in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
+            t.lookupTransform = nil
+        }
     }
 
     // MARK: - Size (METHOD.md section 4)

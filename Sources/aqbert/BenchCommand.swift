@@ -1,4 +1,6 @@
 import AQBert
+import AQQuant
+import AQSearch
 import ArgumentParser
 import Foundation
 
@@ -18,7 +20,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure training steps or forward passes (one figure per line).",
-        subcommands: [Train.self, Forward.self]
+        subcommands: [Train.self, Forward.self, QAT.self, Search.self]
     )
 
     struct Options: ParsableArguments {
@@ -39,7 +41,7 @@ struct BenchCommand: ParsableCommand {
             if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         }
 
-        func run(_ mode: StepBenchmark.Mode) throws {
+        func run(_ mode: StepBenchmark.Mode, prepare: ((BertTaskModel) throws -> [Tensor])? = nil) throws {
             if let threads { Runtime.threads = threads }
             var cfg: BertConfig
             var loaded: BertTaskModel? = nil
@@ -56,8 +58,8 @@ struct BenchCommand: ParsableCommand {
             if seq > cfg.maxPositionEmbeddings {
                 throw ValidationError("--seq \(seq) exceeds max_position_embeddings \(cfg.maxPositionEmbeddings)")
             }
-            let r = StepBenchmark.run(config: cfg, model: loaded, mode: mode, batch: batch, seq: seq, steps: steps,
-                                      warmup: warmup, seed: seed) { step, s in
+            let r = try StepBenchmark.run(config: cfg, model: loaded, mode: mode, batch: batch, seq: seq, steps: steps,
+                                      warmup: warmup, seed: seed, prepare: prepare) { step, s in
                 FileHandle.standardError.write("step \(step): \(String(format: "%.4f", s)) s\n".data(using: .utf8)!)
             }
             print("implementation: aqbert \(aqbertVersion)")
@@ -78,6 +80,42 @@ struct BenchCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Forward, backward and AdamW step of a sequence classifier.")
         @OptionGroup var options: Options
         func run() throws { try options.run(.train) }
+    }
+
+    /// Quantization-aware training step: uniform 2-bit plan on 128 row groups (8-bit
+    /// activations and embeddings), everything else as `train`.
+    struct QAT: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "qat", abstract: "A quantization-aware training step (uniform 2-bit plan).")
+        @OptionGroup var options: Options
+        @Option(help: "Row groups per matrix.") var groups: Int = 128
+        func run() throws {
+            var keep: QuantizedBert?
+            try options.run(.train) { model in
+                let plan = try BitPlan.uniform(model: model, bits: 2, groups: groups, candidates: [0, 2, 4])
+                keep = try QuantizedBert(plan: plan, model: model)
+                keep?.training = true
+                return []
+            }
+            _ = keep
+        }
+    }
+
+    /// One weight step of the search: Gumbel-softmax mixed weights over {0, 2, 4} on 128 row
+    /// groups, logits trained too (an architecture step costs the same forward and backward).
+    struct Search: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "search", abstract: "A super-network step (mixed weights over 0,2,4 bits).")
+        @OptionGroup var options: Options
+        @Option(help: "Row groups per matrix.") var groups: Int = 128
+        func run() throws {
+            var keep: SuperNetwork?
+            try options.run(.train) { model in
+                let net = try SuperNetwork(model: model, candidates: [0, 2, 4], groups: groups, seed: 1)
+                net.temperature = 1
+                keep = net
+                return net.logits
+            }
+            _ = keep
+        }
     }
 
     struct Forward: ParsableCommand {
