@@ -3,8 +3,11 @@ import AQQuant
 import Foundation
 
 /// The optimiser of the architecture logits. The paper uses SGD at 0.1, which barely moves the
-/// logits (METHOD.md section 9: per-logit gradients of 1e-6..1e-4); Adam normalises the step.
-public enum ArchitectureOptimizer: String, Codable, Sendable, CaseIterable { case sgd, adam }
+/// logits (METHOD.md section 9: per-logit gradients of 1e-6..1e-4). Adam normalises every
+/// logit's step on its own, so groups that share the size gradient's sign move in lockstep;
+/// `normalized` is SGD on each matrix's gradient divided by that matrix's RMS gradient, which
+/// keeps the differences between a matrix's groups and makes the rate scale-free.
+public enum ArchitectureOptimizer: String, Codable, Sendable, CaseIterable { case sgd, adam, normalized }
 
 /// Everything a search run is configured by (written beside the plan).
 public struct SearchConfiguration: Codable, Sendable, Equatable {
@@ -21,6 +24,10 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     /// of the band, halves when it jumps across).
     public var lambda: Double? = nil
     public var initialLambda: Double = 0.1
+    /// Automatic lambda: factor per architecture step while the argmax size stays outside the
+    /// band on one side, and factor when it jumps to the other side.
+    public var lambdaGrowth: Double = 1.1
+    public var lambdaShrink: Double = 0.5
     public var architectureOptimizer: ArchitectureOptimizer = .adam
     public var architectureLearningRate: Float = 0.01
     public var weightLearningRate: Float = 2e-5
@@ -143,6 +150,7 @@ public final class BilevelSearch {
                     switch c.architectureOptimizer {
                     case .sgd: sgd.update()
                     case .adam: adam.update()
+                    case .normalized: normalizedStep(rate: c.architectureLearningRate)
                     }
                 }
                 for p in weightParams { p.grad = nil }
@@ -165,6 +173,16 @@ public final class BilevelSearch {
         return network.argmaxPlan(tieBreak: c.tieBreak, provenance: provenance)
     }
 
+    /// theta -= rate * g / rms(g) per matrix (no step for a matrix without gradient).
+    func normalizedStep(rate: Float) {
+        for theta in network.logits {
+            guard let g = theta.grad else { continue }
+            let rms = (Kernels.sumOfSquares(g.pointer, count: theta.count) / Double(theta.count)).squareRoot()
+            guard rms > 0 else { continue }
+            Kernels.axpy(-rate / Float(rms), g.pointer, theta.pointer, count: theta.count)
+        }
+    }
+
     func setTrainable(weights: Bool) {
         for p in model.parameters { p.requiresGrad = weights }
         for t in network.logits { t.requiresGrad = !weights }
@@ -176,7 +194,11 @@ public final class BilevelSearch {
         guard configuration.lambda == nil else { return }
         let v = configuration.targetMiB, eps = configuration.tolerance
         let side = c > (1 + eps) * v ? 1 : (c < (1 - eps) * v ? -1 : 0)
-        if side != 0 && side == lastSide { lambda *= 1.1 } else if side != 0 && lastSide != 0 && side != lastSide { lambda *= 0.5 }
+        if side != 0 && side == lastSide {
+            lambda *= configuration.lambdaGrowth
+        } else if side != 0 && lastSide != 0 && side != lastSide {
+            lambda *= configuration.lambdaShrink
+        }
         if side != 0 { lastSide = side }
     }
 }
