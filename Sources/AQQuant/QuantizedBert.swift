@@ -55,8 +55,12 @@ public final class QuantizedBert {
 
     /// Removes every transform (the model computes in fp32 again).
     public func uninstall() {
-        guard let model else { return }
-        for l in model.bert.layers.flatMap(\.denseLayers) {
+        if let model { Self.removeTransforms(from: model) }
+    }
+
+    /// Clears every weight, input and lookup transform of `model`.
+    public static func removeTransforms(from model: BertTaskModel) {
+        for l in QuantizableMatrices.linears(model) {
             l.weightTransform = nil
             l.inputTransform = nil
         }

@@ -89,14 +89,7 @@ public final class SuperNetwork {
 
     /// Removes the mixed weights and fixed parts (the model is fp32 again).
     public func uninstall() {
-        guard let model else { return }
-        for l in model.bert.layers.flatMap(\.denseLayers) {
-            l.weightTransform = nil
-            l.inputTransform = nil
-        }
-        for t in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
-            t.lookupTransform = nil
-        }
+        if let model { QuantizedBert.removeTransforms(from: model) }
     }
 
     // MARK: - Size (METHOD.md section 4)
