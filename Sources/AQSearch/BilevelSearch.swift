@@ -80,7 +80,7 @@ public final class BilevelSearch {
     let lossOf: (_ indices: [Int], _ validation: Bool, _ tape: Tape) -> Tensor
     let trainCount: Int, validationCount: Int
     public private(set) var lambda: Double
-    private var lastSide = 0
+    private(set) var lastSide = 0
 
     public init(model: BertTaskModel, network: SuperNetwork, configuration: SearchConfiguration, trainCount: Int,
                 validationCount: Int, lossOf: @escaping (_ indices: [Int], _ validation: Bool, _ tape: Tape) -> Tensor) {
@@ -96,26 +96,59 @@ public final class BilevelSearch {
     /// Argmax size now.
     public var argmaxMiB: Double { network.argmaxPlan(tieBreak: configuration.tieBreak, provenance: .init(method: "aq-bert")).sizeMiB }
 
-    /// Runs the search; `log` receives every step's entry.
-    public func run(log: (SearchLogEntry) -> Void) throws -> BitPlan {
+    /// Where a search stands; with the weights, logits and optimizer moments it is a complete
+    /// checkpoint (batch order, validation batches and noise are functions of the seed and step).
+    public struct State: Codable, Sendable, Equatable {
+        public var epoch = 0
+        public var batchInEpoch = 0
+        public var step = 0
+        public var architectureSteps = 0
+        public var lambda: Double
+        public var lastSide = 0
+        /// Running ranges of the fixed 8-bit activation quantizers.
+        public var activationRanges: [String: [Float]] = [:]
+    }
+
+    /// Called after every `checkpointEvery` steps and at each epoch end, with the optimizers
+    /// whose moments belong in the checkpoint (weights, logits).
+    public var checkpoint: ((State, AdamW, AdamW) throws -> Void)?
+    public var checkpointEvery = 200
+
+    /// The optimizers, created on first use (so a resume can restore their moments first).
+    public private(set) lazy var weightOptimizer = AdamW(groups: [ParameterGroup(model.parameters, weightDecay: 0.01)],
+                                                         learningRate: configuration.weightLearningRate)
+    public private(set) lazy var architectureOptimizer = AdamW(groups: [ParameterGroup(network.logits, weightDecay: 0)],
+                                                               learningRate: configuration.architectureLearningRate)
+    private lazy var sgd = SGD(groups: [ParameterGroup(network.logits, weightDecay: 0)],
+                               learningRate: configuration.architectureLearningRate)
+
+    /// A seeded permutation of 0..<n for `round`.
+    func permutation(_ n: Int, salt: UInt64, round: Int) -> [Int] {
+        var g = SeededGenerator(seed: configuration.seed ^ salt &+ 0x9E37_79B9 &* UInt64(round + 1))
+        var order = Array(0..<n)
+        for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(g.next() % UInt64(i + 1))) }
+        return order
+    }
+
+    /// Runs the search (from `resume` when given); `log` receives every step's entry.
+    public func run(resume: State? = nil, log: (SearchLogEntry) -> Void) throws -> BitPlan {
         let c = configuration
         guard trainCount > 0, validationCount > 0 else { throw PlanError("the search needs training and validation examples") }
         let weightParams = model.parameters
-        let weights = AdamW(groups: [ParameterGroup(weightParams, weightDecay: 0.01)], learningRate: c.weightLearningRate)
-        let sgd = SGD(groups: [ParameterGroup(network.logits, weightDecay: 0)], learningRate: c.architectureLearningRate)
-        let adam = AdamW(groups: [ParameterGroup(network.logits, weightDecay: 0)], learningRate: c.architectureLearningRate)
         let stepsPerEpoch = (trainCount + c.batchSize - 1) / c.batchSize
-        var valCursor = 0
-        var valOrder = Array(0..<validationCount)
-        var g = SeededGenerator(seed: c.seed ^ 0xA5A5)
-        var step = 0
-        for epoch in 0..<c.epochs {
-            var order = Array(0..<trainCount)
-            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(g.next() % UInt64(i + 1))) }
-            for b in 0..<stepsPerEpoch {
+        let valPerRound = max(1, validationCount / c.batchSize)
+        var state = resume ?? State(lambda: lambda)
+        lambda = state.lambda
+        lastSide = state.lastSide
+        if resume != nil { try network.setActivationRanges(state.activationRanges) }
+        while state.epoch < c.epochs {
+            let order = permutation(trainCount, salt: 0xA5A5, round: state.epoch)
+            while state.batchInEpoch < stepsPerEpoch {
+                let b = state.batchInEpoch, epoch = state.epoch, step = state.step
                 let e = c.temperaturePerStep ? Double(epoch) + Double(b) / Double(stepsPerEpoch) : Double(epoch)
                 network.temperature = c.temperature(atEpoch: e)
                 network.hard = c.hardSamples
+                network.generator = SeededGenerator(seed: c.seed ^ (0xC2B2_AE3D_27D4_EB4F &* UInt64(step + 1)))
                 model.training = true
                 network.training = true
                 model.bert.generator = SeededGenerator(seed: c.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)))
@@ -126,18 +159,16 @@ public final class BilevelSearch {
                 let trainLoss = lossOf(batch, false, tape)
                 tape.backward(from: trainLoss)
                 clipGradientNorm(weightParams, maxNorm: 1)
-                weights.update()
+                weightOptimizer.update()
                 // (2) architecture step from epoch N1, weights frozen.
                 var valLoss: Double? = nil
                 if epoch >= c.architectureStart {
                     setTrainable(weights: false)
                     network.training = false  // activation ranges follow the training split only
-                    if valCursor + c.batchSize > validationCount {
-                        valCursor = 0
-                        for i in stride(from: valOrder.count - 1, to: 0, by: -1) { valOrder.swapAt(i, Int(g.next() % UInt64(i + 1))) }
-                    }
-                    let vb = Array(valOrder[valCursor..<min(validationCount, valCursor + c.batchSize)])
-                    valCursor += c.batchSize
+                    let a = state.architectureSteps
+                    let valOrder = permutation(validationCount, salt: 0x5A5A, round: a / valPerRound)
+                    let start = (a % valPerRound) * c.batchSize
+                    let vb = Array(valOrder[start..<min(validationCount, start + c.batchSize)])
                     let vt = Tape()
                     var loss = lossOf(vb, true, vt)
                     let current = argmaxMiB
@@ -149,17 +180,30 @@ public final class BilevelSearch {
                     valLoss = Double(loss.scalar)
                     switch c.architectureOptimizer {
                     case .sgd: sgd.update()
-                    case .adam: adam.update()
+                    case .adam: architectureOptimizer.update()
                     case .normalized: normalizedStep(rate: c.architectureLearningRate)
                     }
+                    state.architectureSteps += 1
                 }
                 for p in weightParams { p.grad = nil }
                 for t in network.logits { t.grad = nil }
                 log(SearchLogEntry(epoch: epoch, step: step, trainLoss: Double(trainLoss.scalar), validationLoss: valLoss,
                                    expectedMiB: Double(network.expectedSize(tape: .inference).scalar), argmaxMiB: argmaxMiB,
                                    temperature: Double(network.temperature), lambda: lambda))
-                step += 1
+                state.step += 1
+                state.batchInEpoch += 1
+                state.lambda = lambda
+                state.lastSide = lastSide
+                state.activationRanges = network.activationRanges
+                if let checkpoint, checkpointEvery > 0, state.step % checkpointEvery == 0, state.batchInEpoch < stepsPerEpoch {
+                    setTrainable(weights: true)
+                    try checkpoint(state, weightOptimizer, architectureOptimizer)
+                }
             }
+            state.epoch += 1
+            state.batchInEpoch = 0
+            setTrainable(weights: true)
+            try checkpoint?(state, weightOptimizer, architectureOptimizer)
         }
         setTrainable(weights: true)
         model.training = false

@@ -70,6 +70,17 @@ public final class SuperNetwork {
         activationQuantizers = QuantizedBert.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
     }
 
+    public var activationRanges: [String: [Float]] {
+        activationQuantizers.compactMapValues { $0.initialized ? [$0.low, $0.high] : nil }
+    }
+
+    public func setActivationRanges(_ ranges: [String: [Float]]) throws {
+        for (k, v) in ranges {
+            guard let q = activationQuantizers[k], v.count == 2 else { throw PlanError("activation range for unknown \(k)") }
+            q.setRange(low: v[0], high: v[1])
+        }
+    }
+
     /// O = softmax((theta + g) / t), g = -log(-log u) (METHOD.md Eq. 11); straight-through
     /// one-hot of it when `hard`. theta: [G, K] -> [G, K]
     public func mixing(_ theta: Tensor, tape: Tape) -> Tensor {

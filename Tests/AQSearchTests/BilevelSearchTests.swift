@@ -67,6 +67,62 @@ final class BilevelSearchTests: XCTestCase {
         }
     }
 
+    struct Stop: Error {}
+
+    /// A search abandoned after a checkpoint and resumed from it (weights, logits, both
+    /// optimizers' moments, position) ends with the same plan and weights as an uninterrupted one.
+    func testResumeFromACheckpointIsExact() throws {
+        func make() throws -> (BertTaskModel, SuperNetwork, BilevelSearch) {
+            let (model, rows, labels) = setUp(seed: 5)
+            for (n, t) in model.checkpointParameters { t.name = n }
+            let network = try SuperNetwork(model: model, candidates: [0, 2, 4], groups: 8, seed: 3)
+            let weights = QuantizableMatrices.of(model).reduce(0) { $0 + $1.tensor.count }
+            var config = SearchConfiguration(targetMiB: BitPlan.budgetMiB(averageBits: 2.5, weights: weights))
+            config.epochs = 3
+            config.batchSize = 16
+            config.architectureLearningRate = 0.05
+            config.weightLearningRate = 1e-3
+            let search = BilevelSearch(model: model, network: network, configuration: config, trainCount: 150,
+                                       validationCount: 40) { idx, isVal, tape in
+                let picked = idx.map { isVal ? 150 + $0 : $0 }
+                let logits = model.forward(BertBatch(sequences: picked.map { rows[$0] }), tape: tape)
+                return model.classificationLoss(logits, labels: picked.map { labels[$0] }, tape: tape)
+            }
+            search.checkpointEvery = 7
+            return (model, network, search)
+        }
+        let (m1, _, s1) = try make()
+        let reference = try s1.run { _ in }
+
+        struct Snapshot {
+            var state: BilevelSearch.State
+            var values: [[Float]]
+            var weightMoments: (Int, [String: (m: [Float], v: [Float])])
+            var archMoments: (Int, [String: (m: [Float], v: [Float])])
+        }
+        let (m2, n2, s2) = try make()
+        var saved: Snapshot?
+        var calls = 0
+        s2.checkpoint = { state, w, a in
+            calls += 1
+            saved = Snapshot(state: state, values: (m2.parameters + n2.logits).map(\.array), weightMoments: w.state(), archMoments: a.state())
+            if calls == 2 { throw Stop() }
+        }
+        XCTAssertThrowsError(try s2.run { _ in })
+        let snap = try XCTUnwrap(saved)
+        XCTAssertEqual(snap.state.step, 10, "the second checkpoint is the end of epoch 1 (10 batches)")
+
+        let (m3, n3, s3) = try make()
+        for (t, v) in zip(m3.parameters + n3.logits, snap.values) { t.assign(v) }
+        s3.weightOptimizer.restore(step: snap.weightMoments.0, moments: snap.weightMoments.1)
+        s3.architectureOptimizer.restore(step: snap.archMoments.0, moments: snap.archMoments.1)
+        let resumed = try s3.run(resume: snap.state) { _ in }
+        XCTAssertEqual(resumed, reference)
+        var same = true
+        for (a, b) in zip(m1.parameters, m3.parameters) where a.array != b.array { same = false }
+        XCTAssertTrue(same, "resumed weights equal the uninterrupted run's")
+    }
+
     func testSearchMechanicsAndDeterminism() throws {
         let (plan, log) = try search(seed: 11, targetBits: 2.0)
         let target = plan.provenance.targetMiB!
