@@ -45,6 +45,8 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Seed of the validation split, noise and batch order.") var seed: UInt64 = 42
     @Option(help: "Output directory: plan.json, search_log.jsonl, search_config.json.") var output: String
     @Option(help: "A progress line every N steps.") var logEvery: Int = 20
+    @Option(help: "A resumable checkpoint every N steps (and at each epoch end).") var saveSteps: Int = 200
+    @Flag(help: "Continue from the last checkpoint in --output (after a kill).") var resume = false
     @Flag(help: "Progress as one JSON object per line.") var json = false
 
     func validate() throws {
@@ -94,12 +96,16 @@ struct SearchCommand: ParsableCommand {
         c.hardSamples = hard
         c.tieBreak = tieBreak
         c.seed = seed
-        let runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
+        var runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
                                   validationPercent: Int((valFraction * 100).rounded()), padId: tokenizer.padTokenId,
                                   output: URL(fileURLWithPath: output))
+        runner.saveSteps = saveSteps
+        if !resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("last-checkpoint.json").path) {
+            throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")
+        }
         let hash = SHA256.hex(try Data(contentsOf: trainURL))
         let every = max(1, logEvery), json = self.json
-        let plan = try runner.run(dataSHA256: hash) { e in
+        let plan = try runner.run(dataSHA256: hash, resume: resume) { e in
             guard e.step % every == 0 else { return }
             if json, let d = try? JSONEncoder().encode(e) {
                 print(String(decoding: d, as: UTF8.self))

@@ -14,6 +14,8 @@ public struct SearchRunner {
     public let validationPercent: Int
     public let padId: Int
     public let output: URL
+    /// Checkpoint every this many steps (and at each epoch end).
+    public var saveSteps = 200
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, configuration: SearchConfiguration, validationPercent: Int,
                 padId: Int, output: URL) {
@@ -45,9 +47,14 @@ public struct SearchRunner {
         }
     }
 
-    public func run(dataSHA256: String?, log: (SearchLogEntry) -> Void) throws -> BitPlan {
+    var pointer: URL { output.appendingPathComponent("last-checkpoint.json") }
+
+    /// Runs the search; with `resume`, continues from the last checkpoint in `output` (same
+    /// configuration required), reproducing the uninterrupted run exactly.
+    public func run(dataSHA256: String?, resume: Bool = false, log: (SearchLogEntry) -> Void) throws -> BitPlan {
         try Self.checkBudget(configuration, model: model)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        for (name, t) in model.checkpointParameters { t.name = name }
         let features = pipeline.trainFeatures
         var train: [Feature] = [], val: [Feature] = []
         for f in features {
@@ -68,8 +75,19 @@ public struct SearchRunner {
             }
             return model.classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
         }
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
         var lines = ""
-        var plan = try search.run { entry in
+        var state: BilevelSearch.State? = nil
+        if resume, let (restored, log) = try loadCheckpoint(search: search, network: network) {
+            state = restored
+            lines = log
+        }
+        search.checkpointEvery = saveSteps
+        search.checkpoint = { s, weights, arch in
+            try self.saveCheckpoint(state: s, weights: weights, architecture: arch, network: network, log: lines, encoder: e)
+        }
+        var plan = try search.run(resume: state) { entry in
             log(entry)
             if let d = try? JSONEncoder().encode(entry) { lines += String(decoding: d, as: UTF8.self) + "\n" }
         }
@@ -77,10 +95,63 @@ public struct SearchRunner {
         plan.provenance.dataSHA256 = dataSHA256
         plan.provenance.notes["val_percent"] = String(validationPercent)
         try writeAtomically(Data(lines.utf8), to: output.appendingPathComponent("search_log.jsonl"))
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeAtomically(try e.encode(configuration), to: output.appendingPathComponent("search_config.json"))
         try plan.write(to: output.appendingPathComponent("plan.json"))
         return plan
+    }
+
+    /// A `checkpoint-<step>` folder (weights, logits, both optimizers' moments, position, log so
+    /// far), then `last-checkpoint.json` pointing at it, then older folders removed.
+    func saveCheckpoint(state: BilevelSearch.State, weights: AdamW, architecture: AdamW, network: SuperNetwork, log: String,
+                        encoder: JSONEncoder) throws {
+        let fm = FileManager.default
+        let name = "checkpoint-\(state.step)"
+        let dir = output.appendingPathComponent(name)
+        try? fm.removeItem(at: dir)
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        var tensors = model.checkpointParameters.map { (name: $0.name, shape: $0.tensor.shape, values: $0.tensor.array) }
+        tensors += network.logits.map { (name: $0.name!, shape: $0.shape, values: $0.array) }
+        try SafeTensorsWriter.write(tensors, to: dir.appendingPathComponent("weights.safetensors"))
+        for (file, opt) in [("optimizer.safetensors", weights), ("arch_optimizer.safetensors", architecture)] {
+            let (step, moments) = opt.state()
+            var t: [(name: String, shape: [Int], values: [Float])] = []
+            for (n, mv) in moments.sorted(by: { $0.key < $1.key }) {
+                t.append((name: "m." + n, shape: [mv.m.count], values: mv.m))
+                t.append((name: "v." + n, shape: [mv.v.count], values: mv.v))
+            }
+            try SafeTensorsWriter.write(t, metadata: ["format": "pt", "step": String(step)], to: dir.appendingPathComponent(file))
+        }
+        try writeAtomically(try encoder.encode(state), to: dir.appendingPathComponent("search_state.json"))
+        try writeAtomically(try encoder.encode(configuration), to: dir.appendingPathComponent("search_config.json"))
+        try writeAtomically(Data(log.utf8), to: dir.appendingPathComponent("search_log.jsonl"))
+        try writeAtomically(try encoder.encode(["checkpoint": name]), to: pointer)
+        for item in (try? fm.contentsOfDirectory(atPath: output.path)) ?? [] where item.hasPrefix("checkpoint-") && item != name {
+            try? fm.removeItem(at: output.appendingPathComponent(item))
+        }
+    }
+
+    func loadCheckpoint(search: BilevelSearch, network: SuperNetwork) throws -> (BilevelSearch.State, String)? {
+        guard let data = try? Data(contentsOf: pointer),
+              let name = (try? JSONDecoder().decode([String: String].self, from: data))?["checkpoint"] else { return nil }
+        let dir = output.appendingPathComponent(name)
+        let saved = try JSONDecoder().decode(SearchConfiguration.self, from: Data(contentsOf: dir.appendingPathComponent("search_config.json")))
+        guard saved == configuration else {
+            throw DataError("--resume: \(output.path) holds a search with other settings; use the same flags or a new --output")
+        }
+        let state = try JSONDecoder().decode(BilevelSearch.State.self, from: Data(contentsOf: dir.appendingPathComponent("search_state.json")))
+        let weights = try SafeTensorsFile(url: dir.appendingPathComponent("weights.safetensors"))
+        for (n, t) in model.checkpointParameters { t.assign(try weights.floats(n)) }
+        for t in network.logits { t.assign(try weights.floats(t.name!)) }
+        for (file, opt) in [("optimizer.safetensors", search.weightOptimizer), ("arch_optimizer.safetensors", search.architectureOptimizer)] {
+            let f = try SafeTensorsFile(url: dir.appendingPathComponent(file))
+            var moments: [String: (m: [Float], v: [Float])] = [:]
+            for n in f.names where n.hasPrefix("m.") {
+                let key = String(n.dropFirst(2))
+                moments[key] = (try f.floats(n), try f.floats("v." + key))
+            }
+            opt.restore(step: Int(f.metadata["step"] ?? "") ?? 0, moments: moments)
+        }
+        let log = (try? String(contentsOf: dir.appendingPathComponent("search_log.jsonl"), encoding: .utf8)) ?? ""
+        return (state, log)
     }
 }
