@@ -139,6 +139,48 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual((inspected["matrices"] as? [String: Any])?.count, 12)
     }
 
+    /// search on the fine-tuned tiny model writes plan.json / search_log.jsonl, is deterministic,
+    /// and `--resume` after kill -9 gives the byte-identical plan.
+    func testSearchAndResumeAfterKill() throws {
+        let fp32 = dir.appendingPathComponent("fp32")
+        XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
+        func args(_ out: URL) -> [String] {
+            ["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2.5", "--groups", "1",
+             "--epochs", "3", "--arch-start", "1", "--batch-size", "8", "--save-steps", "4", "--threads", "1", "--output", out.path]
+        }
+        let a = dir.appendingPathComponent("search-a"), b = dir.appendingPathComponent("search-b")
+        let r = try CLI.run(args(a))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("plan:"), r.stdout)
+        let plan = try Data(contentsOf: a.appendingPathComponent("plan.json"))
+        let log = try String(contentsOf: a.appendingPathComponent("search_log.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(log.count, 3 * 27, "one entry per step (216 training rows / 8)")
+        let first = try JSONSerialization.jsonObject(with: Data(log[0].utf8)) as! [String: Any]
+        for key in ["train_loss", "expected_mib", "argmax_mib", "temperature", "lambda"] { XCTAssertNotNil(first[key], key) }
+
+        let p = Process()
+        p.executableURL = CLI.binary
+        p.arguments = args(b)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let pointer = b.appendingPathComponent("last-checkpoint.json")
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: pointer.path) && p.isRunning && Date() < deadline { usleep(2000) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+        assertUserError(try CLI.run(args(b)), contains: "--resume")
+        let resumed = try CLI.run(args(b) + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let planB = try Data(contentsOf: b.appendingPathComponent("plan.json"))
+        let differing = zip(String(decoding: plan, as: UTF8.self).split(separator: "\n"),
+                            String(decoding: planB, as: UTF8.self).split(separator: "\n")).first { $0.0 != $0.1 }
+        XCTAssertEqual(planB, plan, "first differing line: \(differing.map { "\($0.0) vs \($0.1)" } ?? "-")")
+        XCTAssertEqual(try Data(contentsOf: b.appendingPathComponent("search_log.jsonl")),
+                       try Data(contentsOf: a.appendingPathComponent("search_log.jsonl")))
+    }
+
     func testNewUserMistakes() throws {
         let out = dir.appendingPathComponent("x").path
         assertUserError(try CLI.run(["finetune", "--model", model.path, "--task", "sst3", "--train", train.path, "--dev", dev.path,

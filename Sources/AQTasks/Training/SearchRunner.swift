@@ -87,9 +87,11 @@ public struct SearchRunner {
         search.checkpoint = { s, weights, arch in
             try self.saveCheckpoint(state: s, weights: weights, architecture: arch, network: network, log: lines, encoder: e)
         }
+        let lineEncoder = JSONEncoder()
+        lineEncoder.outputFormatting = [.sortedKeys]
         var plan = try search.run(resume: state) { entry in
             log(entry)
-            if let d = try? JSONEncoder().encode(entry) { lines += String(decoding: d, as: UTF8.self) + "\n" }
+            if let d = try? lineEncoder.encode(entry) { lines += String(decoding: d, as: UTF8.self) + "\n" }
         }
         plan.provenance.task = pipeline.task.rawValue
         plan.provenance.dataSHA256 = dataSHA256
