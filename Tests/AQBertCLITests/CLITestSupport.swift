@@ -42,13 +42,13 @@ struct CLI {
     }
 }
 
-/// Asserts a clean failure: a normal non-zero exit (no trap) with exactly one stderr line
-/// containing `needle`.
+/// Asserts a clean failure: a normal non-zero exit (no trap) with exactly one error line on
+/// stderr containing `needle` (warnings before it are allowed).
 func assertUserError(_ r: CLI.Result, contains needle: String, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertTrue(r.exited, "killed by a signal (trap): \(r.stderr)", file: file, line: line)
     XCTAssertNotEqual(r.status, 0, "exit status", file: file, line: line)
-    let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true)
-    XCTAssertEqual(lines.count, 1, "one stderr line, got: \(r.stderr)", file: file, line: line)
+    let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true).filter { !$0.hasPrefix("warning: ") }
+    XCTAssertEqual(lines.count, 1, "one error line, got: \(r.stderr)", file: file, line: line)
     XCTAssertTrue(r.stderr.contains(needle), "stderr \"\(r.stderr)\" lacks \"\(needle)\"", file: file, line: line)
 }
 

@@ -1,3 +1,4 @@
+import AQBert
 import Foundation
 import XCTest
 
@@ -179,6 +180,27 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(planB, plan, "first differing line: \(differing.map { "\($0.0) vs \($0.1)" } ?? "-")")
         XCTAssertEqual(try Data(contentsOf: b.appendingPathComponent("search_log.jsonl")),
                        try Data(contentsOf: a.appendingPathComponent("search_log.jsonl")))
+    }
+
+    /// Sentence pairs on a model with one token type: a clear error, not a trap in the kernel.
+    func testPairsOnASingleTokenTypeModelAreRefused() throws {
+        let c = model.appendingPathComponent("config.json")
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: c)) as! [String: Any]
+        object["type_vocab_size"] = 1
+        try JSONSerialization.data(withJSONObject: object).write(to: c)
+        let w = model.appendingPathComponent("model.safetensors")
+        let file = try SafeTensorsFile(url: w)
+        var tensors: [(name: String, shape: [Int], values: [Float])] = []
+        for n in file.names {
+            var shape = file.info(n)!.shape, values = try file.floats(n)
+            if n.hasSuffix("token_type_embeddings.weight") { shape = [1, shape[1]]; values = Array(values.prefix(shape[1])) }
+            tensors.append((n, shape, values))
+        }
+        try SafeTensorsWriter.write(tensors, to: w)
+        let mnli = dir.appendingPathComponent("mnli.jsonl")
+        try "{\"premise\": \"the movie is good\", \"hypothesis\": \"a movie\", \"label\": \"neutral\"}\n".write(to: mnli, atomically: true, encoding: .utf8)
+        assertUserError(try CLI.run(["finetune", "--model", model.path, "--task", "mnli", "--train", mnli.path, "--dev", mnli.path,
+                                     "--output", dir.appendingPathComponent("o").path]), contains: "type_vocab_size")
     }
 
     func testNewUserMistakes() throws {

@@ -28,7 +28,7 @@ struct SyntheticPipeline: TaskPipeline {
     }
 
     func evaluate(model: BertTaskModel, batchSize: Int) throws -> [String: Double] {
-        let logits = featureLogits(model: model, features: evalFeatures, batchSize: batchSize, padId: 0)
+        let logits = try featureLogits(model: model, features: evalFeatures, batchSize: batchSize, padId: 0)
         var correct = 0
         var sum = 0.0
         for (f, l) in zip(evalFeatures, logits) {

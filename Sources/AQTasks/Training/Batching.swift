@@ -41,3 +41,20 @@ public func epochBatches(count: Int, batchSize: Int, seed: UInt64, epoch: Int, s
     }
     return stride(from: 0, to: count, by: batchSize).map { Array(order[$0..<min(count, $0 + batchSize)]) }
 }
+
+/// Checks rows against a model's tables before any forward pass (a bad id must be a clear
+/// error, never a trap inside a kernel): ids within the vocabulary, token types within
+/// `type_vocab_size`, lengths within `max_position_embeddings`.
+public func validate(_ features: [Feature], for config: BertConfig) throws {
+    for f in features {
+        if f.inputIds.count > config.maxPositionEmbeddings {
+            throw DataError("a row of \(f.inputIds.count) tokens exceeds max_position_embeddings \(config.maxPositionEmbeddings): lower --max-seq-length")
+        }
+        if let bad = f.inputIds.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw DataError("token id \(bad) is outside the model's vocabulary (vocab_size \(config.vocabSize)): the tokenizer does not match the model")
+        }
+        if let bad = f.typeIds.first(where: { $0 < 0 || $0 >= config.typeVocabSize }) {
+            throw DataError("token type \(bad) needs type_vocab_size > \(bad), the model has \(config.typeVocabSize) (sentence pairs need 2)")
+        }
+    }
+}

@@ -56,6 +56,7 @@ public struct SearchRunner {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         for (name, t) in model.checkpointParameters { t.name = name }
         let features = pipeline.trainFeatures
+        try validate(features, for: model.config)
         var train: [Feature] = [], val: [Feature] = []
         for f in features {
             if DataSplits.heldOut(index: f.exampleIndex, seed: configuration.seed, percent: validationPercent) { val.append(f) } else { train.append(f) }

@@ -19,7 +19,8 @@ public protocol TaskPipeline {
 
 /// Model outputs per feature, unpadded: [L] (sequence), [T_i * L] (token), [T_i * 2] (span).
 public func featureLogits(model: BertTaskModel, features: [Feature], batchSize: Int, padId: Int,
-                          progress: ((Int) -> Void)? = nil) -> [[Float]] {
+                          progress: ((Int) -> Void)? = nil) throws -> [[Float]] {
+    try validate(features, for: model.config)
     var out = [[Float]](repeating: [], count: features.count)
     // Length-sorted batches: little padding, same results (rows do not interact).
     let order = features.indices.sorted { features[$0].inputIds.count < features[$1].inputIds.count }

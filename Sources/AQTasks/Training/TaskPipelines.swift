@@ -93,12 +93,12 @@ final class ClassificationTask: RunnableTask {
         evalFeatures = FeatureBuilder.classification(remap(evalData), tokenizer: tokenizer, maxLength: a.maxSeqLength)
     }
 
-    func logits(_ model: BertTaskModel, _ batchSize: Int) -> [[Float]] {
-        featureLogits(model: model, features: evalFeatures, batchSize: batchSize, padId: padId)
+    func logits(_ model: BertTaskModel, _ batchSize: Int) throws -> [[Float]] {
+        try featureLogits(model: model, features: evalFeatures, batchSize: batchSize, padId: padId)
     }
 
     func report(model: BertTaskModel, batchSize: Int) throws -> MetricReport {
-        let predicted = logits(model, batchSize).map { l in l.indices.max { l[$0] < l[$1] } ?? 0 }
+        let predicted = try logits(model, batchSize).map { l in l.indices.max { l[$0] < l[$1] } ?? 0 }
         let gold = evalFeatures.map { $0.label.map(Int.init) }
         guard gold.allSatisfy({ $0 != nil }) else {
             throw DataError("\(evalData.source) has unlabelled examples; evaluate needs a labelled file (use predict)")
@@ -108,7 +108,7 @@ final class ClassificationTask: RunnableTask {
 
     func predictions(model: BertTaskModel, batchSize: Int, format: PredictionFormat) throws -> String {
         var out = ""
-        for (i, l) in logits(model, batchSize).enumerated() {
+        for (i, l) in try logits(model, batchSize).enumerated() {
             let p = Postprocess.classProbabilities(l, classes: l.count)[0]
             let best = p.indices.max { p[$0] < p[$1] } ?? 0
             out += PredictionFiles.classificationLine(index: i, label: labels[best], probabilities: p) + "\n"
@@ -157,18 +157,18 @@ final class TaggingTask: RunnableTask {
                                                                                  maxLength: a.maxSeqLength)
     }
 
-    func predictedTags(_ model: BertTaskModel, _ batchSize: Int) -> [[String]] {
-        let logits = featureLogits(model: model, features: evalFeatures, batchSize: batchSize, padId: padId)
+    func predictedTags(_ model: BertTaskModel, _ batchSize: Int) throws -> [[String]] {
+        let logits = try featureLogits(model: model, features: evalFeatures, batchSize: batchSize, padId: padId)
         return Postprocess.wordTags(logits: logits, alignments: evalAlignments, labels: labels)
     }
 
     func report(model: BertTaskModel, batchSize: Int) throws -> MetricReport {
-        let scores = ConllEval.evaluate(gold: evalData.sentences.map(\.tags), predicted: predictedTags(model, batchSize))
+        let scores = ConllEval.evaluate(gold: evalData.sentences.map(\.tags), predicted: try predictedTags(model, batchSize))
         return .conll(scores, sentences: evalData.sentences.count)
     }
 
     func predictions(model: BertTaskModel, batchSize: Int, format: PredictionFormat) throws -> String {
-        let tags = predictedTags(model, batchSize)
+        let tags = try predictedTags(model, batchSize)
         if format == .conll { return try PredictionFiles.conllText(data: evalData, predicted: tags) }
         var out = ""
         for (i, (s, t)) in zip(evalData.sentences, tags).enumerated() {
@@ -210,8 +210,8 @@ final class SquadTask: RunnableTask {
                                             docStride: a.docStride, training: false)
     }
 
-    func answers(_ model: BertTaskModel, _ batchSize: Int) -> [String: String] {
-        let logits = featureLogits(model: model, features: evalFeatures.map(\.feature), batchSize: batchSize, padId: padId)
+    func answers(_ model: BertTaskModel, _ batchSize: Int) throws -> [String: String] {
+        let logits = try featureLogits(model: model, features: evalFeatures.map(\.feature), batchSize: batchSize, padId: padId)
         let start = logits.map { row in stride(from: 0, to: row.count, by: 2).map { row[$0] } }
         let end = logits.map { row in stride(from: 1, to: row.count, by: 2).map { row[$0] } }
         return Postprocess.squadPredictions(examples: evalData.examples, features: evalFeatures, startLogits: start,
@@ -219,10 +219,10 @@ final class SquadTask: RunnableTask {
     }
 
     func report(model: BertTaskModel, batchSize: Int) throws -> MetricReport {
-        .squad(SquadEval.evaluate(evalData.examples, predictions: answers(model, batchSize)))
+        .squad(SquadEval.evaluate(evalData.examples, predictions: try answers(model, batchSize)))
     }
 
     func predictions(model: BertTaskModel, batchSize: Int, format: PredictionFormat) throws -> String {
-        PredictionFiles.squadJSON(answers(model, batchSize))
+        PredictionFiles.squadJSON(try answers(model, batchSize))
     }
 }

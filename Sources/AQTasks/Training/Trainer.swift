@@ -88,6 +88,7 @@ public final class Trainer {
         let a = arguments
         let features = pipeline.trainFeatures
         if features.isEmpty { throw DataError("the training data has no usable examples") }
+        try validate(features, for: model.config)
         let stepsPerEpoch = (features.count + a.batchSize - 1) / a.batchSize
         let totalSteps = stepsPerEpoch * a.epochs
         let schedule = LinearSchedule(warmupSteps: Int((Double(totalSteps) * Double(a.warmupRatio)).rounded(.up)),
