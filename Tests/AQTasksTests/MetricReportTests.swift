@@ -68,7 +68,7 @@ final class MetricReportTests: XCTestCase {
     func testScoreCommandErrorsAreOneLine() throws {
         for args in [
             ["score", "--task", "conll2003", "--data", reader("sst2_dev.tsv"), "--predictions", reader("sst2_dev.tsv")],
-            ["score", "--task", "sst2", "--data", reader("conll_iob1.txt"), "--predictions", reader("sst2_dev.tsv")],
+            ["score", "--task", "sst2", "--data", reader("tagged_iob1.txt"), "--predictions", reader("sst2_dev.tsv")],
             ["score", "--task", "squad", "--data", reader("squad_v11.json"), "--predictions", "/nonexistent/p.json"],
             ["score", "--task", "squad", "--data", reader(""), "--predictions", reader("squad_v11.json")],
         ] {
