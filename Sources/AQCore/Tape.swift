@@ -19,19 +19,17 @@ public final class Tape {
 
     /// True when `inputs` need a backward rule on this tape.
     @inline(__always)
-    func tracks(_ inputs: Tensor?...) -> Bool {
+    public func tracks(_ inputs: Tensor?...) -> Bool {
         guard isRecording else { return false }
         for t in inputs where t?.requiresGrad == true { return true }
         return false
     }
 
-    /// Appends the backward rule of an op whose result is `output`.
+    /// Appends the backward rule of an op whose result is `output`: the rule reads
+    /// `output.grad` and accumulates into its inputs' gradients. Public so ops defined in other
+    /// modules (quantization) record the same way.
     @inline(__always)
-    func record(_ output: Tensor, _ rule: @escaping () -> Void) { rules.append((output, rule)) }
-
-    /// `record` for ops defined outside this module (quantization): the rule reads
-    /// `output.grad` and accumulates into its inputs' gradients.
-    public func recordRule(_ output: Tensor, _ rule: @escaping () -> Void) { rules.append((output, rule)) }
+    public func record(_ output: Tensor, _ rule: @escaping () -> Void) { rules.append((output, rule)) }
 
     /// Seeds `d(loss)/d(loss) = seed` (a scalar loss) or `grad = seed` elementwise, runs every
     /// recorded rule in reverse order, then forgets them.

@@ -41,7 +41,7 @@ public final class ActivationQuantizer {
         guard initialized, high > low else { return x }
         let (lo, hi) = (low, high)
         let s = Float((1 << bits) - 1) / (hi - lo)
-        let tracked = tape.isRecording && x.requiresGrad
+        let tracked = tape.tracks(x)
         let y = Tensor(uninitialized: x.shape)
         y.requiresGrad = tracked
         let xp = x.pointer, yp = y.pointer
@@ -52,7 +52,7 @@ public final class ActivationQuantizer {
             }
         }
         if tracked {
-            tape.recordRule(y) {
+            tape.record(y) {
                 guard let dy = y.grad else { return }
                 let dx = x.ensureGrad().pointer
                 for i in 0..<x.count where xp[i] >= lo && xp[i] <= hi { dx[i] += dy.pointer[i] }

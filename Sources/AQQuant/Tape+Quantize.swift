@@ -13,14 +13,14 @@ extension Tape {
         let g = groupBits.count
         precondition(w.rank == 2 && g > 0 && w.shape[0] % g == 0, "fakeQuantize: \(g) groups for \(w.shape)")
         let n = w.count / g
-        let tracked = isRecording && w.requiresGrad
+        let tracked = tracks(w)
         let y = Tensor(uninitialized: w.shape)
         y.requiresGrad = tracked
         Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n))) { r in
             for j in r { aq_fake_quantize(w.pointer + j * n, y.pointer + j * n, n, Int32(groupBits[j])) }
         }
         if tracked {
-            recordRule(y) {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let dw = w.ensureGrad().pointer
                 for j in 0..<g where groupBits[j] > 0 {
@@ -41,7 +41,7 @@ extension Tape {
         precondition(w.rank == 2 && o.rank == 2 && o.shape[1] == k && w.shape[0] % g == 0,
                      "mixedQuantize: mixing \(o.shape) for weight \(w.shape) and \(k) candidates")
         let n = w.count / g
-        let tracked = isRecording && (w.requiresGrad || o.requiresGrad)
+        let tracked = tracks(w, o)
         let y = Tensor(zeros: w.shape)
         y.requiresGrad = tracked
         Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n * k))) { r in
@@ -52,7 +52,7 @@ extension Tape {
             }
         }
         if tracked {
-            recordRule(y) {
+            record(y) {
                 guard let dy = y.grad else { return }
                 let dw = w.requiresGrad ? w.ensureGrad().pointer : nil
                 let dO = o.requiresGrad ? o.ensureGrad().pointer : nil
@@ -84,14 +84,14 @@ extension Tape {
     public func quantizedEmbedding(_ table: Tensor, ids: [Int32], shape: [Int], bits: Int, paddingIndex: Int32?) -> Tensor {
         let gathered = embedding(table, ids: ids, shape: shape, paddingIndex: paddingIndex)
         let c = table.shape[1], rows = ids.count
-        let tracked = isRecording && gathered.requiresGrad
+        let tracked = tracks(gathered)
         let y = Tensor(uninitialized: gathered.shape)
         y.requiresGrad = tracked
         Runtime.parallelFor(rows, grain: max(1, 16384 / max(1, c))) { r in
             for i in r { aq_fake_quantize(gathered.pointer + i * c, y.pointer + i * c, c, Int32(bits)) }
         }
         if tracked {
-            recordRule(y) {
+            record(y) {
                 guard let dy = y.grad else { return }
                 Kernels.axpy(1, dy.pointer, gathered.ensureGrad().pointer, count: gathered.count)
             }

@@ -94,7 +94,7 @@ public final class BilevelSearch {
     }
 
     /// Argmax size now.
-    public var argmaxMiB: Double { network.argmaxPlan(tieBreak: configuration.tieBreak, provenance: .init(method: "aq-bert")).sizeMiB }
+    public var argmaxMiB: Double { network.argmaxSizeMiB(tieBreak: configuration.tieBreak) }
 
     /// Where a search stands; with the weights, logits and optimizer moments it is a complete
     /// checkpoint (batch order, validation batches and noise are functions of the seed and step).

@@ -118,19 +118,31 @@ public final class SuperNetwork {
         return terms.dropFirst().reduce(terms[0]) { tape.add($0, $1) }
     }
 
+    /// Bit-width chosen for group `j` of `theta` [G, K] (argmax with `tieBreak`).
+    func choice(_ theta: Tensor, group j: Int, tieBreak: TieBreak) -> Int {
+        let k = candidates.count
+        let row = theta.pointer + j * k
+        var best = 0
+        for c in 1..<k where tieBreak == .widest ? row[c] >= row[best] : row[c] > row[best] { best = c }
+        return candidates[best]
+    }
+
+    /// C of the argmax assignment in MiB, without building a plan.
+    public func argmaxSizeMiB(tieBreak: TieBreak) -> Double {
+        var bits = 0
+        for (theta, shape) in zip(logits, shapes) {
+            let g = theta.shape[0], n = shape[0] / g * shape[1]
+            for j in 0..<g { bits += choice(theta, group: j, tieBreak: tieBreak) * n }
+        }
+        return Double(bits) / 8 / 1_048_576
+    }
+
     /// The argmax assignment as a bit plan.
     public func argmaxPlan(tieBreak: TieBreak, provenance: BitPlan.Provenance) -> BitPlan {
         var matrices: [String: BitPlan.Matrix] = [:]
         for (path, (theta, shape)) in zip(paths, zip(logits, shapes)) {
-            let g = theta.shape[0], k = candidates.count
-            var bits: [Int] = []
-            for j in 0..<g {
-                let row = (0..<k).map { theta.pointer[j * k + $0] }
-                let best = row.max()!
-                let tied = (0..<k).filter { row[$0] == best }
-                bits.append(candidates[tieBreak == .widest ? tied.last! : tied.first!])
-            }
-            matrices[path] = BitPlan.Matrix(shape: shape, groups: g, bits: bits)
+            let g = theta.shape[0]
+            matrices[path] = BitPlan.Matrix(shape: shape, groups: g, bits: (0..<g).map { choice(theta, group: $0, tieBreak: tieBreak) })
         }
         var plan = BitPlan(candidates: candidates, matrices: matrices, provenance: provenance)
         plan.provenance.achievedMiB = plan.sizeMiB

@@ -42,6 +42,24 @@ struct CLI {
     }
 }
 
+extension CLI {
+    /// Starts `aqbert args`, waits until `file` exists (a first checkpoint), then SIGKILLs it.
+    /// Returns how the process ended (`.uncaughtSignal` when it was killed mid-run).
+    static func killAfter(_ args: [String], fileAppears file: URL, timeout: TimeInterval = 60) throws -> Process.TerminationReason {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while !FileManager.default.fileExists(atPath: file.path) && p.isRunning && Date() < deadline { usleep(2000) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        return p.terminationReason
+    }
+}
+
 /// Asserts a clean failure: a normal non-zero exit (no trap) with exactly one error line on
 /// stderr containing `needle` (warnings before it are allowed).
 func assertUserError(_ r: CLI.Result, contains needle: String, file: StaticString = #filePath, line: UInt = #line) {

@@ -80,18 +80,8 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(try CLI.run(finetuneArgs(reference)).status, 0)
 
         // Start, wait for the first checkpoint, SIGKILL mid-epoch.
-        let p = Process()
-        p.executableURL = CLI.binary
-        p.arguments = finetuneArgs(killed)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let pointer = killed.appendingPathComponent("last-checkpoint.json")
-        let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: pointer.path) && p.isRunning && Date() < deadline { usleep(2000) }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "killed mid-run (the run must not have finished)")
+        XCTAssertEqual(try CLI.killAfter(finetuneArgs(killed), fileAppears: killed.appendingPathComponent("last-checkpoint.json")),
+                       .uncaughtSignal, "killed mid-run (the run must not have finished)")
         let partial = (try? results(killed))?["history"] as? [Any]
         XCTAssertNotEqual(partial?.count, 2, "the run was killed before its last epoch")
 
@@ -159,18 +149,7 @@ final class FinetuneCommandTests: XCTestCase {
         let first = try JSONSerialization.jsonObject(with: Data(log[0].utf8)) as! [String: Any]
         for key in ["train_loss", "expected_mib", "argmax_mib", "temperature", "lambda"] { XCTAssertNotNil(first[key], key) }
 
-        let p = Process()
-        p.executableURL = CLI.binary
-        p.arguments = args(b)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let pointer = b.appendingPathComponent("last-checkpoint.json")
-        let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: pointer.path) && p.isRunning && Date() < deadline { usleep(2000) }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(try CLI.killAfter(args(b), fileAppears: b.appendingPathComponent("last-checkpoint.json")), .uncaughtSignal)
         assertUserError(try CLI.run(args(b)), contains: "--resume")
         let resumed = try CLI.run(args(b) + ["--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)

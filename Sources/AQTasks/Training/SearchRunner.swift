@@ -47,8 +47,6 @@ public struct SearchRunner {
         }
     }
 
-    var pointer: URL { output.appendingPathComponent("last-checkpoint.json") }
-
     /// Runs the search; with `resume`, continues from the last checkpoint in `output` (same
     /// configuration required), reproducing the uninterrupted run exactly.
     public func run(dataSHA256: String?, resume: Bool = false, log: (SearchLogEntry) -> Void) throws -> BitPlan {
@@ -103,57 +101,32 @@ public struct SearchRunner {
         return plan
     }
 
-    /// A `checkpoint-<step>` folder (weights, logits, both optimizers' moments, position, log so
-    /// far), then `last-checkpoint.json` pointing at it, then older folders removed.
+    /// Weights, logits, both optimizers' moments, position and the log so far (see `CheckpointFolders`).
     func saveCheckpoint(state: BilevelSearch.State, weights: AdamW, architecture: AdamW, network: SuperNetwork, log: String,
                         encoder: JSONEncoder) throws {
-        let fm = FileManager.default
-        let name = "checkpoint-\(state.step)"
-        let dir = output.appendingPathComponent(name)
-        try? fm.removeItem(at: dir)
-        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        var tensors = model.checkpointParameters.map { (name: $0.name, shape: $0.tensor.shape, values: $0.tensor.array) }
-        tensors += network.logits.map { (name: $0.name!, shape: $0.shape, values: $0.array) }
-        try SafeTensorsWriter.write(tensors, to: dir.appendingPathComponent("weights.safetensors"))
-        for (file, opt) in [("optimizer.safetensors", weights), ("arch_optimizer.safetensors", architecture)] {
-            let (step, moments) = opt.state()
-            var t: [(name: String, shape: [Int], values: [Float])] = []
-            for (n, mv) in moments.sorted(by: { $0.key < $1.key }) {
-                t.append((name: "m." + n, shape: [mv.m.count], values: mv.m))
-                t.append((name: "v." + n, shape: [mv.v.count], values: mv.v))
-            }
-            try SafeTensorsWriter.write(t, metadata: ["format": "pt", "step": String(step)], to: dir.appendingPathComponent(file))
-        }
-        try writeAtomically(try encoder.encode(state), to: dir.appendingPathComponent("search_state.json"))
-        try writeAtomically(try encoder.encode(configuration), to: dir.appendingPathComponent("search_config.json"))
-        try writeAtomically(Data(log.utf8), to: dir.appendingPathComponent("search_log.jsonl"))
-        try writeAtomically(try encoder.encode(["checkpoint": name]), to: pointer)
-        for item in (try? fm.contentsOfDirectory(atPath: output.path)) ?? [] where item.hasPrefix("checkpoint-") && item != name {
-            try? fm.removeItem(at: output.appendingPathComponent(item))
+        try CheckpointFolders(output: output).save(step: state.step) { dir in
+            try CheckpointFolders.writeTensors(model.checkpointParameters + network.logits.map { ($0.name!, $0) },
+                                               to: dir.appendingPathComponent("weights.safetensors"))
+            try CheckpointFolders.writeMoments(of: weights, to: dir.appendingPathComponent("optimizer.safetensors"))
+            try CheckpointFolders.writeMoments(of: architecture, to: dir.appendingPathComponent("arch_optimizer.safetensors"))
+            try writeAtomically(try encoder.encode(state), to: dir.appendingPathComponent("search_state.json"))
+            try writeAtomically(try encoder.encode(configuration), to: dir.appendingPathComponent("search_config.json"))
+            try writeAtomically(Data(log.utf8), to: dir.appendingPathComponent("search_log.jsonl"))
         }
     }
 
     func loadCheckpoint(search: BilevelSearch, network: SuperNetwork) throws -> (BilevelSearch.State, String)? {
-        guard let data = try? Data(contentsOf: pointer),
-              let name = (try? JSONDecoder().decode([String: String].self, from: data))?["checkpoint"] else { return nil }
-        let dir = output.appendingPathComponent(name)
+        guard let dir = CheckpointFolders(output: output).latest() else { return nil }
         let saved = try JSONDecoder().decode(SearchConfiguration.self, from: Data(contentsOf: dir.appendingPathComponent("search_config.json")))
         guard saved == configuration else {
             throw DataError("--resume: \(output.path) holds a search with other settings; use the same flags or a new --output")
         }
         let state = try JSONDecoder().decode(BilevelSearch.State.self, from: Data(contentsOf: dir.appendingPathComponent("search_state.json")))
-        let weights = try SafeTensorsFile(url: dir.appendingPathComponent("weights.safetensors"))
-        for (n, t) in model.checkpointParameters { t.assign(try weights.floats(n)) }
-        for t in network.logits { t.assign(try weights.floats(t.name!)) }
-        for (file, opt) in [("optimizer.safetensors", search.weightOptimizer), ("arch_optimizer.safetensors", search.architectureOptimizer)] {
-            let f = try SafeTensorsFile(url: dir.appendingPathComponent(file))
-            var moments: [String: (m: [Float], v: [Float])] = [:]
-            for n in f.names where n.hasPrefix("m.") {
-                let key = String(n.dropFirst(2))
-                moments[key] = (try f.floats(n), try f.floats("v." + key))
-            }
-            opt.restore(step: Int(f.metadata["step"] ?? "") ?? 0, moments: moments)
-        }
+        try CheckpointFolders.readTensors(model.checkpointParameters + network.logits.map { ($0.name!, $0) },
+                                          from: dir.appendingPathComponent("weights.safetensors"))
+        try CheckpointFolders.readMoments(into: search.weightOptimizer, from: dir.appendingPathComponent("optimizer.safetensors"), defaultStep: 0)
+        try CheckpointFolders.readMoments(into: search.architectureOptimizer, from: dir.appendingPathComponent("arch_optimizer.safetensors"),
+                                          defaultStep: 0)
         let log = (try? String(contentsOf: dir.appendingPathComponent("search_log.jsonl"), encoding: .utf8)) ?? ""
         return (state, log)
     }

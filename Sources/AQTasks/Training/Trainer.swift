@@ -79,7 +79,7 @@ public final class Trainer {
         for (name, t) in model.checkpointParameters { t.name = name }
     }
 
-    var checkpointPointer: URL { output.appendingPathComponent("last-checkpoint.json") }
+    var folders: CheckpointFolders { CheckpointFolders(output: output) }
 
     /// Runs (or, with `resume`, continues) training. Returns the per-epoch results.
     @discardableResult
@@ -229,53 +229,22 @@ public final class Trainer {
         }
     }
 
-    /// Writes weights, optimizer moments and position into a fresh `checkpoint-<step>` folder,
-    /// then points `last-checkpoint.json` at it (atomically) and removes older folders, so a
-    /// kill at any moment leaves one complete checkpoint.
+    /// Weights, optimizer moments, position and activation ranges (see `CheckpointFolders`).
     func saveCheckpoint(_ state: TrainerState, optimizer: AdamW) throws {
-        let fm = FileManager.default
-        let name = "checkpoint-\(state.globalStep)"
-        let dir = output.appendingPathComponent(name)
-        try? fm.removeItem(at: dir)
-        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        try SafeTensorsWriter.write(model.checkpointParameters.map { (name: $0.name, shape: $0.tensor.shape, values: $0.tensor.array) },
-                                    to: dir.appendingPathComponent("model.safetensors"))
-        let (step, moments) = optimizer.state()
-        var tensors: [(name: String, shape: [Int], values: [Float])] = []
-        for (n, mv) in moments.sorted(by: { $0.key < $1.key }) {
-            tensors.append((name: "m." + n, shape: [mv.m.count], values: mv.m))
-            tensors.append((name: "v." + n, shape: [mv.v.count], values: mv.v))
-        }
-        try SafeTensorsWriter.write(tensors, metadata: ["format": "pt", "step": String(step)],
-                                    to: dir.appendingPathComponent("optimizer.safetensors"))
-        try writeJSON(state, to: dir.appendingPathComponent("trainer_state.json"))
-        if let quantization { try writeJSON(quantization.activationRanges, to: dir.appendingPathComponent("activation_ranges.json")) }
-        try writeJSON(["checkpoint": name], to: checkpointPointer)
-        for item in (try? fm.contentsOfDirectory(atPath: output.path)) ?? []
-        where item.hasPrefix("checkpoint-") && item != name {
-            try? fm.removeItem(at: output.appendingPathComponent(item))
+        try folders.save(step: state.globalStep) { dir in
+            try CheckpointFolders.writeTensors(model.checkpointParameters, to: dir.appendingPathComponent("model.safetensors"))
+            try CheckpointFolders.writeMoments(of: optimizer, to: dir.appendingPathComponent("optimizer.safetensors"))
+            try writeJSON(state, to: dir.appendingPathComponent("trainer_state.json"))
+            if let quantization { try writeJSON(quantization.activationRanges, to: dir.appendingPathComponent("activation_ranges.json")) }
         }
     }
 
     func loadCheckpoint(optimizer: AdamW) throws -> TrainerState? {
-        guard let data = try? Data(contentsOf: checkpointPointer),
-              let pointer = try? JSONDecoder().decode([String: String].self, from: data),
-              let name = pointer["checkpoint"] else { return nil }
-        let dir = output.appendingPathComponent(name)
+        guard let dir = folders.latest() else { return nil }
         let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: dir.appendingPathComponent("trainer_state.json")))
-        let weights = try SafeTensorsFile(url: dir.appendingPathComponent("model.safetensors"))
-        for (n, t) in model.checkpointParameters {
-            let v = try weights.floats(n)
-            guard v.count == t.count else { throw DataError("checkpoint \(dir.path): tensor \(n) has the wrong size") }
-            t.assign(v)
-        }
-        let opt = try SafeTensorsFile(url: dir.appendingPathComponent("optimizer.safetensors"))
-        var moments: [String: (m: [Float], v: [Float])] = [:]
-        for n in opt.names where n.hasPrefix("m.") {
-            let key = String(n.dropFirst(2))
-            moments[key] = (try opt.floats(n), try opt.floats("v." + key))
-        }
-        optimizer.restore(step: Int(opt.metadata["step"] ?? "") ?? state.globalStep, moments: moments)
+        try CheckpointFolders.readTensors(model.checkpointParameters, from: dir.appendingPathComponent("model.safetensors"))
+        try CheckpointFolders.readMoments(into: optimizer, from: dir.appendingPathComponent("optimizer.safetensors"),
+                                          defaultStep: state.globalStep)
         if let quantization, let data = try? Data(contentsOf: dir.appendingPathComponent("activation_ranges.json")) {
             try quantization.setActivationRanges(try JSONDecoder().decode([String: [Float]].self, from: data))
         }
