@@ -7,6 +7,12 @@
 // core selection with the best core the CPU supports (the same path OPENBLAS_CORETYPE takes at
 // load time). This runs from a constructor, before any BLAS call. Symbols are looked up with
 // dlsym, so other BLAS builds are left alone.
+//
+// OpenBLAS's own constructor has already started its server threads, and each one calls
+// gotoblas_dynamic_init() from its first blas_memory_alloc(); swapping the core table under
+// a running server thread is a data race (seen as a rare SIGSEGV in a thread with only
+// libc and OpenBLAS frames). So the server threads are shut down (joined) first; OpenBLAS
+// starts them again on demand, with the new table in place.
 #include "aqkernels.h"
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -37,6 +43,7 @@ void aq_select_blas_core(void) {
     char *(*corename)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
     void (*dyn_init)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init");
     void (*dyn_quit)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit");
+    int (*threads_shutdown)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
     if (!corename) return;
     strncpy(aq_core_before, corename(), sizeof aq_core_before - 1);
     strncpy(aq_core_after, aq_core_before, sizeof aq_core_after - 1);
@@ -44,6 +51,7 @@ void aq_select_blas_core(void) {
     if (!dyn_init || !dyn_quit || strcasecmp(aq_core_before, "Prescott") != 0) return;
     const char *best = aq_best_core();
     if (!best) return;
+    if (threads_shutdown) threads_shutdown();
     setenv("OPENBLAS_CORETYPE", best, 1);
     dyn_quit();
     dyn_init();
