@@ -26,6 +26,10 @@
 # Environment:
 #   TASKS        tasks to run (default "sst2 conll2003 squad mnli")
 #   THREADS      threads for both sides (default 2)
+#   PARALLEL     if 1, run the two sides at the same time, each pinned with taskset to its own
+#                cores (aqbert on the first THREADS cores, transformers on the next THREADS);
+#                both then see the same outside load, which keeps time_ratio fair on a shared
+#                machine. Needs 2*THREADS cores.
 #   EPOCHS       epochs for every task (blank = task default: 3, squad 2)
 #   LR, BATCH_SIZE, MAX_SEQ_LENGTH, WARMUP_RATIO, SEED
 #                override the per-task defaults for both sides (blank = default: lr 2e-5,
@@ -87,6 +91,11 @@ for v in THREADS EPOCHS LIMIT_TRAIN LIMIT_DEV BATCH_SIZE MAX_SEQ_LENGTH; do
         exit 1
     fi
 done
+
+if [[ "${PARALLEL:-0}" == 1 ]] && (( 2 * THREADS > $(nproc) )); then
+    echo "error: PARALLEL=1 needs 2*THREADS cores (THREADS=$THREADS, $(nproc) cores)" >&2
+    exit 1
+fi
 
 if [[ " $TASKS " == *" squad "* && -n "${MAX_SEQ_LENGTH:-}" && "${MAX_SEQ_LENGTH}" -le 128 ]]; then
     echo "error: MAX_SEQ_LENGTH=$MAX_SEQ_LENGTH with squad: the doc stride is 128 on both sides, so it must be > 128" >&2
@@ -215,11 +224,20 @@ for task in $TASKS; do
     a_out="$LOGDIR/aqbert_$task"; h_out="$LOGDIR/transformers_$task"
     rm -rf "$a_out" "$h_out"
     a_ok=1; h_ok=1
-    run "$LOGDIR/aqbert_$task.log" "$AQBERT" finetune --model "$MODEL" --task "$task" --train "$train" \
-        --dev "$dev" --output "$a_out" "${hp[@]}" || a_ok=0
+    a_cmd=("$AQBERT" finetune --model "$MODEL" --task "$task" --train "$train" --dev "$dev" --output "$a_out" "${hp[@]}")
+    h_cmd=("$PYTHON" "$HF_SCRIPT" --model "$MODEL" --task "$task" --train "$train" --dev "$dev" --output "$h_out" "${hp[@]}")
+    if [[ "${PARALLEL:-0}" == 1 ]]; then
+        run "$LOGDIR/aqbert_$task.log" taskset -c "0-$((THREADS - 1))" "${a_cmd[@]}" &
+        a_pid=$!
+        run "$LOGDIR/transformers_$task.log" taskset -c "$THREADS-$((2 * THREADS - 1))" "${h_cmd[@]}" &
+        h_pid=$!
+        wait "$a_pid" || a_ok=0
+        wait "$h_pid" || h_ok=0
+    else
+        run "$LOGDIR/aqbert_$task.log" "${a_cmd[@]}" || a_ok=0
+        run "$LOGDIR/transformers_$task.log" "${h_cmd[@]}" || h_ok=0
+    fi
     [[ -f "$a_out/eval_results.json" ]] || a_ok=0
-    run "$LOGDIR/transformers_$task.log" "$PYTHON" "$HF_SCRIPT" --model "$MODEL" --task "$task" --train "$train" \
-        --dev "$dev" --output "$h_out" "${hp[@]}" || h_ok=0
     [[ -f "$h_out/eval_results.json" ]] || h_ok=0
     if [[ $a_ok == 0 || $h_ok == 0 ]]; then
         why=""
