@@ -41,8 +41,45 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     public var hardSamples: Bool = false
     public var tieBreak: TieBreak = .widest
     public var seed: UInt64 = 42
+    /// The one-step unrolled second-order gradient of Eq. 14 (DARTS) instead of first order.
+    public var secondOrder: Bool = false
+    /// xi of Eq. 14, the virtual weight step; nil = the weight learning rate (as DARTS).
+    public var unrolledStep: Float? = nil
 
     public init(targetMiB: Double) { self.targetMiB = targetMiB }
+
+    enum CodingKeys: String, CodingKey {
+        case candidates, groups, targetMiB, tolerance, epochs, architectureStart, lambda, initialLambda, lambdaGrowth,
+             lambdaShrink, architectureOptimizer, architectureLearningRate, weightLearningRate, batchSize,
+             initialTemperature, finalTemperature, temperaturePerStep, hardSamples, tieBreak, seed, secondOrder, unrolledStep
+    }
+
+    /// Keys added after the first release may be absent (a search configuration saved before them).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        targetMiB = try c.decode(Double.self, forKey: .targetMiB)
+        candidates = try c.decode([Int].self, forKey: .candidates)
+        groups = try c.decode(Int.self, forKey: .groups)
+        tolerance = try c.decode(Double.self, forKey: .tolerance)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        architectureStart = try c.decode(Int.self, forKey: .architectureStart)
+        lambda = try c.decodeIfPresent(Double.self, forKey: .lambda)
+        initialLambda = try c.decode(Double.self, forKey: .initialLambda)
+        lambdaGrowth = try c.decode(Double.self, forKey: .lambdaGrowth)
+        lambdaShrink = try c.decode(Double.self, forKey: .lambdaShrink)
+        architectureOptimizer = try c.decode(ArchitectureOptimizer.self, forKey: .architectureOptimizer)
+        architectureLearningRate = try c.decode(Float.self, forKey: .architectureLearningRate)
+        weightLearningRate = try c.decode(Float.self, forKey: .weightLearningRate)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        initialTemperature = try c.decode(Float.self, forKey: .initialTemperature)
+        finalTemperature = try c.decode(Float.self, forKey: .finalTemperature)
+        temperaturePerStep = try c.decode(Bool.self, forKey: .temperaturePerStep)
+        hardSamples = try c.decode(Bool.self, forKey: .hardSamples)
+        tieBreak = try c.decode(TieBreak.self, forKey: .tieBreak)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        secondOrder = try c.decodeIfPresent(Bool.self, forKey: .secondOrder) ?? false
+        unrolledStep = try c.decodeIfPresent(Float.self, forKey: .unrolledStep)
+    }
 
     /// METHOD.md Eq. 12 with N0 = architectureStart: t = t0 exp(-eta max(0, e - N0)).
     public func temperature(atEpoch e: Double) -> Float {
@@ -69,9 +106,12 @@ public struct SearchLogEntry: Codable, Sendable, Equatable {
     }
 }
 
-/// Algorithm 1 of the paper, first order: per mini-batch, an AdamW step on the weights with
+/// Algorithm 1 of the paper. First order (the default): per mini-batch, an AdamW step on the weights with
 /// L_train on a D_train batch (logits frozen), then from epoch N1 a step on the logits with
-/// L_val = CE + lambda * L_size on a D_val batch (weights frozen). The plan is the argmax.
+/// L_val = CE + lambda * L_size on a D_val batch (weights frozen). With `secondOrder` the logits'
+/// gradient is Eq. 14's one-step unrolled one, taken at the weights before their step (see
+/// `unrolledArchitectureGradient`); the weight step then uses the same training gradient.
+/// The plan is the argmax.
 public final class BilevelSearch {
     public let model: BertTaskModel
     public let network: SuperNetwork
@@ -136,7 +176,6 @@ public final class BilevelSearch {
         guard trainCount > 0, validationCount > 0 else { throw PlanError("the search needs training and validation examples") }
         let weightParams = model.parameters
         let stepsPerEpoch = (trainCount + c.batchSize - 1) / c.batchSize
-        let valPerRound = max(1, validationCount / c.batchSize)
         var state = resume ?? State(lambda: lambda)
         lambda = state.lambda
         lastSide = state.lastSide
@@ -152,32 +191,38 @@ public final class BilevelSearch {
                 model.training = true
                 network.training = true
                 model.bert.generator = SeededGenerator(seed: c.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)))
-                // (1) weights step, logits frozen.
+                // (1) weights gradient on a D_train batch, logits frozen.
                 setTrainable(weights: true)
                 let batch = Array(order[(b * c.batchSize)..<min(trainCount, (b + 1) * c.batchSize)])
+                let trainNoise = network.generator, trainDropout = model.bert.generator
                 let tape = Tape()
                 let trainLoss = lossOf(batch, false, tape)
                 tape.backward(from: trainLoss)
+                var valLoss: Double? = nil
+                let architectureStep = epoch >= c.architectureStart
+                if architectureStep && c.secondOrder {
+                    // (2') Eq. 14 before the weights move: the unrolled gradient needs w and
+                    // the training gradient at w, which the weight step below then uses.
+                    let trainGradients = weightParams.map { p -> Storage? in defer { p.grad = nil }; return p.grad }
+                    network.training = false
+                    valLoss = unrolledArchitectureGradient(trainBatch: batch, trainGradients: trainGradients,
+                                                           validationBatch: validationBatch(state.architectureSteps),
+                                                           xi: c.unrolledStep ?? c.weightLearningRate,
+                                                           trainNoise: trainNoise, trainDropout: trainDropout)
+                    for (p, g) in zip(weightParams, trainGradients) { p.grad = g }
+                }
                 clipGradientNorm(weightParams, maxNorm: 1)
                 weightOptimizer.update()
-                // (2) architecture step from epoch N1, weights frozen.
-                var valLoss: Double? = nil
-                if epoch >= c.architectureStart {
-                    setTrainable(weights: false)
-                    network.training = false  // activation ranges follow the training split only
-                    let a = state.architectureSteps
-                    let valOrder = permutation(validationCount, salt: 0x5A5A, round: a / valPerRound)
-                    let start = (a % valPerRound) * c.batchSize
-                    let vb = Array(valOrder[start..<min(validationCount, start + c.batchSize)])
-                    let vt = Tape()
-                    var loss = lossOf(vb, true, vt)
-                    let current = argmaxMiB
-                    updateLambda(argmaxMiB: current)
-                    if let size = network.sizeLoss(argmaxMiB: current, targetMiB: c.targetMiB, tolerance: c.tolerance, tape: vt) {
-                        loss = vt.add(loss, vt.scale(size, by: Float(lambda)))
+                // (2) architecture step from epoch N1, weights frozen (first order: at the new weights).
+                if architectureStep {
+                    if !c.secondOrder {
+                        setTrainable(weights: false)
+                        network.training = false  // activation ranges follow the training split only
+                        let vt = Tape()
+                        let loss = validationObjective(validationBatch(state.architectureSteps), tape: vt)
+                        vt.backward(from: loss)
+                        valLoss = Double(loss.scalar)
                     }
-                    vt.backward(from: loss)
-                    valLoss = Double(loss.scalar)
                     switch c.architectureOptimizer {
                     case .sgd: sgd.update()
                     case .adam: architectureOptimizer.update()
@@ -213,8 +258,95 @@ public final class BilevelSearch {
                             "architecture_lr": String(c.architectureLearningRate),
                             "lambda": c.lambda.map { String($0) } ?? "auto (final \(lambda))",
                             "tie_break": c.tieBreak.rawValue, "temperature": "\(c.initialTemperature) -> \(c.finalTemperature)",
-                            "hard_samples": String(c.hardSamples), "groups": String(c.groups)]
+                            "hard_samples": String(c.hardSamples), "groups": String(c.groups),
+                            "gradient": c.secondOrder ? "second order (xi \(c.unrolledStep ?? c.weightLearningRate))" : "first order"]
         return network.argmaxPlan(tieBreak: c.tieBreak, provenance: provenance)
+    }
+
+    /// The D_val batch of architecture step `a`: a seeded permutation per round through D_val.
+    func validationBatch(_ a: Int) -> [Int] {
+        let size = configuration.batchSize
+        let perRound = max(1, validationCount / size)
+        let order = permutation(validationCount, salt: 0x5A5A, round: a / perRound)
+        let start = (a % perRound) * size
+        return Array(order[start..<min(validationCount, start + size)])
+    }
+
+    /// L_val = CE + lambda * L_size on a D_val batch; moves the automatic lambda first (once per
+    /// architecture step).
+    func validationObjective(_ batch: [Int], tape: Tape) -> Tensor {
+        var loss = lossOf(batch, true, tape)
+        let current = argmaxMiB
+        updateLambda(argmaxMiB: current)
+        if let size = network.sizeLoss(argmaxMiB: current, targetMiB: configuration.targetMiB,
+                                       tolerance: configuration.tolerance, tape: tape) {
+            loss = tape.add(loss, tape.scale(size, by: Float(lambda)))
+        }
+        return loss
+    }
+
+    /// The one-step unrolled architecture gradient of Eq. 14, as DARTS computes it:
+    /// with w' = w - xi g (g = grad_w L_train(w, theta), given in `trainGradients`),
+    ///     grad_theta L_val(w', theta) - xi [grad_theta L_train(w+, theta) - grad_theta L_train(w-, theta)] / (2 r),
+    /// w+- = w +- r grad_w' L_val(w', theta), r = 0.01 / ||grad_w' L_val(w', theta)|| (the Hessian-vector
+    /// product by central differences). The two L_train passes reuse the training pass's Gumbel
+    /// noise and dropout masks, so the difference is in w only. Leaves the result in the logits'
+    /// gradients and the weights exactly as they were (restored from a copy); returns L_val.
+    /// Costs two forward/backward passes more than first order; memory: one copy of the weights
+    /// and of their two gradient vectors, independent of the number of candidates.
+    func unrolledArchitectureGradient(trainBatch: [Int], trainGradients: [Storage?], validationBatch: [Int], xi: Float,
+                                      trainNoise: SeededGenerator, trainDropout: SeededGenerator) -> Double {
+        let weights = model.parameters
+        let saved = weights.map { $0.storage.copy() }
+        for t in network.logits { t.grad = nil }
+        // w' = w - xi g
+        for (p, g) in zip(weights, trainGradients) {
+            if let g { Kernels.axpy(-xi, g.pointer, p.pointer, count: p.count) }
+        }
+        // grad of L_val at w' with respect to theta and w'.
+        for p in weights { p.requiresGrad = true; p.grad = nil }
+        for t in network.logits { t.requiresGrad = true }
+        let vt = Tape()
+        let loss = validationObjective(validationBatch, tape: vt)
+        vt.backward(from: loss)
+        let valueGradient = network.logits.map { $0.grad?.copy() }
+        let direction = weights.map { p -> Storage? in defer { p.grad = nil }; return p.grad }
+        let norm = direction.reduce(0.0) { $0 + ($1.map { Kernels.sumOfSquares($0.pointer, count: $0.count) } ?? 0) }.squareRoot()
+        for t in network.logits { t.grad = nil }
+        for p in weights { p.requiresGrad = false }
+        guard norm > 0 else {
+            restore(weights, from: saved)
+            for (t, g) in zip(network.logits, valueGradient) { t.grad = g }
+            return Double(loss.scalar)
+        }
+        let r = Float(0.01 / norm)
+        // grad_theta L_train at w +- r v, same noise and dropout as the training pass.
+        func trainLogitGradients(sign: Float) -> [Storage?] {
+            restore(weights, from: saved)
+            for (p, v) in zip(weights, direction) {
+                if let v { Kernels.axpy(sign * r, v.pointer, p.pointer, count: p.count) }
+            }
+            network.generator = trainNoise
+            model.bert.generator = trainDropout
+            let t = Tape()
+            t.backward(from: lossOf(trainBatch, false, t))
+            return network.logits.map { theta -> Storage? in defer { theta.grad = nil }; return theta.grad }
+        }
+        let plus = trainLogitGradients(sign: 1)
+        let minus = trainLogitGradients(sign: -1)
+        restore(weights, from: saved)
+        let scale = -xi / (2 * r)
+        for (i, theta) in network.logits.enumerated() {
+            let out = valueGradient[i] ?? Storage(zeros: theta.count)
+            if let gp = plus[i] { Kernels.axpy(scale, gp.pointer, out.pointer, count: theta.count) }
+            if let gm = minus[i] { Kernels.axpy(-scale, gm.pointer, out.pointer, count: theta.count) }
+            theta.grad = out
+        }
+        return Double(loss.scalar)
+    }
+
+    func restore(_ weights: [Tensor], from saved: [Storage]) {
+        for (p, s) in zip(weights, saved) { p.pointer.update(from: s.pointer, count: p.count) }
     }
 
     /// theta -= rate * g / rms(g) per matrix (no step for a matrix without gradient).

@@ -159,6 +159,16 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(planB, plan, "first differing line: \(differing.map { "\($0.0) vs \($0.1)" } ?? "-")")
         XCTAssertEqual(try Data(contentsOf: b.appendingPathComponent("search_log.jsonl")),
                        try Data(contentsOf: a.appendingPathComponent("search_log.jsonl")))
+
+        // The second-order variant through the CLI: a plan that says how it was searched.
+        let c = dir.appendingPathComponent("search-c")
+        let second = try CLI.run(args(c) + ["--second-order", "--unrolled-lr", "1e-3"])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        let planC = try JSONSerialization.jsonObject(with: Data(contentsOf: c.appendingPathComponent("plan.json"))) as? [String: Any]
+        let notes = (planC?["provenance"] as? [String: Any])?["notes"] as? [String: String]
+        XCTAssertEqual(notes?["gradient"], "second order (xi 0.001)")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-d")) + ["--unrolled-lr", "0.1"]),
+                        contains: "--second-order")
     }
 
     /// Sentence pairs on a model with one token type: a clear error, not a trap in the kernel.

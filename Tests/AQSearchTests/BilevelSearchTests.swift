@@ -138,4 +138,81 @@ final class BilevelSearchTests: XCTestCase {
         let (other, _) = try search(seed: 12, targetBits: 2.0)
         XCTAssertNotEqual(other.matrices, plan.matrices, "another seed, another plan")
     }
+
+    /// A search object on the tiny task with a chosen configuration.
+    func makeSearch(_ edit: (inout SearchConfiguration) -> Void) throws -> (BertTaskModel, SuperNetwork, BilevelSearch) {
+        let (model, rows, labels) = setUp(seed: 5)
+        let network = try SuperNetwork(model: model, candidates: [0, 2, 4], groups: 8, seed: 3)
+        let weights = QuantizableMatrices.of(model).reduce(0) { $0 + $1.tensor.count }
+        var config = SearchConfiguration(targetMiB: BitPlan.budgetMiB(averageBits: 2.5, weights: weights))
+        config.epochs = 3
+        config.batchSize = 16
+        config.architectureLearningRate = 0.05
+        config.weightLearningRate = 1e-3
+        edit(&config)
+        let search = BilevelSearch(model: model, network: network, configuration: config, trainCount: 150,
+                                   validationCount: 40) { idx, isVal, tape in
+            let picked = idx.map { isVal ? 150 + $0 : $0 }
+            let logits = model.forward(BertBatch(sequences: picked.map { rows[$0] }), tape: tape)
+            return model.classificationLoss(logits, labels: picked.map { labels[$0] }, tape: tape)
+        }
+        return (model, network, search)
+    }
+
+    /// Eq. 14's unrolled gradient: with xi = 0 it is the first-order gradient of L_val at w; with
+    /// xi > 0 it differs; either way the weights and the training gradient come back untouched.
+    func testUnrolledGradientReducesToFirstOrderAndRestoresTheWeights() throws {
+        func unrolled(xi: Float) throws -> (first: [[Float]], second: [[Float]], weightsBefore: [[Float]], weightsAfter: [[Float]],
+                                            trainGradBefore: [[Float]], trainGradAfter: [[Float]]) {
+            let (model, network, search) = try makeSearch { $0.lambda = 0.5 }
+            model.training = false
+            network.training = false
+            network.noise = false
+            let train = Array(0..<16), val = Array(0..<16)
+            // The training gradient at w.
+            search.setTrainable(weights: true)
+            let t = Tape()
+            t.backward(from: search.lossOf(train, false, t))
+            let g = model.parameters.map { p -> Storage? in defer { p.grad = nil }; return p.grad }
+            let gBefore = g.map { $0.map { Array($0.buffer) } ?? [] }
+            let before = model.parameters.map(\.array)
+            // First-order reference: grad_theta L_val at w.
+            search.setTrainable(weights: false)
+            let vt = Tape()
+            vt.backward(from: search.validationObjective(val, tape: vt))
+            let first = network.logits.map { $0.grad.map { Array($0.buffer) } ?? [] }
+            for l in network.logits { l.grad = nil }
+            _ = search.unrolledArchitectureGradient(trainBatch: train, trainGradients: g, validationBatch: val, xi: xi,
+                                                    trainNoise: network.generator, trainDropout: model.bert.generator)
+            let second = network.logits.map { $0.grad.map { Array($0.buffer) } ?? [] }
+            return (first, second, before, model.parameters.map(\.array), gBefore, g.map { $0.map { Array($0.buffer) } ?? [] })
+        }
+        let zero = try unrolled(xi: 0)
+        XCTAssertEqual(zero.weightsAfter, zero.weightsBefore, "weights restored bit for bit")
+        XCTAssertEqual(zero.trainGradAfter, zero.trainGradBefore, "training gradient untouched")
+        for (a, b) in zip(zero.first, zero.second) {
+            XCTAssertEqual(a.count, b.count)
+            for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-6 * max(1, abs(x))) }
+        }
+        let big = try unrolled(xi: 0.5)
+        XCTAssertEqual(big.weightsAfter, big.weightsBefore, "weights restored bit for bit")
+        let diff = zip(big.first.joined(), big.second.joined()).map { abs($0 - $1) }.max() ?? 0
+        let scale = big.first.joined().map { abs($0) }.max() ?? 0
+        XCTAssertGreaterThan(diff, 1e-3 * scale, "the second-order term changes the gradient")
+        XCTAssertTrue(big.second.joined().allSatisfy(\.isFinite))
+    }
+
+    /// The second-order search runs Algorithm 1 end to end and a seed fixes its plan.
+    func testSecondOrderSearchIsDeterministic() throws {
+        func plan() throws -> (BitPlan, [SearchLogEntry]) {
+            let (_, _, search) = try makeSearch { $0.secondOrder = true; $0.epochs = 2 }
+            var log: [SearchLogEntry] = []
+            return (try search.run { log.append($0) }, log)
+        }
+        let (a, log) = try plan()
+        let (b, _) = try plan()
+        XCTAssertEqual(try a.jsonData(), try b.jsonData())
+        XCTAssertNotNil(log.last!.validationLoss)
+        XCTAssertLessThan(log.last!.argmaxMiB, log.first!.argmaxMiB, "the size penalty moved the argmax")
+    }
 }
