@@ -42,6 +42,47 @@ extension Tape {
     }
 }
 
+
+extension Tape {
+    /// Soft-target cross-entropy, the distillation loss: the mean over the rows `i` with
+    /// `rows[i]` true of `-sum_j q_ij log softmax(x_i)_j`, where `q` (same shape as `logits`, each
+    /// row a distribution) is the teacher's. Equal to KL(q || softmax(x)) up to q's own entropy,
+    /// so the gradient is the KL's: `(softmax(x_i) - q_i) / rows`. `rows` nil = every row.
+    public func softCrossEntropy(_ logits: Tensor, targets q: [Float], rows: [Bool]? = nil) -> Tensor {
+        let c = logits.shape.last ?? 1, n = logits.count / max(1, c)
+        precondition(q.count == logits.count, "softCrossEntropy: \(q.count) target values for logits \(logits.shape)")
+        precondition(rows == nil || rows!.count == n, "softCrossEntropy: \(rows!.count) row flags for \(n) rows")
+        let tracked = tracks(logits)
+        let y = output([1], tracked: tracked)
+        let probs = Storage(uninitializedCount: logits.count)
+        Kernels.softmaxForward(logits.pointer, probs.pointer, rows: n, cols: c, scale: 1, keyMask: nil, rowsPerMask: 1)
+        var total = 0.0
+        var counted = 0
+        for i in 0..<n where rows?[i] ?? true {
+            let row = logits.pointer + i * c
+            var mx = -Float.infinity
+            for j in 0..<c { mx = max(mx, row[j]) }
+            var s = 0.0
+            for j in 0..<c { s += Double(expf(row[j] - mx)) }
+            let logZ = Double(mx) + Glibc.log(s)
+            for j in 0..<c where q[i * c + j] != 0 { total += Double(q[i * c + j]) * (logZ - Double(row[j])) }
+            counted += 1
+        }
+        y.pointer[0] = counted == 0 ? 0 : Float(total / Double(counted))
+        if tracked {
+            record(y) {
+                guard let dy = y.grad, counted > 0 else { return }
+                let g = logits.ensureGrad().pointer
+                let w = dy.pointer[0] / Float(counted)
+                for i in 0..<n where rows?[i] ?? true {
+                    for j in 0..<c { g[i * c + j] += w * (probs.pointer[i * c + j] - q[i * c + j]) }
+                }
+            }
+        }
+        return y
+    }
+}
+
 #if canImport(Glibc)
 import Glibc
 #endif

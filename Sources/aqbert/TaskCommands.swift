@@ -52,8 +52,9 @@ struct FinetuneCommand: ParsableCommand {
 
     func run() throws { try train(plan: nil) }
 
-    /// Fine-tuning, or with `plan` quantization-aware retraining (METHOD.md section 5).
-    func train(plan planPath: String?) throws {
+    /// Fine-tuning, or with `plan` quantization-aware retraining (METHOD.md section 5), with
+    /// `distill` (alpha, T) distilled from the fp32 starting model.
+    func train(plan planPath: String?, distill: (alpha: Float, temperature: Float)? = nil) throws {
         common.apply()
         var a = TrainingArguments.defaults(for: common.task)
         if let epochs { a.epochs = epochs }
@@ -65,6 +66,7 @@ struct FinetuneCommand: ParsableCommand {
         if let warmupRatio { a.warmupRatio = warmupRatio }
         if let weightDecay { a.weightDecay = weightDecay }
         if let saveSteps { a.saveSteps = saveSteps }
+        if let distill { a.distillAlpha = distill.alpha; a.distillTemperature = distill.temperature }
         a.threads = Runtime.threads
         do { try a.validate() } catch { throw CLIError("\(error)") }
         let trainURL = try TextIO.existingFile(train, option: "--train")
@@ -84,6 +86,14 @@ struct FinetuneCommand: ParsableCommand {
         }
         let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
                               padId: tokenizer.padTokenId)
+        if distill != nil {
+            if !report.initialized.isEmpty {
+                throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(pipeline.architecture.rawValue) head: fine-tune it first with aqbert finetune")
+            }
+            // The teacher is the fp32 starting model itself, loaded again (never quantized).
+            trainer.teacher = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
+                                                     numLabels: pipeline.labelNames?.count, seed: a.seed).0
+        }
         if let planPath {
             let plan = try TextIO.loadPlan(planPath)
             do { trainer.quantization = try QuantizedBert(plan: plan, model: model) } catch { throw CLIError("--plan \(planPath): \(error)") }
@@ -223,7 +233,16 @@ struct RetrainCommand: ParsableCommand {
             """
     )
     @Option(help: "The bit plan (aqbert plan / search).") var plan: String
+    @Flag(help: "Also distil from the fp32 --model (the teacher): (1 - alpha) CE + alpha T^2 soft CE.") var distill = false
+    @Option(help: "alpha of --distill.") var distillAlpha: Float = 0.5
+    @Option(help: "Temperature T of --distill.") var distillTemperature: Float = 2
     @OptionGroup var finetune: FinetuneCommand
 
-    func run() throws { try finetune.train(plan: plan) }
+    func validate() throws {
+        if !distill && (distillAlpha != 0.5 || distillTemperature != 2) {
+            throw ValidationError("--distill-alpha and --distill-temperature need --distill")
+        }
+    }
+
+    func run() throws { try finetune.train(plan: plan, distill: distill ? (distillAlpha, distillTemperature) : nil) }
 }

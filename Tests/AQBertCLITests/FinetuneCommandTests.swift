@@ -128,6 +128,20 @@ final class FinetuneCommandTests: XCTestCase {
         let inspected = try JSONSerialization.jsonObject(with: Data(i.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(inspected["avg_bits"] as? Double, 2)
         XCTAssertEqual((inspected["matrices"] as? [String: Any])?.count, 12)
+
+        // --distill: the fp32 model teaches; the settings are recorded; an untrained teacher is refused.
+        let distilled = dir.appendingPathComponent("qat-distilled")
+        var dargs = finetuneArgs(distilled)
+        dargs[0] = "retrain"
+        dargs[2] = fp32.path
+        let d = try CLI.run(dargs + ["--plan", plan.path, "--distill", "--distill-alpha", "0.7"])
+        XCTAssertEqual(d.status, 0, d.stderr)
+        let targs = try JSONSerialization.jsonObject(with: Data(contentsOf: distilled.appendingPathComponent("training_args.json"))) as! [String: Any]
+        XCTAssertEqual(try XCTUnwrap(targs["distillAlpha"] as? Double), 0.7, accuracy: 1e-6)
+        var untrained = finetuneArgs(dir.appendingPathComponent("qat-untrained"))
+        untrained[0] = "retrain"
+        assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill"]), contains: "fine-tune it first")
+        assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill-alpha", "0.3"]), contains: "--distill")
     }
 
     /// search on the fine-tuned tiny model writes plan.json / search_log.jsonl, is deterministic,

@@ -75,6 +75,45 @@ final class TrainerTests: XCTestCase {
                        output: output, tokenizerDirectory: Self.tinyModel, padId: 0)
     }
 
+    /// Distillation: alpha 0 is the plain loss; a student equal to its teacher (no dropout) has
+    /// soft loss T^2 H(q), so alpha 1 leaves only that, and its gradient vanishes.
+    func testDistillationLoss() throws {
+        var args = arguments()
+        args.distillAlpha = 0
+        args.distillTemperature = 2
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (student, _) = try BertTaskModel.load(directory: Self.tinyModel)
+        let (teacher, _) = try BertTaskModel.load(directory: Self.tinyModel)
+        student.training = false
+        let pipeline = SyntheticPipeline(seed: 5, train: 16, eval: 4)
+        let batch = FeatureBatch(pipeline.trainFeatures, padId: 0)
+        func loss(_ a: TrainingArguments, distil: Bool) -> (Float, Float) {
+            let t = Trainer(model: student, pipeline: pipeline, arguments: a, output: dir, tokenizerDirectory: Self.tinyModel, padId: 0)
+            if distil { t.teacher = teacher }
+            for p in student.parameters { p.requiresGrad = true; p.grad = nil }
+            let tape = Tape()
+            let l = t.lossOf(batch, tape: tape)
+            tape.backward(from: l)
+            let g = student.parameters.compactMap(\.grad).map { $0.buffer.map { abs($0) }.max() ?? 0 }.max() ?? 0
+            for p in student.parameters { p.grad = nil }
+            return (l.scalar, g)
+        }
+        let plain = loss(args, distil: false)
+        XCTAssertEqual(loss(args, distil: true).0, plain.0, accuracy: 1e-6)
+        args.distillAlpha = 1
+        let (soft, grad) = loss(args, distil: true)
+        XCTAssertGreaterThan(plain.1, 1e-4)
+        XCTAssertLessThan(grad, 1e-5, "student = teacher: no gradient from the soft loss")
+        // T^2 * mean entropy of softmax(teacher / T).
+        let logits = teacher.forward(batch.inputs, tape: .inference)
+        let q = Tape.inference.softmax(logits, scale: 0.5).array
+        let c = logits.shape.last!, rows = q.count / c
+        var h = 0.0
+        for i in 0..<rows { for j in 0..<c where q[i * c + j] > 0 { h -= Double(q[i * c + j]) * log(Double(q[i * c + j])) } }
+        XCTAssertEqual(Double(soft), 4 * h / Double(rows), accuracy: 1e-4)
+    }
+
     func testTrainingIsDeterministicAndResumesExactly() throws {
         let dirA = try scratch(), dirB = try scratch(), dirC = try scratch()
         defer { for d in [dirA, dirB, dirC] { try? FileManager.default.removeItem(at: d) } }

@@ -66,6 +66,9 @@ public final class Trainer {
     /// Quantization-aware training: the fake quantization installed on `model` (its activation
     /// ranges follow the training mode, are checkpointed, and are saved with the best model).
     public var quantization: QuantizedBert?
+    /// Knowledge distillation: the fp32 teacher whose outputs the loss also matches (with
+    /// `arguments.distillAlpha` / `distillTemperature`); run in eval mode, no gradients.
+    public var teacher: BertTaskModel?
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, arguments: TrainingArguments, output: URL,
                 tokenizerDirectory: URL, padId: Int) {
@@ -182,11 +185,43 @@ public final class Trainer {
 
     func lossOf(_ batch: FeatureBatch, tape: Tape) -> Tensor {
         let logits = model.forward(batch.inputs, tape: tape)
+        let hard: Tensor
         switch model.architecture {
         case .questionAnswering:
-            return model.spanLoss(logits, startPositions: batch.startPositions ?? [], endPositions: batch.endPositions ?? [], tape: tape)
+            hard = model.spanLoss(logits, startPositions: batch.startPositions ?? [], endPositions: batch.endPositions ?? [], tape: tape)
         default:
-            return model.classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
+            hard = model.classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
+        }
+        guard let teacher else { return hard }
+        let alpha = arguments.distillAlpha ?? 0.5, t = arguments.distillTemperature ?? 2
+        teacher.training = false
+        let soft = distillationLoss(student: logits, teacher: teacher.forward(batch.inputs, tape: .inference),
+                                    labels: batch.labels, temperature: t, tape: tape)
+        return tape.add(tape.scale(hard, by: 1 - alpha), tape.scale(soft, by: alpha * t * t))
+    }
+
+    /// softCE(student / T, softmax(teacher / T)) over the rows the hard loss uses: one row per
+    /// sequence (classification), per labelled token (token classification: label != -100), and
+    /// the start and the end distributions of each window (question answering), averaged.
+    func distillationLoss(student: Tensor, teacher: Tensor, labels: [Int32]?, temperature t: Float, tape: Tape) -> Tensor {
+        func soft(_ s: Tensor, _ q: Tensor, rows: [Bool]?) -> Tensor {
+            let target = Tape.inference.softmax(q, scale: 1 / t).array
+            return tape.softCrossEntropy(tape.scale(s, by: 1 / t), targets: target, rows: rows)
+        }
+        switch model.architecture {
+        case .questionAnswering:
+            let b = student.shape[0], n = student.shape[1]
+            func side(_ x: Tensor, _ k: Int, _ tp: Tape) -> Tensor {
+                tp.reshape(tp.slice(tp.reshape(x, [b * n, 2]), axis: 1, range: k..<(k + 1)), [b, n])
+            }
+            let start = soft(side(student, 0, tape), side(teacher, 0, .inference), rows: nil)
+            let end = soft(side(student, 1, tape), side(teacher, 1, .inference), rows: nil)
+            return tape.scale(tape.add(start, end), by: 0.5)
+        case .tokenClassification:
+            let l = student.shape.last ?? 1
+            return soft(tape.reshape(student, [-1, l]), Tape.inference.reshape(teacher, [-1, l]), rows: labels?.map { $0 != -100 })
+        default:
+            return soft(student, teacher, rows: nil)
         }
     }
 

@@ -23,6 +23,10 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
     /// A resumable checkpoint every this many updates (and at each epoch end); 0 = epoch ends only.
     public var saveSteps: Int
     public var threads: Int
+    /// Distillation from the fp32 teacher (retrain --distill): the loss is
+    /// `(1 - alpha) CE + alpha T^2 softCE(student / T, softmax(teacher / T))`. nil = off.
+    public var distillAlpha: Float? = nil
+    public var distillTemperature: Float? = nil
 
     public static func defaults(for task: TaskName) -> TrainingArguments {
         var a = TrainingArguments(task: task, epochs: 3, learningRate: 2e-5, batchSize: 32, evalBatchSize: 64, maxSeqLength: 128,
@@ -49,5 +53,7 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
         if maxSeqLength < 8 { throw DataError("--max-seq-length must be at least 8") }
         if !(warmupRatio >= 0 && warmupRatio < 1) { throw DataError("--warmup-ratio must be in [0, 1)") }
         if task == .squad && docStride >= maxSeqLength { throw DataError("--doc-stride must be smaller than --max-seq-length") }
+        if let alpha = distillAlpha, !(alpha >= 0 && alpha <= 1) { throw DataError("--distill-alpha must be in [0, 1]") }
+        if let t = distillTemperature, !(t > 0 && t.isFinite) { throw DataError("--distill-temperature must be positive") }
     }
 }
