@@ -46,7 +46,7 @@ let package = Package(
             swiftSettings: optimised
         ),
         // Sub-group quantization: bit plans, fake-quant ops, quantized models.
-        .target(name: "AQQuant", dependencies: ["AQBert", "CAQKernels"], swiftSettings: optimised),
+        .target(name: "AQQuant", dependencies: ["AQBert", "AQSafeTensors", "CAQKernels"], swiftSettings: optimised),
         // The AQ-BERT super-network and bilevel search.
         .target(name: "AQSearch", dependencies: ["AQQuant"], swiftSettings: optimised),
         // Model resolution: a directory, the local Hugging Face cache, or a hub download.
@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "AQTokenizerTests", dependencies: ["AQTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AQSafeTensorsTests", dependencies: ["AQSafeTensors"]),
         .testTarget(name: "AQHubTests", dependencies: ["AQHub"]),
-        .testTarget(name: "AQQuantTests", dependencies: ["AQQuant"]),
+        .testTarget(name: "AQQuantTests", dependencies: ["AQQuant", "AQSafeTensors"]),
         .testTarget(name: "AQSearchTests", dependencies: ["AQSearch"]),
         .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
         // Runs the built executable: exit codes, one-line errors, output contracts.

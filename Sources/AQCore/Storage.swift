@@ -6,6 +6,8 @@ import Glibc
 public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    /// Bytes mapped with mmap (lazily zeroed pages), 0 for heap storage.
+    private var mappedBytes = 0
 
     /// Uninitialised storage of `count` floats.
     public init(uninitializedCount count: Int) {
@@ -17,6 +19,29 @@ public final class Storage: @unchecked Sendable {
             preconditionFailure("out of memory allocating \(bytes) bytes")
         }
         pointer = raw!.bindMemory(to: Float.self, capacity: max(1, count))
+    }
+
+    /// Zero-filled storage whose pages cost no memory until first written: large buffers are
+    /// anonymous mappings (the kernel's zero pages), small ones heap memory. For parameters: a
+    /// parameter that is never written (the fp32 copy of a matrix a packed model replaces) never
+    /// becomes resident.
+    public init(lazyZeros count: Int) {
+        self.count = count
+        let bytes = count * MemoryLayout<Float>.stride
+        #if canImport(Glibc)
+        if bytes >= 1 << 18, let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+           raw != MAP_FAILED {
+            pointer = raw.bindMemory(to: Float.self, capacity: count)
+            mappedBytes = bytes
+            return
+        }
+        #endif
+        var raw: UnsafeMutableRawPointer?
+        if posix_memalign(&raw, 64, max(64, bytes)) != 0 || raw == nil {
+            preconditionFailure("out of memory allocating \(bytes) bytes")
+        }
+        pointer = raw!.bindMemory(to: Float.self, capacity: max(1, count))
+        if bytes > 0 { memset(pointer, 0, bytes) }
     }
 
     /// Zero-filled storage.
@@ -32,7 +57,15 @@ public final class Storage: @unchecked Sendable {
         }
     }
 
-    deinit { free(pointer) }
+    deinit {
+        #if canImport(Glibc)
+        if mappedBytes > 0 {
+            munmap(UnsafeMutableRawPointer(pointer), mappedBytes)
+            return
+        }
+        #endif
+        free(pointer)
+    }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { .init(start: pointer, count: count) }
 

@@ -22,7 +22,8 @@ extension Module {
 
 /// A trainable tensor (requiresGrad, named).
 public func parameter(_ shape: [Int], _ name: String, filling value: Float = 0) -> Tensor {
-    let t = Tensor(filling: value, shape: shape)
+    let t = value == 0 ? Tensor(shape: shape, storage: Storage(lazyZeros: Tensor.count(of: shape)))
+                       : Tensor(filling: value, shape: shape)
     t.requiresGrad = true
     t.name = name
     return t

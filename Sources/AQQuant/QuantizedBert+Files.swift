@@ -16,12 +16,36 @@ public struct QuantizationConfig: Codable, Sendable, Equatable {
     public var activationRanges: [String: [Float]]
     /// Per-matrix bit-widths, for readers that do not open the plan.
     public var weightBits: [String: [Int]]
+    /// True for a packed directory (`aqbert export`, Docs/PACKED_FORMAT.md): the weights are
+    /// codes, not fp32. Absent (nil) in a quantization-aware fp32 directory.
+    public var packed: Bool? = nil
 
     enum CodingKeys: String, CodingKey {
         case version
         case quantMethod = "quant_method", groupAxis = "group_axis", planFile = "plan_file"
         case embeddingBits = "embedding_bits", activationBits = "activation_bits"
-        case activationRanges = "activation_ranges", weightBits = "weight_bits"
+        case activationRanges = "activation_ranges", weightBits = "weight_bits", packed
+    }
+
+    /// The `quantization_config` of a model directory's config.json; nil when it has none.
+    public static func read(from directory: URL) throws -> QuantizationConfig? {
+        let url = directory.appendingPathComponent("config.json")
+        guard let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any],
+              let q = object["quantization_config"] else { return nil }
+        do { return try JSONDecoder().decode(QuantizationConfig.self, from: JSONSerialization.data(withJSONObject: q)) } catch {
+            throw PlanError("\(url.path): quantization_config is not an aqbert one (\(error.localizedDescription))")
+        }
+    }
+
+    /// Adds (or replaces) `quantization_config` in the `config.json` at `url`, atomically.
+    public static func insert(_ config: QuantizationConfig, intoConfigAt url: URL) throws {
+        guard var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] else {
+            throw PlanError("\(url.path) is not a JSON object")
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        object["quantization_config"] = try JSONSerialization.jsonObject(with: encoder.encode(config))
+        try writeAtomically(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: url)
     }
 }
 
@@ -34,13 +58,7 @@ extension QuantizedBert {
     /// Writes `plan.json` and adds `quantization_config` to the `config.json` already in `directory`.
     public func save(to directory: URL) throws {
         try plan.write(to: directory.appendingPathComponent(config.planFile))
-        let configURL = directory.appendingPathComponent("config.json")
-        guard var object = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any] else {
-            throw PlanError("\(configURL.path) is not a JSON object")
-        }
-        let encoded = try JSONEncoder().encode(config)
-        object["quantization_config"] = try JSONSerialization.jsonObject(with: encoded)
-        try writeAtomically(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: configURL)
+        try QuantizationConfig.insert(config, intoConfigAt: directory.appendingPathComponent("config.json"))
     }
 
     /// The quantization a model directory records, installed on `model` with frozen ranges;
@@ -55,6 +73,9 @@ extension QuantizedBert {
         }
         guard config.quantMethod == "aq-bert", config.version == 1 else {
             throw PlanError("\(configURL.path): unsupported quantization_config \(config.quantMethod) v\(config.version)")
+        }
+        guard config.packed != true else {
+            throw PlanError("\(directory.path) is a packed model: load it with PackedBert.load")
         }
         let plan = try BitPlan(contentsOf: directory.appendingPathComponent(config.planFile))
         let quantized = try QuantizedBert(plan: plan, model: model, embeddingBits: config.embeddingBits,

@@ -21,6 +21,8 @@ public struct SafeTensorsWriter {
             case floats([Float])
             case integers([Int64])
             case bytes([UInt8])
+            /// Only a size (for `fileSize`; never written).
+            case absent
         }
 
         public let name: String
@@ -49,6 +51,7 @@ public struct SafeTensorsWriter {
             case .floats(let v): return v.count
             case .integers(let v): return v.count
             case .bytes(let b): return b.count
+            case .absent: return 0
             }
         }
     }
@@ -71,6 +74,14 @@ public struct SafeTensorsWriter {
         try withAtomicFile(path) { file in
             try emit(layout) { try file.write($0) }
         }
+    }
+
+    /// The exact size in bytes of the file `write` would produce for tensors of these names,
+    /// dtypes and shapes (header included), without their data.
+    public static func fileSize(of specs: [(name: String, dtype: SafeTensorsDType, shape: [Int])],
+                                metadata: [String: String] = ["format": "pt"]) throws -> Int {
+        try plan(specs.map { Tensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, payload: .absent) },
+                 metadata: metadata, path: "<size>").totalSize
     }
 
     /// The complete file contents, as `write` would produce them.
@@ -218,6 +229,7 @@ public struct SafeTensorsWriter {
                 guard b.count == bytes else {
                     throw bad(t.name, "shape \(t.shape) of \(t.dtype.rawValue) needs \(bytes) bytes, got \(b.count)")
                 }
+            case .absent: break
             }
             sizeByName[t.name] = bytes
         }
@@ -286,6 +298,8 @@ public struct SafeTensorsWriter {
         var scratch = [UInt8](repeating: 0, count: chunkElements * 8)
         for t in layout.ordered {
             switch t.payload {
+            case .absent:
+                preconditionFailure("emit: \(t.name) has no data (a fileSize-only tensor)")
             case .bytes(let b):
                 try b.withUnsafeBytes { try sink($0) }
             case .floats(let values):

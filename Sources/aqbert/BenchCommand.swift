@@ -2,6 +2,8 @@ import AQBert
 import AQQuant
 import AQSearch
 import ArgumentParser
+import CAQKernels
+import Dispatch
 import Foundation
 
 /// Shapes for benchmarks without a checkpoint.
@@ -20,7 +22,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure training steps or forward passes (one figure per line).",
-        subcommands: [Train.self, Forward.self, QAT.self, Search.self]
+        subcommands: [Train.self, Forward.self, QAT.self, Search.self, Infer.self]
     )
 
     struct Options: ParsableArguments {
@@ -122,5 +124,65 @@ struct BenchCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Inference forward pass of a sequence classifier.")
         @OptionGroup var options: Options
         func run() throws { try options.run(.forward) }
+    }
+
+    /// Inference of a model directory as it ships: packed (aqbert export) runs the low-bit
+    /// kernels, a quantization-aware fp32 directory its fake quantization, anything else fp32.
+    struct Infer: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Inference latency, throughput and peak memory of a model directory (packed, QAT or fp32).")
+        @Option(help: "A model directory (packed, quantization-aware or fp32).") var model: String
+        @Option(help: "Sequences per forward pass.") var batch: Int = 1
+        @Option(help: "Tokens per sequence.") var seq: Int = 128
+        @Option(help: "Worker threads (default: all cores).") var threads: Int?
+        @Option(help: "Timed forward passes.") var steps: Int = 20
+        @Option(help: "Untimed warm-up passes.") var warmup: Int = 3
+        @Option(help: "Seed of the token ids.") var seed: UInt64 = 0
+
+        func validate() throws {
+            if batch < 1 || seq < 1 || steps < 1 || warmup < 0 { throw ValidationError("--batch, --seq and --steps must be at least 1") }
+            if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        }
+
+        func run() throws {
+            if let threads { Runtime.threads = threads }
+            let dir = try TextIO.modelDirectory(model)
+            let loaded: BertTaskModel
+            let kind: String
+            do {
+                if PackedBert.isPacked(dir) {
+                    loaded = try PackedBert.load(directory: dir).model
+                    kind = "packed"
+                } else {
+                    loaded = try BertTaskModel.load(directory: dir).model
+                    kind = try QuantizedBert.load(from: dir, into: loaded) == nil ? "fp32" : "qat-simulated"
+                }
+            } catch { throw CLIError("\(error)") }
+            if seq > loaded.config.maxPositionEmbeddings {
+                throw ValidationError("--seq \(seq) exceeds max_position_embeddings \(loaded.config.maxPositionEmbeddings)")
+            }
+            // The inputs bench/hf_infer.py feeds: id = (1000 + 7919 i) % vocab, no padding.
+            let vocab = loaded.config.vocabSize
+            let ids = (0..<(batch * seq)).map { Int32((1000 + 7919 * $0) % vocab) }
+            let data = BertBatch(inputIds: ids, batchSize: batch, sequenceLength: seq)
+            loaded.training = false
+            var times: [Double] = []
+            for step in 0..<(warmup + steps) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = loaded.forward(data, tape: .inference)
+                if step >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            }
+            let sorted = times.sorted(), mid = sorted.count / 2
+            let median = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+            let peak = Runtime.peakResidentBytes() ?? 0
+            print("implementation: aqbert \(aqbertVersion) \(kind)")
+            print("config: \(dir.lastPathComponent) batch=\(batch) seq=\(seq) threads=\(Runtime.threads)")
+            print("latency_ms: \(String(format: "%.3f", 1000 * median))")
+            print("sequences_per_second: \(String(format: "%.2f", Double(batch) / median))")
+            print("peak_rss_mib: \(String(format: "%.1f", Double(peak) / 1_048_576))")
+            if kind == "packed" { print("int8_kernel: \(String(cString: aq_int8_level_name(aq_int8_level())))") }
+            let core = Runtime.blasCore
+            print("blas_core: \(core.inUse)" + (core.inUse == core.detected ? "" : " (OpenBLAS detected \(core.detected))"))
+        }
     }
 }

@@ -1,4 +1,6 @@
 import AQBert
+import AQQuant
+import AQTokenizer
 import ArgumentParser
 import Foundation
 
@@ -29,7 +31,17 @@ struct EncodeCommand: ParsableCommand {
     func run() throws {
         if let threads { Runtime.threads = threads }
         let texts = try TextIO.readLines(input)
-        let encoder = try SentenceEncoder(directory: try TextIO.modelDirectory(model))
+        let dir = try TextIO.modelDirectory(model)
+        let encoder: SentenceEncoder
+        if PackedBert.isPacked(dir) {
+            // A packed model (aqbert export): its encoder, run by the low-bit kernels.
+            do {
+                encoder = try SentenceEncoder(model: PackedBert.load(directory: dir, architecture: .base).model,
+                                              tokenizer: BertTokenizer(directory: dir))
+            } catch { throw CLIError("\(error)") }
+        } else {
+            encoder = try SentenceEncoder(directory: dir)
+        }
         let results = encoder.encode(texts, pooling: pooling, batchSize: batchSize) { done, total in
             TextIO.progress("encoded \(done)/\(total)")
         }

@@ -56,10 +56,19 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         let p = try TextIO.loadPlan(plan)
+        // With a model: the exact size of the packed model.safetensors `export` would write.
+        var fileBytes: Int? = nil
         if let model {
-            let m = try TextIO.loadModel(try TextIO.modelDirectory(model))
+            let dir = try TextIO.modelDirectory(model)
+            let m = try TextIO.loadModel(dir)
             do { try p.validate(against: m) } catch { throw CLIError("--plan \(plan): \(error)") }
+            let embeddingBits = (try? QuantizationConfig.read(from: dir))??.embeddingBits ?? 8
+            do {
+                fileBytes = try PackedFormat.fileBytes(plan: p, parameters: m.checkpointParameters.map { ($0.name, $0.tensor.shape) },
+                                                       embeddingBits: embeddingBits)
+            } catch { throw CLIError("\(error)") }
         }
+        let fileBytesJSON = fileBytes.map { ",\"file_bytes\":\($0)" } ?? ""
         let paths = p.matrices.keys.sorted { matrixOrder($0) < matrixOrder($1) }
         func histogram(_ m: [BitPlan.Matrix]) -> [Int: Int] {
             var h: [Int: Int] = [:]
@@ -74,7 +83,7 @@ struct InspectCommand: ParsableCommand {
             }
             let total = histogram(Array(p.matrices.values)).sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
             let ms = paths.map { "\"\($0)\":\(obj(p.matrices[$0]!))" }.joined(separator: ",")
-            print("{\"size_mib\":\(p.sizeMiB),\"avg_bits\":\(p.averageBits),\"pruned_fraction\":\(p.prunedFraction),\"weights\":\(p.weightCount),\"candidates\":[\(p.candidates.map(String.init).joined(separator: ","))],\"method\":\"\(p.provenance.method)\",\"histogram\":{\(total)},\"matrices\":{\(ms)}}")
+            print("{\"size_mib\":\(p.sizeMiB),\"avg_bits\":\(p.averageBits),\"pruned_fraction\":\(p.prunedFraction),\"weights\":\(p.weightCount)\(fileBytesJSON),\"candidates\":[\(p.candidates.map(String.init).joined(separator: ","))],\"method\":\"\(p.provenance.method)\",\"histogram\":{\(total)},\"matrices\":{\(ms)}}")
             return
         }
         print("plan \(plan): method \(p.provenance.method), candidates \(p.candidates)")
@@ -91,6 +100,10 @@ struct InspectCommand: ParsableCommand {
         }
         print(String(format: "total: %d weights, %.3f MiB, %.3f average bits, %.1f%% pruned", p.weightCount, p.sizeMiB,
                      p.averageBits, 100 * p.prunedFraction))
+        if let fileBytes {
+            print(String(format: "packed model.safetensors (aqbert export): %d bytes (%.2f MiB): codes, fp16 ranges, 8-bit embeddings, fp32 rest",
+                         fileBytes, Double(fileBytes) / 1_048_576))
+        }
     }
 
     /// Block number then Q, K, V, O, FFN in, FFN out.

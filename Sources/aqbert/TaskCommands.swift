@@ -148,6 +148,15 @@ private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqL
     let modelLabels = config.id2label.map { m in (0..<m.count).map { m[$0] ?? "LABEL_\($0)" } }
     let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: nil, evaluation: dataURL,
                                           modelLabels: common.task == .squad ? nil : modelLabels)
+    // A packed directory (aqbert export) runs its low-bit kernels.
+    if PackedBert.isPacked(modelDir) {
+        if planPath != nil { throw CLIError("--plan applies to an fp32 model; \(common.model) is packed already") }
+        do {
+            let (model, _) = try PackedBert.load(directory: modelDir, architecture: pipeline.architecture,
+                                                 numLabels: pipeline.labelNames?.count)
+            return (model, pipeline, a)
+        } catch { throw CLIError("\(error)") }
+    }
     let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
                                                  numLabels: pipeline.labelNames?.count)
     if !report.initialized.isEmpty {

@@ -69,7 +69,10 @@ enum TextIO {
 
     /// A model directory's weights (any architecture its config names).
     static func loadModel(_ dir: URL) throws -> BertTaskModel {
-        do { return try BertTaskModel.load(directory: dir).model } catch { throw CLIError("\(error)") }
+        do {
+            if PackedBert.isPacked(dir) { return try PackedBert.load(directory: dir).model }
+            return try BertTaskModel.load(directory: dir).model
+        } catch { throw CLIError("\(error)") }
     }
 
     /// A bit plan file, validated.

@@ -142,6 +142,41 @@ final class FinetuneCommandTests: XCTestCase {
         untrained[0] = "retrain"
         assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill"]), contains: "fine-tune it first")
         assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill-alpha", "0.3"]), contains: "--distill")
+
+        // export: the packed model scores and predicts as the simulated one, has the size
+        // inspect predicts, and encode / bench infer run it.
+        let packed = dir.appendingPathComponent("packed")
+        let x = try CLI.run(["export", "--model", qat.path, "--output", packed.path])
+        XCTAssertEqual(x.status, 0, x.stderr)
+        let ep = try CLI.run(["evaluate", "--model", packed.path, "--task", "sst2", "--data", dev.path, "--json"])
+        XCTAssertEqual(ep.status, 0, ep.stderr)
+        let packedReport = try JSONSerialization.jsonObject(with: Data(ep.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((packedReport["metrics"] as! [String: Double])["accuracy"]!, best, accuracy: 1e-9)
+        let size = try FileManager.default.attributesOfItem(atPath: packed.appendingPathComponent("model.safetensors").path)[.size] as! Int
+        XCTAssertEqual(inspected["file_bytes"] as? Int, size, "inspect predicts the packed file's size")
+        let p1 = dir.appendingPathComponent("p1.jsonl"), p2 = dir.appendingPathComponent("p2.jsonl")
+        XCTAssertEqual(try CLI.run(["predict", "--model", qat.path, "--task", "sst2", "--data", dev.path, "--output", p1.path]).status, 0)
+        XCTAssertEqual(try CLI.run(["predict", "--model", packed.path, "--task", "sst2", "--data", dev.path, "--output", p2.path]).status, 0)
+        func labels(_ u: URL) throws -> [String] {
+            try String(contentsOf: u, encoding: .utf8).split(separator: "\n").map {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["label"] as! String
+            }
+        }
+        XCTAssertEqual(try labels(p1), try labels(p2))
+        let sentences = dir.appendingPathComponent("sentences.txt")
+        try "the movie is good\na bad movie\n".write(to: sentences, atomically: true, encoding: .utf8)
+        let enc = try CLI.run(["encode", "--model", packed.path, "--input", sentences.path, "--output", "-"])
+        XCTAssertEqual(enc.status, 0, enc.stderr)
+        XCTAssertEqual(enc.stdout.split(separator: "\n").count, 2)
+        let bench = try CLI.run(["bench", "infer", "--model", packed.path, "--batch", "2", "--seq", "8", "--steps", "1", "--warmup", "0"])
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        XCTAssertTrue(bench.stdout.contains("implementation: aqbert") && bench.stdout.contains("packed") && bench.stdout.contains("latency_ms:"),
+                      bench.stdout)
+        assertUserError(try CLI.run(["export", "--model", qat.path, "--output", packed.path]), contains: "exists")
+        assertUserError(try CLI.run(["export", "--model", fp32.path, "--output", dir.appendingPathComponent("packed2").path]),
+                        contains: "retrain")
+        assertUserError(try CLI.run(["evaluate", "--model", packed.path, "--task", "sst2", "--data", dev.path, "--plan", plan.path]),
+                        contains: "packed")
     }
 
     /// search on the fine-tuned tiny model writes plan.json / search_log.jsonl, is deterministic,

@@ -11,11 +11,15 @@ final class QuantizerTests: XCTestCase {
         return (0..<n).map { _ in scale * g.nextNormal() }
     }
 
-    /// Every bit-width: values land on the 2^b-level grid of [min, max], error at most half a step,
-    /// min and max are exact, and the quantizer is idempotent.
+    /// Every bit-width: values land on the 2^b-level grid of [lo, hi] (the min rounded down and
+    /// the max rounded up to fp16, the range the packed format stores), error at most half a
+    /// step, lo and hi are levels, and the quantizer is idempotent.
     func testEveryBitWidth() {
         let x = randomValues(301, seed: 1)
-        let lo = x.min()!, hi = x.max()!
+        let lo = aq_half_below(x.min()!), hi = aq_half_above(x.max()!)
+        XCTAssertTrue(lo <= x.min()! && x.min()! - lo < 2e-3 && hi >= x.max()! && hi - x.max()! < 2e-3, "\(lo) \(hi)")
+        XCTAssertEqual(Float(Float16(lo)), lo)
+        XCTAssertEqual(Float(Float16(hi)), hi)
         for b in 1...8 {
             var y = [Float](repeating: .nan, count: x.count)
             aq_fake_quantize(x, &y, x.count, Int32(b))

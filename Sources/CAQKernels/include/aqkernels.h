@@ -73,9 +73,16 @@ void aq_dropout_backward(const float *dy, const uint8_t *keep, float *dx, size_t
 
 // ---- Group quantization (quantize.c) ------------------------------------------
 void aq_minmax(const float *x, size_t n, float *lo, float *hi);
-// y = dequantize(quantize_b(x)) over one group; bits 0 -> zeros; constant group -> copy.
+// The largest fp16 value <= x / the smallest >= x, as floats.
+float aq_half_below(float x);
+float aq_half_above(float x);
+// A group's quantization range: min rounded down and max rounded up to fp16 (what the packed
+// format stores); a constant group keeps lo == hi.
+void aq_group_range(const float *x, size_t n, float *lo, float *hi);
+// y = dequantize(quantize_b(x)) over one group (range: aq_group_range); bits 0 -> zeros;
+// constant group -> copy.
 void aq_fake_quantize(const float *x, float *y, size_t n, int bits);
-// Integer codes 0 .. 2^b - 1 and the group's range.
+// Integer codes 0 .. 2^b - 1 and the group's range (aq_group_range).
 void aq_quantize_codes(const float *x, uint8_t *codes, size_t n, int bits, float *lo, float *hi);
 // y += w * Q_b(x)
 void aq_fake_quantize_accumulate(const float *x, float *y, size_t n, int bits, float w);

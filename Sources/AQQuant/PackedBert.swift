@@ -1,0 +1,414 @@
+import AQBert
+import AQSafeTensors
+import CAQKernels
+import Foundation
+
+/// A packed mixed-precision BERT (Docs/PACKED_FORMAT.md): written by `export` from a
+/// quantization-aware model, loaded into a `BertTaskModel` whose planned Linears and embedding
+/// tables run from the packed codes (their fp32 parameters are never filled, so they cost no
+/// memory). Inference only.
+public final class PackedBert {
+    public let quantization: QuantizationConfig
+    public let plan: BitPlan
+    /// The packed matrices by checkpoint name.
+    public private(set) var linears: [String: PackedLinear] = [:]
+    /// Keeps the memory-mapped file alive while the model runs from it.
+    let checkpoint: SafeTensorsCheckpoint
+
+    init(quantization: QuantizationConfig, plan: BitPlan, checkpoint: SafeTensorsCheckpoint) {
+        self.quantization = quantization
+        self.plan = plan
+        self.checkpoint = checkpoint
+    }
+
+    /// True when `directory`'s config.json records a packed aq-bert model.
+    public static func isPacked(_ directory: URL) -> Bool {
+        (try? QuantizationConfig.read(from: directory))??.packed == true
+    }
+
+    // MARK: - Export
+
+    /// Writes the packed directory for `model` with its installed quantization: `config.json`
+    /// (with `quantization_config`, `"packed": true`), `model.safetensors`, `plan.json`; the
+    /// caller copies tokenizer files. Returns the file's size and the size `fileBytes` predicts.
+    @discardableResult
+    public static func export(model: BertTaskModel, quantization q: QuantizedBert, to directory: URL) throws -> (bytes: Int, predicted: Int) {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var tensors: [SafeTensorsWriter.Tensor] = []
+        let embeddingBits = q.embeddingBits
+        for (name, t) in model.checkpointParameters {
+            if let m = PackedFormat.planned(name, in: q.plan) {
+                let k = t.shape[1], r = m.rowsPerGroup
+                var codes: [UInt8] = [], ranges: [UInt16] = []
+                var row = [UInt8](repeating: 0, count: PackedFormat.rowBytes(columns: k, bits: 8))
+                for (g, b) in m.bits.enumerated() where b > 0 {
+                    let group = UnsafeBufferPointer(start: t.pointer + g * r * k, count: r * k)
+                    let (c, lo, hi) = try PackedFormat.encode(group, bits: b)
+                    ranges += [lo, hi]
+                    let bytes = PackedFormat.rowBytes(columns: k, bits: b)
+                    for i in 0..<r {
+                        c.withUnsafeBufferPointer { aq_pack_codes($0.baseAddress! + i * k, k, Int32(b), &row) }
+                        codes += row[0..<bytes]
+                    }
+                }
+                tensors.append(.raw(name + ".bits", dtype: .u8, shape: [m.groups], bytes: m.bits.map { UInt8($0) }))
+                tensors.append(.raw(name + ".ranges", dtype: .f16, shape: [ranges.count / 2, 2], bytes: littleEndianBytes(ranges)))
+                tensors.append(.raw(name + ".codes", dtype: .u8, shape: [codes.count], bytes: codes))
+            } else if embeddingBits > 0, PackedFormat.isEmbeddingTable(name) {
+                let (v, c) = (t.shape[0], t.shape[1])
+                var codes = [UInt8](), ranges = [UInt16]()
+                codes.reserveCapacity(v * c)
+                for i in 0..<v {
+                    let (rowCodes, lo, hi) = try PackedFormat.encode(UnsafeBufferPointer(start: t.pointer + i * c, count: c),
+                                                                     bits: embeddingBits)
+                    codes += rowCodes
+                    ranges += [lo, hi]
+                }
+                tensors.append(.raw(name + ".codes", dtype: .u8, shape: [v, c], bytes: codes))
+                tensors.append(.raw(name + ".ranges", dtype: .f16, shape: [v, 2], bytes: littleEndianBytes(ranges)))
+            } else {
+                tensors.append(.floats(name, shape: t.shape, t.array))
+            }
+        }
+        let weightsURL = directory.appendingPathComponent("model.safetensors")
+        do { try SafeTensorsWriter.write(tensors, metadata: PackedFormat.metadata, to: weightsURL) } catch let e as SafeTensorsError {
+            throw PackedModelError(e.description)
+        }
+        var config = model.config
+        config.architectures = [model.architecture.rawValue]
+        try writeAtomically(try config.jsonData(), to: directory.appendingPathComponent("config.json"))
+        var qc = q.config
+        qc.packed = true
+        try q.plan.write(to: directory.appendingPathComponent(qc.planFile))
+        try QuantizationConfig.insert(qc, intoConfigAt: directory.appendingPathComponent("config.json"))
+        let bytes = (try FileManager.default.attributesOfItem(atPath: weightsURL.path)[.size] as? Int) ?? 0
+        let predicted = try PackedFormat.fileBytes(plan: q.plan, parameters: model.checkpointParameters.map { ($0.name, $0.tensor.shape) },
+                                                   embeddingBits: embeddingBits)
+        return (bytes, predicted)
+    }
+
+    static func littleEndianBytes(_ halves: [UInt16]) -> [UInt8] {
+        halves.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)] }
+    }
+
+    // MARK: - Load
+
+    /// Loads a packed directory: the fp32 parts into a fresh `BertTaskModel`, the packed
+    /// matrices and tables as kernels installed on it. Every tensor's dtype, shape and byte
+    /// count is checked against the config and plan: a wrong width or a truncated tensor is an
+    /// error naming it.
+    public static func load(directory: URL, architecture: BertArchitecture? = nil, numLabels: Int? = nil) throws
+        -> (model: BertTaskModel, packed: PackedBert) {
+        let source = directory.path
+        guard let qc = try QuantizationConfig.read(from: directory), qc.packed == true else {
+            throw PackedModelError("\(source): not a packed aq-bert model (no quantization_config with \"packed\": true)")
+        }
+        guard qc.quantMethod == "aq-bert", qc.version == 1 else {
+            throw PackedModelError("\(source): unsupported quantization_config \(qc.quantMethod) v\(qc.version)")
+        }
+        let config = try BertConfig(contentsOf: directory)
+        let plan = try BitPlan(contentsOf: directory.appendingPathComponent(qc.planFile))
+        let checkpoint: SafeTensorsCheckpoint
+        do { checkpoint = try SafeTensorsCheckpoint(directory: directory) } catch let e as SafeTensorsError {
+            throw PackedModelError(e.description)
+        }
+        let arch = architecture ?? config.architectures?.compactMap(BertArchitecture.init(rawValue:)).first ?? .base
+        let model = BertTaskModel(config: config, architecture: arch, numLabels: numLabels)
+        try plan.validate(against: model)
+        for (path, bits) in qc.weightBits where plan.matrices[path]?.bits != bits {
+            throw PackedModelError("\(source): quantization_config weight_bits of \(path) disagree with \(qc.planFile)")
+        }
+        let packed = PackedBert(quantization: qc, plan: plan, checkpoint: checkpoint)
+        let linearsByPath = Dictionary(uniqueKeysWithValues: zip(QuantizableMatrices.paths(layers: config.numHiddenLayers),
+                                                                 QuantizableMatrices.linears(model)))
+        let tables: [(String, Embedding)] = [("word_embeddings", model.bert.embeddings.word),
+                                             ("position_embeddings", model.bert.embeddings.position),
+                                             ("token_type_embeddings", model.bert.embeddings.tokenType)]
+        var used = Set<String>()
+        func info(_ name: String, _ dtype: SafeTensorsDType, _ shape: [Int]) throws -> TensorInfo {
+            guard let i = checkpoint.info(name) else { throw PackedModelError("\(source): missing tensor \(name)") }
+            guard i.dtype == dtype, i.shape == shape else {
+                throw PackedModelError("\(source): tensor \(name) is \(i.dtype.rawValue) \(i.shape), expected \(dtype.rawValue) \(shape)")
+            }
+            used.insert(name)
+            return i
+        }
+        // The stored name of a parameter: as the model names it, or with/without the `bert.` prefix.
+        func stored(_ name: String) -> String {
+            let alternate = name.hasPrefix("bert.") ? String(name.dropFirst(5)) : "bert." + name
+            for n in [name, alternate] where [n, n + ".codes", n + ".bits"].contains(where: checkpoint.contains) { return n }
+            return name
+        }
+        for (modelName, t) in model.checkpointParameters {
+            let name = stored(modelName)
+            if let m = PackedFormat.planned(name, in: plan) {
+                let path = plan.matrices[name] != nil ? name : "bert." + name
+                guard let linear = linearsByPath[path] else { throw PackedModelError("\(source): \(name) is not a quantizable Linear") }
+                let bitsInfo = try info(name + ".bits", .u8, [m.groups])
+                let storedBits = try checkpoint.bytes(bitsInfo.name).map(Int.init)
+                guard storedBits == m.bits else {
+                    throw PackedModelError("\(source): tensor \(name).bits disagrees with the plan's bit-widths for \(path)")
+                }
+                let kept = m.bits.filter { $0 > 0 }.count
+                let rangesInfo = try info(name + ".ranges", .f16, [kept, 2])
+                let codesInfo = try info(name + ".codes", .u8, [PackedFormat.codeBytes(m, columns: t.shape[1])])
+                let ranges = try checkpoint.floats(rangesInfo.name)
+                let range = qc.activationRanges[String(path.dropLast(".weight".count))]
+                let bias = linear.bias
+                if let b = bias {
+                    let biasName = String(name.dropLast("weight".count)) + "bias"
+                    _ = try info(biasName, .f32, b.shape)
+                    try checkpoint.withFloatBuffer(biasName) { b.pointer.update(from: $0.baseAddress!, count: b.count) }
+                }
+                let packedLinear = try checkpoint.withRawBytes(codesInfo.name) { codes in
+                    try PackedLinear(name: name, matrix: m, columns: t.shape[1], codes: codes, ranges: ranges,
+                                     activationRange: range.map { ($0[0], $0[1]) }, bias: bias?.array)
+                }
+                packed.linears[name] = packedLinear
+                linear.forwardOverride = { x, _ in packedLinear.forward(x) }
+            } else if qc.embeddingBits > 0, let (_, table) = tables.first(where: { name.hasSuffix("embeddings.\($0.0).weight") }) {
+                let shape = t.shape
+                let codesInfo = try info(name + ".codes", .u8, shape)
+                let rangesInfo = try info(name + ".ranges", .f16, [shape[0], 2])
+                let embedding = try PackedEmbedding(codes: try checkpoint.bytes(codesInfo.name), ranges: try checkpoint.floats(rangesInfo.name),
+                                                    rows: shape[0], columns: shape[1], bits: qc.embeddingBits)
+                table.lookupTransform = { _, ids, outShape, _, _ in embedding.lookup(ids: ids, shape: outShape) }
+            } else {
+                if used.contains(name) { continue }  // a packed Linear's bias, already read
+                let i = try info(name, .f32, t.shape)
+                try checkpoint.withFloatBuffer(i.name) { t.pointer.update(from: $0.baseAddress!, count: t.count) }
+            }
+        }
+        // Inputs of Linears the plan leaves in fp32 are still 8-bit fake-quantized, as in training.
+        for (path, linear) in linearsByPath where plan.matrices[path] == nil {
+            if let r = qc.activationRanges[String(path.dropLast(".weight".count))], qc.activationBits > 0 {
+                let q = ActivationQuantizer(bits: qc.activationBits)
+                q.setRange(low: r[0], high: r[1])
+                linear.inputTransform = { x, tape in q(x, tape: tape) }
+            }
+        }
+        // A task model loaded as a bare encoder (encode) leaves its head unused; anything else is an error.
+        let stripped = architecture != nil && architecture != config.architectures?.compactMap(BertArchitecture.init(rawValue:)).first
+        for name in checkpoint.names where !used.contains(name) {
+            let head = ["classifier.", "qa_outputs.", "cls.", "bert.pooler.", "pooler."].contains { name.hasPrefix($0) }
+            if stripped && head { continue }
+            throw PackedModelError("\(source): unexpected tensor \(name) (not part of a packed \(arch.rawValue))")
+        }
+        model.training = false
+        return (model, packed)
+    }
+}
+
+/// One planned Linear, packed: the kept rows' codes unpacked once to int8 (pruned groups have
+/// none and no work), per-row dequantization terms, and the int8 GEMM of `aq_gemm_u8s8_f32`
+/// on 8-bit activations. y = x W^T + b, with W's pruned rows known zeros (y = b there).
+public final class PackedLinear: @unchecked Sendable {
+    public let name: String
+    public let rows: Int, columns: Int
+    let paddedColumns: Int
+    /// Kept rows' codes minus the offset (128 for 8-bit groups), `paddedColumns` apart.
+    let weights: UnsafeMutablePointer<Int8>
+    let keptRows: Int
+    /// Runs of consecutive kept rows: output row start, count, index of the first kept row, max |code - offset|.
+    let runs: [(row: Int, count: Int, kept: Int, maxAbs: Int32)]
+    /// Per kept row: y = alpha * dot + beta * sum(q) + gamma.
+    let alpha: [Float], beta: [Float], gamma: [Float]
+    let bias: [Float]
+    let activationLow: Float, activationHigh: Float
+    /// Without an activation range (never calibrated): dequantized fp32 weights, row-major
+    /// [rows, columns], and the bias, for an fp32 product.
+    let dense: Tensor?, denseBias: Tensor
+
+    init(name: String, matrix m: BitPlan.Matrix, columns k: Int, codes: UnsafeRawBufferPointer, ranges: [Float],
+         activationRange: (Float, Float)?, bias: [Float]?) throws {
+        self.name = name
+        rows = m.shape[0]
+        columns = k
+        paddedColumns = (k + 63) / 64 * 64
+        self.bias = bias ?? [Float](repeating: 0, count: rows)
+        denseBias = Tensor(shape: [rows], values: self.bias)
+        let r = m.rowsPerGroup
+        keptRows = m.bits.filter { $0 > 0 }.count * r
+        weights = .allocate(capacity: max(1, keptRows * paddedColumns))
+        weights.initialize(repeating: 0, count: max(1, keptRows * paddedColumns))
+        var runs: [(row: Int, count: Int, kept: Int, maxAbs: Int32)] = []
+        var alpha = [Float](), beta = [Float](), gamma = [Float](), csum = [Int32]()
+        var stepOf = [Float](), loOf = [Float](), offsetOf = [Float]()
+        var byte = 0, kept = 0, rangeIndex = 0
+        let base = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        for (g, b) in m.bits.enumerated() where b > 0 {
+            let lo = ranges[2 * rangeIndex], hi = ranges[2 * rangeIndex + 1]
+            rangeIndex += 1
+            guard hi >= lo, lo.isFinite, hi.isFinite else {
+                throw PackedModelError("tensor \(name).ranges: group \(g) has range [\(lo), \(hi)]")
+            }
+            let step = PackedFormat.step(lo: lo, hi: hi, bits: b)
+            let offset = b == 8 ? 128 : 0
+            let maxAbs = Int32(max(offset, (1 << b) - 1 - offset))
+            let rowBytes = PackedFormat.rowBytes(columns: k, bits: b)
+            for i in 0..<r {
+                csum.append(aq_unpack_codes_s8(base + byte, k, Int32(b), Int32(offset), weights + (kept + i) * paddedColumns))
+                byte += rowBytes
+                stepOf.append(step)
+                loOf.append(lo)
+                offsetOf.append(Float(offset))
+            }
+            let row = g * r
+            if let last = runs.last, last.row + last.count == row {
+                runs[runs.count - 1] = (last.row, last.count + r, last.kept, max(last.maxAbs, maxAbs))
+            } else {
+                runs.append((row, r, kept, maxAbs))
+            }
+            kept += r
+        }
+        precondition(byte == codes.count, "codes size checked by the loader")
+        self.runs = runs
+        if let (lo, hi) = activationRange, hi > lo {
+            activationLow = lo
+            activationHigh = hi
+            let aStep = 1 / (Float(255) / (hi - lo))
+            for run in runs {
+                for i in 0..<run.count {
+                    let kr = run.kept + i, o = run.row + i
+                    let a = aStep * stepOf[kr]
+                    alpha.append(a)
+                    // sum q*c = dot + offset * sum q
+                    beta.append(aStep * loOf[kr] + a * offsetOf[kr])
+                    gamma.append(lo * stepOf[kr] * Float(csum[kr]) + lo * loOf[kr] * Float(k) + self.bias[o])
+                }
+            }
+            dense = nil
+        } else {
+            activationLow = 0
+            activationHigh = 0
+            let d = Tensor(zeros: [rows, k])
+            for run in runs {
+                for i in 0..<run.count {
+                    let kr = run.kept + i, o = run.row + i
+                    for j in 0..<k {
+                        let c = Float(weights[kr * paddedColumns + j]) + offsetOf[kr]
+                        d.pointer[o * k + j] = c * stepOf[kr] + loOf[kr]
+                    }
+                }
+            }
+            dense = d
+        }
+        self.alpha = alpha
+        self.beta = beta
+        self.gamma = gamma
+    }
+
+    deinit { weights.deallocate() }
+
+    /// Bytes held in memory by the unpacked int8 rows.
+    public var residentBytes: Int { keptRows * paddedColumns }
+
+    /// x: [..., columns] -> [..., rows]
+    public func forward(_ x: Tensor) -> Tensor {
+        if let dense { return Tape.inference.linear(x, dense, denseBias) }
+        let m = x.count / columns
+        var outShape = x.shape
+        outShape[outShape.count - 1] = rows
+        let y = Tensor(uninitialized: outShape)
+        let kp = paddedColumns
+        let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, m * kp))
+        let qsum = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, m))
+        defer { q.deallocate(); qsum.deallocate() }
+        let xp = x.pointer, lo = activationLow, hi = activationHigh, k = columns
+        Runtime.parallelFor(m, grain: max(1, 65536 / max(1, k))) { r in
+            aq_quantize_rows_u8(xp + r.lowerBound * k, r.count, k, k, lo, hi, q + r.lowerBound * kp, kp, qsum + r.lowerBound)
+        }
+        // Pruned rows: y = bias.
+        let yp = y.pointer, n = rows
+        var next = 0
+        var prunedSpans: [(Int, Int)] = []
+        for run in runs {
+            if run.row > next { prunedSpans.append((next, run.row - next)) }
+            next = run.row + run.count
+        }
+        if next < n { prunedSpans.append((next, n - next)) }
+        if !prunedSpans.isEmpty {
+            bias.withUnsafeBufferPointer { b in
+                for t in 0..<m {
+                    for (start, count) in prunedSpans { (yp + t * n + start).update(from: b.baseAddress! + start, count: count) }
+                }
+            }
+        }
+        // Work items: (run, first row within it, rows), about equal kept rows per thread. One
+        // GEMM call per item over all tokens: the kernel blocks A and B itself, and each call
+        // repacks only its own rows of B.
+        let threads = max(1, min(Runtime.threads, keptRows / 16))
+        let perThread = (keptRows + threads - 1) / threads
+        var items: [[(run: Int, start: Int, count: Int)]] = Array(repeating: [], count: threads)
+        var assigned = 0
+        for (i, run) in runs.enumerated() {
+            var s = 0
+            while s < run.count {
+                let w = min(threads - 1, assigned / max(1, perThread))
+                let room = (w + 1) * perThread - assigned
+                let c = min(run.count - s, max(1, room))
+                items[w].append((i, s, c))
+                s += c
+                assigned += c
+            }
+        }
+        let wp = weights
+        alpha.withUnsafeBufferPointer { al in
+            beta.withUnsafeBufferPointer { be in
+                gamma.withUnsafeBufferPointer { ga in
+                    let alp = al.baseAddress!, bep = be.baseAddress!, gap = ga.baseAddress!
+                    Runtime.parallelFor(threads, grain: 1) { workers in
+                        for w in workers {
+                            for item in items[w] {
+                                let run = runs[item.run]
+                                let kr = run.kept + item.start
+                                aq_gemm_u8s8_f32(q, kp, qsum, wp + kr * kp, kp, m, item.count, kp, run.maxAbs,
+                                                 alp + kr, bep + kr, gap + kr, yp + run.row + item.start, n)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+}
+
+/// An embedding table stored as 8-bit (or narrower) codes with one fp16 range per row;
+/// lookups dequantize the gathered rows only.
+public final class PackedEmbedding: @unchecked Sendable {
+    let codes: [UInt8]
+    let step: [Float], low: [Float]
+    public let rows: Int, columns: Int
+
+    init(codes: [UInt8], ranges: [Float], rows: Int, columns: Int, bits: Int) throws {
+        self.codes = codes
+        self.rows = rows
+        self.columns = columns
+        var step = [Float](), low = [Float]()
+        for i in 0..<rows {
+            let lo = ranges[2 * i], hi = ranges[2 * i + 1]
+            guard hi >= lo, lo.isFinite, hi.isFinite else { throw PackedModelError("embedding row \(i) has range [\(lo), \(hi)]") }
+            step.append(PackedFormat.step(lo: lo, hi: hi, bits: bits))
+            low.append(lo)
+        }
+        self.step = step
+        self.low = low
+    }
+
+    /// ids -> [shape..., columns]
+    func lookup(ids: [Int32], shape: [Int]) -> Tensor {
+        let y = Tensor(uninitialized: shape + [columns])
+        let c = columns
+        codes.withUnsafeBufferPointer { cp in
+            for (i, id) in ids.enumerated() {
+                let r = Int(id)
+                precondition(r >= 0 && r < rows, "token id \(r) outside the \(rows)-row table (ids are validated before the forward pass)")
+                let s = step[r], lo = low[r]
+                let src = cp.baseAddress! + r * c, dst = y.pointer + i * c
+                for j in 0..<c { dst[j] = Float(src[j]) * s + lo }
+            }
+        }
+        return y
+    }
+}

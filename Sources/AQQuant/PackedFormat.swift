@@ -1,0 +1,109 @@
+import AQSafeTensors
+import Foundation
+
+/// An error reading or writing a packed model; the message names the file and tensor.
+public struct PackedModelError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The on-disk layout of a packed mixed-precision model (Docs/PACKED_FORMAT.md, format version 1).
+///
+/// Per planned encoder matrix `P` (`[O, K]`, `G` row groups of `R = O / G` rows):
+/// - `P.bits`   U8 `[G]`: the bit-width of each group (0 = pruned), as in `quantization_config`;
+/// - `P.ranges` F16 `[kept, 2]`: `(lo, hi)` of each kept group, in group order;
+/// - `P.codes`  U8 `[bytes]`: each kept group's `R` rows in group order, each row `K` codes of
+///   `b` bits as an LSB-first bitstream of `ceil(K * b / 8)` bytes. Pruned groups have no bytes.
+/// Per embedding table `E` (`[V, C]`, quantized per row): `E.codes` U8 `[V, C]`, `E.ranges` F16 `[V, 2]`.
+/// Everything else (biases, LayerNorm, pooler, head, matrices the plan leaves out) is F32 under
+/// its Hugging Face name.
+public enum PackedFormat {
+    public static let version = 1
+    /// `__metadata__` of `model.safetensors`.
+    public static let metadata = ["format": "aq-bert-packed", "version": String(version)]
+    public static let embeddingSuffixes = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+                                           "embeddings.token_type_embeddings.weight"]
+
+    /// Bytes of one packed row of `columns` codes at `bits` bits.
+    public static func rowBytes(columns: Int, bits: Int) -> Int { (columns * bits + 7) / 8 }
+
+    /// Bytes of the codes of a planned matrix of `columns` columns.
+    public static func codeBytes(_ matrix: BitPlan.Matrix, columns: Int) -> Int {
+        let rowsPerGroup = matrix.rowsPerGroup
+        return matrix.bits.reduce(0) { $0 + ($1 == 0 ? 0 : rowsPerGroup * rowBytes(columns: columns, bits: $1)) }
+    }
+
+    /// The plan's entry for a checkpoint tensor name (`bert.`-prefixed or bare).
+    public static func planned(_ name: String, in plan: BitPlan) -> BitPlan.Matrix? {
+        plan.matrices[name] ?? plan.matrices["bert." + name]
+    }
+
+    public static func isEmbeddingTable(_ name: String) -> Bool { embeddingSuffixes.contains { name.hasSuffix($0) } }
+
+    /// The tensors (name, dtype, shape) a packed `model.safetensors` holds for a model whose
+    /// checkpoint tensors are `parameters`, quantized with `plan` and `embeddingBits` (0: fp32 tables).
+    public static func tensorSpecs(plan: BitPlan, parameters: [(name: String, shape: [Int])], embeddingBits: Int)
+        -> [(name: String, dtype: SafeTensorsDType, shape: [Int])] {
+        var specs: [(name: String, dtype: SafeTensorsDType, shape: [Int])] = []
+        for (name, shape) in parameters {
+            if let m = planned(name, in: plan), shape.count == 2 {
+                specs.append((name + ".bits", .u8, [m.groups]))
+                specs.append((name + ".ranges", .f16, [m.bits.filter { $0 > 0 }.count, 2]))
+                specs.append((name + ".codes", .u8, [codeBytes(m, columns: shape[1])]))
+            } else if embeddingBits > 0, isEmbeddingTable(name), shape.count == 2 {
+                specs.append((name + ".codes", .u8, shape))
+                specs.append((name + ".ranges", .f16, [shape[0], 2]))
+            } else {
+                specs.append((name, .f32, shape))
+            }
+        }
+        return specs
+    }
+
+    /// The exact size of the packed `model.safetensors` (header included).
+    public static func fileBytes(plan: BitPlan, parameters: [(name: String, shape: [Int])], embeddingBits: Int) throws -> Int {
+        try SafeTensorsWriter.fileSize(of: tensorSpecs(plan: plan, parameters: parameters, embeddingBits: embeddingBits),
+                                       metadata: metadata)
+    }
+
+    /// The largest fp16 value <= x and the smallest >= x (a group's range rounded outwards, so
+    /// every weight stays inside it).
+    static func halfBelow(_ x: Float) -> UInt16 {
+        var h = floatToHalfBits(x)
+        if halfBitsToFloat(h) > x { h = h == 0x0000 ? 0x8001 : (h & 0x8000 != 0 ? h + 1 : h - 1) }
+        return h
+    }
+
+    static func halfAbove(_ x: Float) -> UInt16 {
+        var h = floatToHalfBits(x)
+        if halfBitsToFloat(h) < x { h = h == 0x8000 ? 0x0001 : (h & 0x8000 != 0 ? h - 1 : h + 1) }
+        return h
+    }
+
+    /// Codes of `values` at `bits` bits over the fp16 range (lo16, hi16) rounded outwards from
+    /// their min/max, exactly as the quantization-aware simulation quantizes (quantize.c):
+    /// s = (2^b - 1) / (hi - lo), code = round_half_even(s * (x - lo)) clamped to [0, 2^b - 1].
+    /// A constant group gets lo = hi = fp16(value) and codes 0.
+    static func encode(_ values: UnsafeBufferPointer<Float>, bits: Int) throws -> (codes: [UInt8], lo: UInt16, hi: UInt16) {
+        var lo = Float.greatestFiniteMagnitude, hi = -Float.greatestFiniteMagnitude
+        for v in values { lo = min(lo, v); hi = max(hi, v) }
+        guard hi > lo else {  // constant: the simulation passes it through; stored as fp16(value)
+            let c = floatToHalfBits(lo)
+            guard halfBitsToFloat(c).isFinite else { throw PackedModelError("weights outside the fp16 range (\(lo))") }
+            return ([UInt8](repeating: 0, count: values.count), c, c)
+        }
+        let lo16 = halfBelow(lo), hi16 = halfAbove(hi)
+        let l = halfBitsToFloat(lo16), h = halfBitsToFloat(hi16)
+        guard l.isFinite, h.isFinite else { throw PackedModelError("weights outside the fp16 range (min \(lo), max \(hi))") }
+        let levels = Float((1 << bits) - 1)
+        let s = levels / (h - l)
+        return (values.map { UInt8(min(max((s * ($0 - l)).rounded(.toNearestOrEven), 0), levels)) }, lo16, hi16)
+    }
+
+    /// The dequantization step and offset of an fp16 range: w = code * step + lo (step 0 for a
+    /// constant group), computed as the simulation does (step = 1 / s).
+    public static func step(lo: Float, hi: Float, bits: Int) -> Float {
+        guard hi > lo, bits > 0 else { return 0 }
+        return 1 / (Float((1 << bits) - 1) / (hi - lo))
+    }
+}

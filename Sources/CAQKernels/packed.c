@@ -1,0 +1,813 @@
+// Packed mixed-precision inference kernels (API and formulas in include/aqpacked.h).
+//
+// Legend: M = activation rows (tokens), N = output features (weight rows), K = reduction length,
+// kq = K / 4 "k-quads" (vpdpbusd, and vpmaddubsw + vpmaddwd, reduce 4 consecutive k into one
+// int32 lane), kp = K / 2 "k-pairs" (vpmaddwd on s16), MR x NR = register tile of a micro-kernel,
+// NC = columns of B packed per block (sized for L2).
+//
+// The GEMM follows the GotoBLAS/BLIS loop nest (Goto & van de Geijn, "Anatomy of high-performance
+// matrix multiplication", 2008) without K blocking: B is repacked per NC block into NR-wide panels
+// in which one vector holds NR/lanes columns x 4 consecutive k (the layout vpdpbusd wants, as in
+// oneDNN's VNNI "4n" reorders); A is read in place, each micro-kernel step broadcasting one
+// 4-byte k-quad of an A row. Accumulation is exact int32; the float epilogue is one expression,
+// fmaf(alpha, (float)dot, fmaf(beta, (float)a_sum, gamma)), identical in every path.
+#include "aqpacked.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// aq_unpack_codes_f32 documents two roundings; keep the compiler from fusing them (clang honours
+// the pragma, GCC, which contracts across statements by default, the function attribute).
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#define AQ_NO_CONTRACT
+#elif defined(__GNUC__)
+#define AQ_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define AQ_NO_CONTRACT
+#endif
+
+// ---- Dispatch ------------------------------------------------------------------------
+
+enum { LEVEL_PORTABLE = 0, LEVEL_AVX2 = 1, LEVEL_AVXVNNI = 2, LEVEL_AVX512VNNI = 3, LEVEL_MAX = 3 };
+
+// Bit l of int8_caps set when int8 level l runs on this CPU. unpack_caps: 2 = pdep usable,
+// 4 = pdep microcoded (slow), 8 = AVX2.
+// Written once by probe_cpu (idempotent, so a racing second probe is harmless).
+static int int8_caps = -1;
+static int unpack_caps = -1;
+static int forced_int8 = -1;   // -1 = auto
+static int forced_unpack = -1; // -1 = auto
+
+static void probe_cpu(void) {
+    int caps = 1, ucaps = 1;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2) caps |= 1 << LEVEL_AVX2, ucaps |= 8;
+    if (avx2 && __builtin_cpu_supports("avxvnni")) caps |= 1 << LEVEL_AVXVNNI;
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        caps |= 1 << LEVEL_AVX512VNNI;
+    // pdep is microcoded (hundreds of cycles) on AMD Zen 1 and 2: usable there, never chosen.
+    if (__builtin_cpu_supports("bmi2")) {
+        ucaps |= 2;
+        if (__builtin_cpu_is("znver1") || __builtin_cpu_is("znver2")) ucaps |= 4;
+    }
+#endif
+    __atomic_store_n(&int8_caps, caps, __ATOMIC_RELAXED);
+    __atomic_store_n(&unpack_caps, ucaps, __ATOMIC_RELAXED);
+}
+
+__attribute__((constructor)) static void packed_dispatch_constructor(void) { probe_cpu(); }
+
+static int caps_of(int *caps) {
+    int c = __atomic_load_n(caps, __ATOMIC_RELAXED);
+    if (c < 0) {
+        probe_cpu();
+        c = __atomic_load_n(caps, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+int aq_int8_level(void) {
+    int caps = caps_of(&int8_caps);
+    int want = __atomic_load_n(&forced_int8, __ATOMIC_RELAXED);
+    if (want < 0 || want > LEVEL_MAX) want = LEVEL_MAX;
+    for (int l = want; l > 0; l--)
+        if (caps >> l & 1) return l;
+    return LEVEL_PORTABLE;
+}
+
+void aq_set_int8_level(int level) { __atomic_store_n(&forced_int8, level < 0 ? -1 : level, __ATOMIC_RELAXED); }
+
+const char *aq_int8_level_name(int level) {
+    switch (level) {
+    case LEVEL_PORTABLE: return "portable";
+    case LEVEL_AVX2: return "avx2";
+    case LEVEL_AVXVNNI: return "avx-vnni";
+    case LEVEL_AVX512VNNI: return "avx512-vnni";
+    default: return "unknown";
+    }
+}
+
+// Auto: AVX2 (fastest measured), else pdep unless microcoded, else portable. Forced: the highest
+// supported path <= the one asked for.
+int aq_unpack_path(void) {
+    int caps = caps_of(&unpack_caps);
+    int want = __atomic_load_n(&forced_unpack, __ATOMIC_RELAXED);
+    if (want < 0) return caps & 8 ? 2 : (caps & 2) && !(caps & 4) ? 1 : 0;
+    if (want >= 2 && (caps & 8)) return 2;
+    return want >= 1 && (caps & 2) ? 1 : 0;
+}
+
+void aq_set_unpack_path(int path) { __atomic_store_n(&forced_unpack, path < 0 ? -1 : path, __ATOMIC_RELAXED); }
+
+#if defined(__x86_64__)
+#define AQ_TGT_BMI2 __attribute__((target("bmi2")))
+#define AQ_TGT_AVX2 __attribute__((target("avx2,fma")))
+#define AQ_TGT_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
+#define AQ_TGT_AVX512VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define AQ_INLINE static inline __attribute__((always_inline))
+#endif
+
+// ---- Bit-packed codes ------------------------------------------------------------------
+
+size_t aq_packed_row_bytes(size_t n, int bits) {
+    if (bits <= 0) return 0;
+    return (n * (size_t)bits + 7) / 8;
+}
+
+void aq_pack_codes(const uint8_t *codes, size_t n, int bits, uint8_t *dst) {
+    if (bits <= 0 || bits > 8) return;
+    const uint32_t mask = (1u << bits) - 1u;
+    uint32_t buf = 0;
+    int have = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        buf |= (codes[i] & mask) << have;
+        have += bits;
+        while (have >= 8) {
+            dst[o++] = (uint8_t)buf;
+            buf >>= 8;
+            have -= 8;
+        }
+    }
+    if (have > 0) dst[o] = (uint8_t)buf; // the pad bits of buf are 0
+}
+
+// Reference: a bit buffer refilled one byte at a time, so it never reads past the row.
+// dst[i] = code_i - off (mod 256); returns sum_i code_i.
+static int32_t unpack_codes_portable(const uint8_t *src, size_t n, int bits, uint8_t off, uint8_t *dst) {
+    const uint32_t mask = (1u << bits) - 1u;
+    uint32_t buf = 0;
+    int have = 0;
+    int32_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (have < bits) {
+            buf |= (uint32_t)*src++ << have;
+            have += 8;
+        }
+        const uint8_t c = (uint8_t)(buf & mask);
+        sum += c;
+        dst[i] = (uint8_t)(c - off);
+        buf >>= bits;
+        have -= bits;
+    }
+    return sum;
+}
+
+#if defined(__x86_64__)
+// SWAR helpers over the 8 bytes of a uint64 (x86 is little-endian: byte i is code i).
+#define BYTES_LO16 0x00FF00FF00FF00FFull
+#define BYTES_H 0x8080808080808080ull
+
+// Bytewise x - y mod 256 without borrows crossing bytes (Hacker's Delight 2-18).
+static inline uint64_t swar_sub_bytes(uint64_t x, uint64_t y) {
+    return ((x | BYTES_H) - (y & ~BYTES_H)) ^ ((x ^ ~y) & BYTES_H);
+}
+
+// 8 codes of b bits are exactly b bytes; pdep spreads their 8b bits to the low b bits of 8 bytes.
+// Groups whose 8-byte load would pass the end of the row load only their b bytes. The code sum
+// runs in four u16 lanes, flushed every 64 groups (64 * 2 * 255 < 65536).
+AQ_TGT_BMI2 static int32_t unpack_codes_bmi2(const uint8_t *src, size_t n, int bits, uint8_t off, uint8_t *dst) {
+    const uint64_t spread = 0x0101010101010101ull * ((1u << bits) - 1u);
+    const uint64_t offs = 0x0101010101010101ull * off;
+    const size_t groups = n / 8, row = aq_packed_row_bytes(n, bits);
+    int32_t sum = 0;
+    uint64_t lanes = 0;
+    for (size_t g = 0; g < groups; g++) {
+        uint64_t w = 0;
+        if (g * bits + 8 <= row) memcpy(&w, src + g * bits, 8);
+        else memcpy(&w, src + g * bits, (size_t)bits);
+        w = _pdep_u64(w, spread);
+        lanes += (w & BYTES_LO16) + (w >> 8 & BYTES_LO16);
+        if (off) w = swar_sub_bytes(w, offs);
+        memcpy(dst + 8 * g, &w, 8);
+        if ((g & 63) == 63 || g + 1 == groups) {
+            lanes = (lanes & 0x0000FFFF0000FFFFull) + (lanes >> 16 & 0x0000FFFF0000FFFFull);
+            sum += (int32_t)((lanes & 0xFFFFFFFFu) + (lanes >> 32));
+            lanes = 0;
+        }
+    }
+    if (n > 8 * groups)
+        sum += unpack_codes_portable(src + groups * bits, n - 8 * groups, bits, off, dst + 8 * groups);
+    return sum;
+}
+
+// Vector unpacking, 32 codes (4b bytes) per step. Each 128-bit lane makes 8 codes as u16 from its
+// own b source bytes: pshufb puts the two bytes holding code i (bytes i*b/8 and i*b/8 + 1) in
+// word i, a multiply by 2^(8 - i*b%8) and a shift right by 8 bring its bits down (the multiply
+// stands in for a per-word variable shift, which AVX2 lacks), a mask keeps b bits. A step reads
+// up to 3b + 16 bytes; the last steps run on a zero-padded copy of the row's end.
+// Per bit-width b = 1...7 (row b - 1): the pshufb byte pairs and the multipliers described above.
+static const int8_t unpack_shuffle[7][16] = {
+    {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1},
+    {0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 1, 2},
+    {0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3},
+    {0, 1, 0, 1, 1, 2, 1, 2, 2, 3, 2, 3, 3, 4, 3, 4},
+    {0, 1, 0, 1, 1, 2, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5},
+    {0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6},
+    {0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7},
+};
+static const int16_t unpack_scale[7][8] = {
+    {256, 128, 64, 32, 16, 8, 4, 2},
+    {256, 64, 16, 4, 256, 64, 16, 4},
+    {256, 32, 4, 128, 16, 2, 64, 8},
+    {256, 16, 256, 16, 256, 16, 256, 16},
+    {256, 8, 64, 2, 16, 128, 4, 32},
+    {256, 4, 16, 64, 256, 4, 16, 64},
+    {256, 2, 4, 8, 16, 32, 64, 128},
+};
+
+typedef struct {
+    __m256i shuffle, scale, mask;
+    int bits;
+} unpack_avx2_consts;
+
+AQ_INLINE AQ_TGT_AVX2 __m256i unpack_step_avx2(const unpack_avx2_consts *c, const uint8_t *p) {
+    if (c->bits == 8) return _mm256_loadu_si256((const __m256i *)p);
+    __m256i h[2];
+    for (int j = 0; j < 2; j++) {
+        const uint8_t *q = p + 2 * c->bits * j;
+        __m256i w = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q)),
+                                            _mm_loadu_si128((const __m128i *)(q + c->bits)), 1);
+        w = _mm256_shuffle_epi8(w, c->shuffle);
+        h[j] = _mm256_and_si256(_mm256_srli_epi16(_mm256_mullo_epi16(w, c->scale), 8), c->mask);
+    }
+    // packus interleaves the 128-bit lanes: codes 0-7, 16-23, 8-15, 24-31 -> reorder the qwords.
+    return _mm256_permute4x64_epi64(_mm256_packus_epi16(h[0], h[1]), 0xD8);
+}
+
+AQ_TGT_AVX2 static int32_t unpack_codes_avx2(const uint8_t *src, size_t n, int bits, uint8_t off, uint8_t *dst) {
+    const size_t row = aq_packed_row_bytes(n, bits), reach = bits == 8 ? 32 : 3 * (size_t)bits + 16;
+    const int t = bits < 8 ? bits - 1 : 0;
+    const unpack_avx2_consts c = {_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)unpack_shuffle[t])),
+                                  _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)unpack_scale[t])),
+                                  _mm256_set1_epi16((short)((1 << bits) - 1)), bits};
+    const __m256i offv = _mm256_set1_epi8((char)off), zero = _mm256_setzero_si256();
+    __m256i sums = zero;
+    size_t i = 0, s = 0; // codes done, source bytes consumed (s = i * bits / 8)
+    for (; i + 32 <= n && s + reach <= row; i += 32, s += 4 * (size_t)bits) {
+        __m256i v = unpack_step_avx2(&c, src + s);
+        sums = _mm256_add_epi64(sums, _mm256_sad_epu8(v, zero));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_sub_epi8(v, offv));
+    }
+    if (i < n) {
+        // Fewer than `reach` bytes (or 32 codes) are left, so the steps below read under 2 * reach
+        // + 4b < 128 bytes of the copy. Pad bits and zero bytes decode to code 0.
+        uint8_t tail[128] = {0}, out[32];
+        memcpy(tail, src + s, row - s);
+        for (size_t t = 0; i < n; i += 32, t += 4 * (size_t)bits) {
+            __m256i v = unpack_step_avx2(&c, tail + t);
+            sums = _mm256_add_epi64(sums, _mm256_sad_epu8(v, zero));
+            _mm256_storeu_si256((__m256i *)out, _mm256_sub_epi8(v, offv));
+            memcpy(dst + i, out, n - i < 32 ? n - i : 32);
+        }
+    }
+    int64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, sums);
+    return (int32_t)(lanes[0] + lanes[1] + lanes[2] + lanes[3]);
+}
+#endif
+
+// dst[i] = code_i - off (mod 256), returns sum_i code_i. Codes are 0 for bits 0 (pruned) and
+// out-of-range bit-widths.
+static int32_t unpack_codes(const uint8_t *src, size_t n, int bits, uint8_t off, uint8_t *dst) {
+    if (bits <= 0 || bits > 8) {
+        memset(dst, (uint8_t)(0 - off), n);
+        return 0;
+    }
+#if defined(__x86_64__)
+    switch (aq_unpack_path()) {
+    case 1: return unpack_codes_bmi2(src, n, bits, off, dst);
+    case 2: return unpack_codes_avx2(src, n, bits, off, dst);
+    }
+#endif
+    return unpack_codes_portable(src, n, bits, off, dst);
+}
+
+int32_t aq_unpack_codes_s8(const uint8_t *src, size_t n, int bits, int offset, int8_t *dst) {
+    return unpack_codes(src, n, bits, (uint8_t)offset, (uint8_t *)dst);
+}
+
+AQ_NO_CONTRACT void aq_unpack_codes_f32(const uint8_t *src, size_t n, int bits, float step, float lo, float *dst) {
+    enum { CHUNK = 256 }; // a multiple of 8 codes, so every chunk starts on a byte
+    uint8_t codes[CHUNK];
+    const size_t chunk_bytes = aq_packed_row_bytes(CHUNK, bits);
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        size_t len = n - i0 < CHUNK ? n - i0 : CHUNK;
+        unpack_codes(src, len, bits, 0, codes);
+        src += chunk_bytes;
+        for (size_t i = 0; i < len; i++) {
+            float w = (float)codes[i] * step;
+            dst[i0 + i] = w + lo;
+        }
+    }
+}
+
+// ---- Activation quantization --------------------------------------------------------------
+
+// The clamps mirror _mm256_max_ps / _mm256_min_ps operand order, so a NaN lands on lo (and q = 0);
+// the final clamp of r only matters for an infinite scale (hi - lo subnormal).
+static int32_t quantize_row_portable(const float *x, size_t k, float lo, float hi, float s, uint8_t *q) {
+    int32_t sum = 0;
+    for (size_t i = 0; i < k; i++) {
+        float v = x[i] > lo ? x[i] : lo;
+        v = v < hi ? v : hi;
+        float r = nearbyintf(s * (v - lo));
+        r = r > 0.0f ? r : 0.0f;
+        r = r < 255.0f ? r : 255.0f;
+        q[i] = (uint8_t)r;
+        sum += q[i];
+    }
+    return sum;
+}
+
+#if defined(__x86_64__)
+AQ_TGT_AVX2 static int32_t quantize_row_avx2(const float *x, size_t k, float lo, float hi, float s, uint8_t *q) {
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vs = _mm256_set1_ps(s);
+    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i sums = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+        __m256i r[4];
+        for (int j = 0; j < 4; j++) {
+            __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(x + i + 8 * j), vlo), vhi);
+            __m256 t = _mm256_round_ps(_mm256_mul_ps(vs, _mm256_sub_ps(v, vlo)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            r[j] = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(t, zero), top));
+        }
+        // packs/packus interleave 128-bit lanes: dwords of the result come out as 0,2,4,6,1,3,5,7.
+        __m256i w = _mm256_packus_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+        w = _mm256_permutevar8x32_epi32(w, order);
+        _mm256_storeu_si256((__m256i *)(q + i), w);
+        sums = _mm256_add_epi64(sums, _mm256_sad_epu8(w, _mm256_setzero_si256()));
+    }
+    int64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, sums);
+    int32_t sum = (int32_t)(lanes[0] + lanes[1] + lanes[2] + lanes[3]);
+    return sum + quantize_row_portable(x + i, k - i, lo, hi, s, q + i);
+}
+#endif
+
+void aq_quantize_rows_u8(const float *x, size_t rows, size_t k, size_t ldx, float lo, float hi,
+                         uint8_t *q, size_t ldq, int32_t *row_sums) {
+    const int degenerate = !(hi > lo);
+    const float s = degenerate ? 0.0f : 255.0f / (hi - lo);
+#if defined(__x86_64__)
+    const int avx2 = aq_int8_level() >= LEVEL_AVX2;
+#endif
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        uint8_t *qr = q + r * ldq;
+        int32_t sum = 0;
+        if (degenerate) {
+            memset(qr, 0, k);
+#if defined(__x86_64__)
+        } else if (avx2) {
+            sum = quantize_row_avx2(xr, k, lo, hi, s, qr);
+#endif
+        } else {
+            sum = quantize_row_portable(xr, k, lo, hi, s, qr);
+        }
+        if (ldq > k) memset(qr + k, 0, ldq - k);
+        if (row_sums) row_sums[r] = sum;
+    }
+}
+
+// ---- u8 x s8 GEMM: portable reference ----------------------------------------------------------
+
+// The oracle of the tests and the path on CPUs without AVX2 (and for K not a multiple of 64).
+static void gemm_portable(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
+                          size_t M, size_t N, size_t K, const float *alpha, const float *beta,
+                          const float *gamma, float *Y, size_t ldy) {
+    for (size_t m = 0; m < M; m++) {
+        const uint8_t *a = A + m * lda;
+        const float as = (float)a_sums[m];
+        for (size_t n = 0; n < N; n++) {
+            const int8_t *b = B + n * ldb;
+            int32_t dot = 0;
+            for (size_t t = 0; t < K; t++) dot += (int32_t)a[t] * (int32_t)b[t];
+            Y[m * ldy + n] = fmaf(alpha[n], (float)dot, fmaf(beta[n], as, gamma[n]));
+        }
+    }
+}
+
+#if defined(__x86_64__)
+
+// ---- u8 x s8 GEMM: blocked x86-64 paths ---------------------------------------------------------
+
+// Shared shape of one call, passed to the block drivers.
+typedef struct {
+    const uint8_t *A;
+    size_t lda;
+    const int32_t *a_sums;
+    const int8_t *B;
+    size_t ldb, M, N, K;
+    const float *alpha, *beta, *gamma;
+    float *Y;
+    size_t ldy;
+    int b_max_abs;
+} gemm_args;
+
+// Packed B per block: re-read from L2 for every MR rows of A (x86 cores since 2017 mostly have
+// >= 1 MB of L2; older ones with 256 KB fall back on L3 at some cost). On the 2 MB-L2 Xeon of
+// development, 128 KB ... 1.5 MB measured the same within noise.
+enum { B_BLOCK_BYTES = 512 * 1024 };
+
+// ---- u8 x s8 GEMM: packing B --------------------------------------------------------------------
+
+// 8x8 transpose of 32-bit lanes: out[t] = (r0[t], r1[t], ..., r7[t]).
+AQ_INLINE AQ_TGT_AVX2 void transpose8x8_epi32(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; h++) {
+        u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x20);
+        r[4 + i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x31);
+    }
+}
+
+// Quad panels: columns n0 .. n0+nb-1 of B (nb <= NC) into panels of nr columns, zero-padded:
+//   dst[p*nr*K + (t*nr + j)*4 + u] = B[(n0 + p*nr + j)*ldb + 4t + u].
+// K is a multiple of 32: each step transposes 8 rows x 8 k-quads.
+AQ_TGT_AVX2 static void pack_b_quads(const int8_t *B, size_t ldb, size_t n0, size_t nb, size_t N, size_t K,
+                                     size_t nr, int8_t *dst) {
+    const size_t kq = K / 4;
+    for (size_t j0 = 0; j0 < nb; j0 += 8) {
+        int8_t *panel = dst + (j0 / nr) * nr * K;
+        const size_t jj = j0 % nr;
+        const int8_t *rows[8];
+        for (int i = 0; i < 8; i++) rows[i] = n0 + j0 + i < N && j0 + i < nb ? B + (n0 + j0 + i) * ldb : NULL;
+        for (size_t t = 0; t < kq; t += 8) {
+            __m256i r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = rows[i] ? _mm256_loadu_si256((const __m256i *)(rows[i] + 4 * t)) : _mm256_setzero_si256();
+            transpose8x8_epi32(r);
+            for (int i = 0; i < 8; i++) _mm256_storeu_si256((__m256i *)(panel + ((t + i) * nr + jj) * 4), r[i]);
+        }
+    }
+    // Zero whole 8-column groups past nb in the last panel.
+    const size_t padded = (nb + nr - 1) / nr * nr;
+    for (size_t j0 = (nb + 7) / 8 * 8; j0 < padded; j0 += 8) {
+        int8_t *panel = dst + (j0 / nr) * nr * K;
+        for (size_t t = 0; t < kq; t++) memset(panel + (t * nr + j0 % nr) * 4, 0, 32);
+    }
+}
+
+// Pair panels of s16 (the widened AVX2 path): dst[p*nr*K + (t*nr + j)*2 + u] = B[(n0+p*nr+j)*ldb + 2t + u].
+AQ_TGT_AVX2 static void pack_b_pairs_s16(const int8_t *B, size_t ldb, size_t n0, size_t nb, size_t N, size_t K,
+                                         size_t nr, int16_t *dst) {
+    const size_t kp = K / 2;
+    const size_t padded = (nb + nr - 1) / nr * nr;
+    for (size_t j0 = 0; j0 < padded; j0 += 8) {
+        int16_t *panel = dst + (j0 / nr) * nr * K;
+        const size_t jj = j0 % nr;
+        const int8_t *rows[8];
+        for (int i = 0; i < 8; i++) rows[i] = n0 + j0 + i < N && j0 + i < nb ? B + (n0 + j0 + i) * ldb : NULL;
+        for (size_t t = 0; t < kp; t += 8) {
+            __m256i r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = rows[i] ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rows[i] + 2 * t)))
+                               : _mm256_setzero_si256();
+            transpose8x8_epi32(r);
+            for (int i = 0; i < 8; i++) _mm256_storeu_si256((__m256i *)(panel + ((t + i) * nr + jj) * 2), r[i]);
+        }
+    }
+}
+
+// ---- u8 x s8 GEMM: 256-bit epilogue --------------------------------------------------------------
+
+// Y[m0+i][n0 .. n0+nr) for i < mr from acc[i][v] (v = 8-column vector index); nr <= 8*nv.
+AQ_INLINE AQ_TGT_AVX2 void epilogue256(const gemm_args *g, size_t m0, int mr, size_t n0, size_t nr, int nv,
+                                       __m256i acc[][4]) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int v = 0; v < nv; v++) {
+        size_t c = n0 + 8 * (size_t)v;
+        if (8 * (size_t)v >= nr) break;
+        if (8 * (size_t)v + 8 <= nr) {
+            const __m256 al = _mm256_loadu_ps(g->alpha + c), be = _mm256_loadu_ps(g->beta + c),
+                         ga = _mm256_loadu_ps(g->gamma + c);
+            for (int i = 0; i < mr; i++) {
+                __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
+                __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(acc[i][v]), _mm256_fmadd_ps(be, as, ga));
+                _mm256_storeu_ps(g->Y + (m0 + i) * g->ldy + c, y);
+            }
+        } else {
+            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nr - 8 * (size_t)v)), lane);
+            const __m256 al = _mm256_maskload_ps(g->alpha + c, mask), be = _mm256_maskload_ps(g->beta + c, mask),
+                         ga = _mm256_maskload_ps(g->gamma + c, mask);
+            for (int i = 0; i < mr; i++) {
+                __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
+                __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(acc[i][v]), _mm256_fmadd_ps(be, as, ga));
+                _mm256_maskstore_ps(g->Y + (m0 + i) * g->ldy + c, mask, y);
+            }
+        }
+    }
+}
+
+AQ_INLINE uint32_t load_quad(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+// ---- Level 1: AVX2, vpmaddubsw + vpmaddwd (narrow B) ------------------------------------------------
+
+enum { MR_AVX2 = 4, NV_AVX2 = 2, NR_AVX2 = 8 * NV_AVX2 };
+
+// acc[i][v] = sum over k-quads of A row i x panel vector v. |b| <= 64 keeps vpmaddubsw unsaturated
+// (each s16 lane is a0*b0 + a1*b1, at most 2 * 255 * 64 = 32640). Small codes leave headroom: the
+// s16 results of `chunk` consecutive k-quads are summed with vpaddw before one vpmaddwd widens
+// them, chunk * 2 * 255 * b_max_abs <= 32767, which takes a vpmaddwd off the two multiply ports
+// for most k-quads (4-bit codes: chunk = 4, 2-bit: 21).
+AQ_INLINE AQ_TGT_AVX2 void tile_avx2(const uint8_t *a, size_t lda, const int8_t *bp, size_t kq, size_t chunk,
+                                     int mr, __m256i acc[][4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i c[MR_AVX2][NV_AVX2];
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < NV_AVX2; v++) c[i][v] = _mm256_setzero_si256();
+    if (chunk < 2) { // no headroom: widen every k-quad
+        for (size_t t = 0; t < kq; t++) {
+            __m256i b[NV_AVX2];
+            for (int v = 0; v < NV_AVX2; v++)
+                b[v] = _mm256_load_si256((const __m256i *)(bp + (t * NR_AVX2 + 8 * v) * 4));
+            for (int i = 0; i < mr; i++) {
+                const __m256i av = _mm256_set1_epi32((int)load_quad(a + i * lda + 4 * t));
+                for (int v = 0; v < NV_AVX2; v++)
+                    c[i][v] = _mm256_add_epi32(c[i][v], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b[v]), ones));
+            }
+        }
+    } else {
+        for (size_t t0 = 0; t0 < kq; t0 += chunk) {
+            const size_t t1 = kq - t0 < chunk ? kq : t0 + chunk;
+            __m256i s[MR_AVX2][NV_AVX2];
+            for (int i = 0; i < mr; i++)
+                for (int v = 0; v < NV_AVX2; v++) s[i][v] = _mm256_setzero_si256();
+            for (size_t t = t0; t < t1; t++) {
+                __m256i b[NV_AVX2];
+                for (int v = 0; v < NV_AVX2; v++)
+                    b[v] = _mm256_load_si256((const __m256i *)(bp + (t * NR_AVX2 + 8 * v) * 4));
+                for (int i = 0; i < mr; i++) {
+                    const __m256i av = _mm256_set1_epi32((int)load_quad(a + i * lda + 4 * t));
+                    for (int v = 0; v < NV_AVX2; v++) s[i][v] = _mm256_add_epi16(s[i][v], _mm256_maddubs_epi16(av, b[v]));
+                }
+            }
+            for (int i = 0; i < mr; i++)
+                for (int v = 0; v < NV_AVX2; v++) c[i][v] = _mm256_add_epi32(c[i][v], _mm256_madd_epi16(s[i][v], ones));
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < NV_AVX2; v++) acc[i][v] = c[i][v];
+}
+
+// Instantiates the micro-kernel for each row count 1...MR (a constant, so its loops unroll).
+#define AQ_TILE_CASES4(CALL) \
+    switch (mr) { \
+    case 1: CALL(1); break; \
+    case 2: CALL(2); break; \
+    case 3: CALL(3); break; \
+    default: CALL(4); break; \
+    }
+#define AQ_TILE_CASES6(CALL) \
+    switch (mr) { \
+    case 1: CALL(1); break; \
+    case 2: CALL(2); break; \
+    case 3: CALL(3); break; \
+    case 4: CALL(4); break; \
+    case 5: CALL(5); break; \
+    default: CALL(6); break; \
+    }
+#define AQ_TILE_CASES8(CALL) \
+    switch (mr) { \
+    case 1: CALL(1); break; \
+    case 2: CALL(2); break; \
+    case 3: CALL(3); break; \
+    case 4: CALL(4); break; \
+    case 5: CALL(5); break; \
+    case 6: CALL(6); break; \
+    case 7: CALL(7); break; \
+    default: CALL(8); break; \
+    }
+
+AQ_TGT_AVX2 static void block_avx2(const gemm_args *g, const int8_t *packed, size_t n0, size_t nb) {
+    const size_t kq = g->K / 4;
+    const size_t chunk = g->b_max_abs <= 0 ? kq : (size_t)(32767 / (2 * 255 * g->b_max_abs));
+    for (size_t m = 0; m < g->M; m += MR_AVX2) {
+        const int mr = (int)(g->M - m < MR_AVX2 ? g->M - m : MR_AVX2);
+        for (size_t p0 = 0; p0 < nb; p0 += NR_AVX2) {
+            const int8_t *bp = packed + p0 * g->K;
+            const size_t nr = nb - p0 < NR_AVX2 ? nb - p0 : NR_AVX2;
+            __m256i acc[MR_AVX2][4];
+            const uint8_t *a = g->A + m * g->lda;
+#define CALL(R) tile_avx2(a, g->lda, bp, kq, chunk, R, acc); epilogue256(g, m, R, n0 + p0, nr, NV_AVX2, acc)
+            AQ_TILE_CASES4(CALL)
+#undef CALL
+        }
+    }
+}
+
+// ---- Level 1: AVX2 widened to s16, vpmaddwd (|B| up to 128) -----------------------------------------
+
+// a16: the mr A rows widened to u16, row i at a16 + i*K; bp: s16 pair panel.
+AQ_INLINE AQ_TGT_AVX2 void tile_avx2_wide(const uint16_t *a16, size_t K, const int16_t *bp, size_t kp, int mr,
+                                          __m256i acc[][4]) {
+    __m256i c[MR_AVX2][NV_AVX2];
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < NV_AVX2; v++) c[i][v] = _mm256_setzero_si256();
+    for (size_t t = 0; t < kp; t++) {
+        __m256i b[NV_AVX2];
+        for (int v = 0; v < NV_AVX2; v++) b[v] = _mm256_load_si256((const __m256i *)(bp + (t * NR_AVX2 + 8 * v) * 2));
+        for (int i = 0; i < mr; i++) {
+            uint32_t pair;
+            memcpy(&pair, a16 + i * K + 2 * t, 4);
+            const __m256i av = _mm256_set1_epi32((int)pair);
+            for (int v = 0; v < NV_AVX2; v++) c[i][v] = _mm256_add_epi32(c[i][v], _mm256_madd_epi16(av, b[v]));
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < NV_AVX2; v++) acc[i][v] = c[i][v];
+}
+
+AQ_TGT_AVX2 static void block_avx2_wide(const gemm_args *g, const int16_t *packed, uint16_t *a16, size_t n0,
+                                        size_t nb) {
+    const size_t K = g->K, kp = K / 2;
+    for (size_t m = 0; m < g->M; m += MR_AVX2) {
+        const int mr = (int)(g->M - m < MR_AVX2 ? g->M - m : MR_AVX2);
+        for (int i = 0; i < mr; i++) {
+            const uint8_t *a = g->A + (m + i) * g->lda;
+            for (size_t t = 0; t < K; t += 16)
+                _mm256_storeu_si256((__m256i *)(a16 + i * K + t),
+                                    _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + t))));
+        }
+        for (size_t p0 = 0; p0 < nb; p0 += NR_AVX2) {
+            const int16_t *bp = packed + p0 * K;
+            const size_t nr = nb - p0 < NR_AVX2 ? nb - p0 : NR_AVX2;
+            __m256i acc[MR_AVX2][4];
+#define CALL(R) tile_avx2_wide(a16, K, bp, kp, R, acc); epilogue256(g, m, R, n0 + p0, nr, NV_AVX2, acc)
+            AQ_TILE_CASES4(CALL)
+#undef CALL
+        }
+    }
+}
+
+// ---- Level 2: AVX-VNNI, 256-bit vpdpbusd ---------------------------------------------------------
+
+enum { MR_VNNI = 6, NV_VNNI = 2, NR_VNNI = 8 * NV_VNNI };
+
+AQ_INLINE AQ_TGT_AVXVNNI void tile_avxvnni(const uint8_t *a, size_t lda, const int8_t *bp, size_t kq, int mr,
+                                           __m256i acc[][4]) {
+    __m256i c[MR_VNNI][NV_VNNI];
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < NV_VNNI; v++) c[i][v] = _mm256_setzero_si256();
+    for (size_t t = 0; t < kq; t++) {
+        __m256i b[NV_VNNI];
+        for (int v = 0; v < NV_VNNI; v++) b[v] = _mm256_load_si256((const __m256i *)(bp + (t * NR_VNNI + 8 * v) * 4));
+        for (int i = 0; i < mr; i++) {
+            const __m256i av = _mm256_set1_epi32((int)load_quad(a + i * lda + 4 * t));
+            for (int v = 0; v < NV_VNNI; v++) c[i][v] = _mm256_dpbusd_avx_epi32(c[i][v], av, b[v]);
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < NV_VNNI; v++) acc[i][v] = c[i][v];
+}
+
+AQ_TGT_AVXVNNI static void block_avxvnni(const gemm_args *g, const int8_t *packed, size_t n0, size_t nb) {
+    const size_t kq = g->K / 4;
+    for (size_t m = 0; m < g->M; m += MR_VNNI) {
+        const int mr = (int)(g->M - m < MR_VNNI ? g->M - m : MR_VNNI);
+        for (size_t p0 = 0; p0 < nb; p0 += NR_VNNI) {
+            const int8_t *bp = packed + p0 * g->K;
+            const size_t nr = nb - p0 < NR_VNNI ? nb - p0 : NR_VNNI;
+            __m256i acc[MR_VNNI][4];
+            const uint8_t *a = g->A + m * g->lda;
+#define CALL(R) tile_avxvnni(a, g->lda, bp, kq, R, acc); epilogue256(g, m, R, n0 + p0, nr, NV_VNNI, acc)
+            AQ_TILE_CASES6(CALL)
+#undef CALL
+        }
+    }
+}
+
+// ---- Level 3: AVX512-VNNI, 512-bit vpdpbusd -------------------------------------------------------
+
+enum { MR_512 = 8, NV_512 = 3, NR_512 = 16 * NV_512 };
+
+AQ_INLINE AQ_TGT_AVX512VNNI void tile_avx512(const uint8_t *a, size_t lda, const int8_t *bp, size_t kq, int mr,
+                                             __m512i acc[][NV_512]) {
+    __m512i c[MR_512][NV_512];
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < NV_512; v++) c[i][v] = _mm512_setzero_si512();
+    for (size_t t = 0; t < kq; t++) {
+        __m512i b[NV_512];
+        for (int v = 0; v < NV_512; v++) b[v] = _mm512_load_si512((const void *)(bp + (t * NR_512 + 16 * v) * 4));
+        for (int i = 0; i < mr; i++) {
+            const __m512i av = _mm512_set1_epi32((int)load_quad(a + i * lda + 4 * t));
+            for (int v = 0; v < NV_512; v++) c[i][v] = _mm512_dpbusd_epi32(c[i][v], av, b[v]);
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < NV_512; v++) acc[i][v] = c[i][v];
+}
+
+AQ_INLINE AQ_TGT_AVX512VNNI void epilogue512(const gemm_args *g, size_t m0, int mr, size_t n0, size_t nr,
+                                             __m512i acc[][NV_512]) {
+    for (int v = 0; v < NV_512; v++) {
+        if (16 * (size_t)v >= nr) break;
+        const size_t c = n0 + 16 * (size_t)v, left = nr - 16 * (size_t)v;
+        const __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        const __m512 al = _mm512_maskz_loadu_ps(mask, g->alpha + c), be = _mm512_maskz_loadu_ps(mask, g->beta + c),
+                     ga = _mm512_maskz_loadu_ps(mask, g->gamma + c);
+        for (int i = 0; i < mr; i++) {
+            __m512 as = _mm512_set1_ps((float)g->a_sums[m0 + i]);
+            __m512 y = _mm512_fmadd_ps(al, _mm512_cvtepi32_ps(acc[i][v]), _mm512_fmadd_ps(be, as, ga));
+            _mm512_mask_storeu_ps(g->Y + (m0 + i) * g->ldy + c, mask, y);
+        }
+    }
+}
+
+AQ_TGT_AVX512VNNI static void block_avx512(const gemm_args *g, const int8_t *packed, size_t n0, size_t nb) {
+    const size_t kq = g->K / 4;
+    for (size_t m = 0; m < g->M; m += MR_512) {
+        const int mr = (int)(g->M - m < MR_512 ? g->M - m : MR_512);
+        for (size_t p0 = 0; p0 < nb; p0 += NR_512) {
+            const int8_t *bp = packed + p0 * g->K;
+            const size_t nr = nb - p0 < NR_512 ? nb - p0 : NR_512;
+            __m512i acc[MR_512][NV_512];
+            const uint8_t *a = g->A + m * g->lda;
+#define CALL(R) tile_avx512(a, g->lda, bp, kq, R, acc); epilogue512(g, m, R, n0 + p0, nr, acc)
+            AQ_TILE_CASES8(CALL)
+#undef CALL
+        }
+    }
+}
+
+// ---- u8 x s8 GEMM: block driver -----------------------------------------------------------------
+
+static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+// Loop nest: NC columns of B packed (the block stays in L2) -> MR rows of A (in L1, reused across
+// the block's panels; Y is written row-contiguously) -> NR-column panels. Blocking M as well (an A
+// block in L2, each panel swept down it) measured slower: Y was then written as narrow column
+// strips. Returns 0 when the scratch allocation fails (the caller then runs the portable path).
+static int gemm_blocked(const gemm_args *g, int level, int wide) {
+    const size_t K = g->K, elem = wide ? 2 : 1;
+    size_t nr, mr;
+    switch (level) {
+    case LEVEL_AVX512VNNI: nr = NR_512, mr = MR_512; break;
+    case LEVEL_AVXVNNI: nr = NR_VNNI, mr = MR_VNNI; break;
+    default: nr = NR_AVX2, mr = MR_AVX2; break;
+    }
+    size_t nc = B_BLOCK_BYTES / (nr * K * elem) * nr;
+    if (nc < nr) nc = nr;
+    if (nc > round_up(g->N, nr)) nc = round_up(g->N, nr);
+    const size_t b_bytes = round_up(nc * K * elem, 64), a16_bytes = wide ? mr * K * 2 : 0;
+    void *scratch = NULL;
+    if (posix_memalign(&scratch, 64, b_bytes + a16_bytes) != 0) return 0;
+    for (size_t n0 = 0; n0 < g->N; n0 += nc) {
+        const size_t nb = g->N - n0 < nc ? g->N - n0 : nc;
+        if (wide) pack_b_pairs_s16(g->B, g->ldb, n0, nb, g->N, K, nr, (int16_t *)scratch);
+        else pack_b_quads(g->B, g->ldb, n0, nb, g->N, K, nr, (int8_t *)scratch);
+        switch (level) {
+        case LEVEL_AVX512VNNI: block_avx512(g, (const int8_t *)scratch, n0, nb); break;
+        case LEVEL_AVXVNNI: block_avxvnni(g, (const int8_t *)scratch, n0, nb); break;
+        default:
+            if (wide) block_avx2_wide(g, (const int16_t *)scratch, (uint16_t *)((char *)scratch + b_bytes), n0, nb);
+            else block_avx2(g, (const int8_t *)scratch, n0, nb);
+            break;
+        }
+    }
+    free(scratch);
+    return 1;
+}
+#endif // __x86_64__
+
+void aq_gemm_u8s8_f32(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
+                      size_t M, size_t N, size_t K, int b_max_abs,
+                      const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy) {
+    if (M == 0 || N == 0) return;
+#if defined(__x86_64__)
+    const int level = aq_int8_level();
+    if (level > LEVEL_PORTABLE && K > 0 && K % 64 == 0) {
+        const gemm_args g = {A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, b_max_abs};
+        // vpmaddubsw adds two u8 x s8 products into a saturating s16.
+        const int wide = level == LEVEL_AVX2 && 2 * 255 * b_max_abs > 32767;
+        if (gemm_blocked(&g, level, wide)) return;
+    }
+#else
+    (void)b_max_abs;
+#endif
+    gemm_portable(A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy);
+}
