@@ -23,8 +23,8 @@ THREADS="${THREADS:-1 2}"
 : "${FP32:?set FP32 to the fine-tuned fp32 model directory}"
 : "${PACKED:?set PACKED to the aqbert export output}"
 [[ -x "$AQBERT" ]] || { echo "error: $AQBERT not found; run 'swift build -c release' first" >&2; exit 1; }
-"$PYTHON" -c "import torch, transformers, onnxruntime" 2>/dev/null \
-    || { echo "error: $PYTHON cannot import torch, transformers and onnxruntime" >&2; exit 1; }
+"$PYTHON" -c "import torch, transformers, onnxruntime, onnx" 2>/dev/null \
+    || { echo "error: $PYTHON cannot import torch, transformers, onnxruntime and onnx (pip install torch transformers onnxruntime onnx onnxscript)" >&2; exit 1; }
 LOGDIR="${LOGDIR:-$(mktemp -d -t infer_compare.XXXXXX)}"
 mkdir -p "$LOGDIR/onnx"
 echo "logs: $LOGDIR" >&2

@@ -211,8 +211,11 @@ public final class PackedLinear: @unchecked Sendable {
     let keptRows: Int
     /// Runs of consecutive kept rows: output row start, count, index of the first kept row, max |code - offset|.
     let runs: [(row: Int, count: Int, kept: Int, maxAbs: Int32)]
-    /// Per kept row: y = alpha * dot + beta * sum(q) + gamma.
+    /// Per kept row: y = alpha * dot + beta * sum(q) + gamma, written to output row keptOutputRows[r].
     let alpha: [Float], beta: [Float], gamma: [Float]
+    let keptOutputRows: [Int32]
+    /// max |code - offset| over the kept rows (selects the AVX2 kernel variant).
+    let maxCode: Int32
     let bias: [Float]
     let activationLow: Float, activationHigh: Float
     /// Without an activation range (never calibrated): dequantized fp32 weights, row-major
@@ -263,6 +266,8 @@ public final class PackedLinear: @unchecked Sendable {
         }
         precondition(byte == codes.count, "codes size checked by the loader")
         self.runs = runs
+        keptOutputRows = runs.flatMap { run in (0..<run.count).map { Int32(run.row + $0) } }
+        maxCode = runs.map(\.maxAbs).max() ?? 0
         if let (lo, hi) = activationRange, hi > lo {
             activationLow = lo
             activationHigh = hi
@@ -334,36 +339,22 @@ public final class PackedLinear: @unchecked Sendable {
                 }
             }
         }
-        // Work items: (run, first row within it, rows), about equal kept rows per thread. One
-        // GEMM call per item over all tokens: the kernel blocks A and B itself, and each call
-        // repacks only its own rows of B.
+        // One GEMM per thread over a contiguous share of the kept rows, all tokens; results go
+        // straight to their output columns (the kernel blocks A and B itself).
         let threads = max(1, min(Runtime.threads, keptRows / 16))
-        let perThread = (keptRows + threads - 1) / threads
-        var items: [[(run: Int, start: Int, count: Int)]] = Array(repeating: [], count: threads)
-        var assigned = 0
-        for (i, run) in runs.enumerated() {
-            var s = 0
-            while s < run.count {
-                let w = min(threads - 1, assigned / max(1, perThread))
-                let room = (w + 1) * perThread - assigned
-                let c = min(run.count - s, max(1, room))
-                items[w].append((i, s, c))
-                s += c
-                assigned += c
-            }
-        }
-        let wp = weights
+        let share = (keptRows + threads - 1) / threads
+        let wp = weights, maxAbs = maxCode
         alpha.withUnsafeBufferPointer { al in
             beta.withUnsafeBufferPointer { be in
                 gamma.withUnsafeBufferPointer { ga in
-                    let alp = al.baseAddress!, bep = be.baseAddress!, gap = ga.baseAddress!
-                    Runtime.parallelFor(threads, grain: 1) { workers in
-                        for w in workers {
-                            for item in items[w] {
-                                let run = runs[item.run]
-                                let kr = run.kept + item.start
-                                aq_gemm_u8s8_f32(q, kp, qsum, wp + kr * kp, kp, m, item.count, kp, run.maxAbs,
-                                                 alp + kr, bep + kr, gap + kr, yp + run.row + item.start, n)
+                    keptOutputRows.withUnsafeBufferPointer { cols in
+                        let alp = al.baseAddress!, bep = be.baseAddress!, gap = ga.baseAddress!, colp = cols.baseAddress!
+                        Runtime.parallelFor(threads, grain: 1) { workers in
+                            for w in workers {
+                                let k0 = w * share, count = min(keptRows, k0 + share) - k0
+                                guard count > 0 else { continue }
+                                aq_gemm_u8s8_f32_cols(q, kp, qsum, wp + k0 * kp, kp, m, count, kp, maxAbs,
+                                                      alp + k0, bep + k0, gap + k0, yp, n, colp + k0)
                             }
                         }
                     }

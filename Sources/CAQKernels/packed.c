@@ -385,7 +385,7 @@ void aq_quantize_rows_u8(const float *x, size_t rows, size_t k, size_t ldx, floa
 // The oracle of the tests and the path on CPUs without AVX2 (and for K not a multiple of 64).
 static void gemm_portable(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
                           size_t M, size_t N, size_t K, const float *alpha, const float *beta,
-                          const float *gamma, float *Y, size_t ldy) {
+                          const float *gamma, float *Y, size_t ldy, const int32_t *ycol) {
     for (size_t m = 0; m < M; m++) {
         const uint8_t *a = A + m * lda;
         const float as = (float)a_sums[m];
@@ -393,7 +393,7 @@ static void gemm_portable(const uint8_t *A, size_t lda, const int32_t *a_sums, c
             const int8_t *b = B + n * ldb;
             int32_t dot = 0;
             for (size_t t = 0; t < K; t++) dot += (int32_t)a[t] * (int32_t)b[t];
-            Y[m * ldy + n] = fmaf(alpha[n], (float)dot, fmaf(beta[n], as, gamma[n]));
+            Y[m * ldy + (ycol ? (size_t)ycol[n] : n)] = fmaf(alpha[n], (float)dot, fmaf(beta[n], as, gamma[n]));
         }
     }
 }
@@ -413,6 +413,7 @@ typedef struct {
     float *Y;
     size_t ldy;
     int b_max_abs;
+    const int32_t *ycol;  // NULL: column n of the result is Y column n; else Y column ycol[n]
 } gemm_args;
 
 // Packed B per block: re-read from L2 for every MR rows of A (x86 cores since 2017 mostly have
@@ -504,7 +505,14 @@ AQ_INLINE AQ_TGT_AVX2 void epilogue256(const gemm_args *g, size_t m0, int mr, si
             for (int i = 0; i < mr; i++) {
                 __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
                 __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(acc[i][v]), _mm256_fmadd_ps(be, as, ga));
-                _mm256_storeu_ps(g->Y + (m0 + i) * g->ldy + c, y);
+                if (g->ycol) {
+                    float t[8];
+                    _mm256_storeu_ps(t, y);
+                    float *row = g->Y + (m0 + i) * g->ldy;
+                    for (int l = 0; l < 8; l++) row[g->ycol[c + l]] = t[l];
+                } else {
+                    _mm256_storeu_ps(g->Y + (m0 + i) * g->ldy + c, y);
+                }
             }
         } else {
             const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nr - 8 * (size_t)v)), lane);
@@ -513,7 +521,14 @@ AQ_INLINE AQ_TGT_AVX2 void epilogue256(const gemm_args *g, size_t m0, int mr, si
             for (int i = 0; i < mr; i++) {
                 __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
                 __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(acc[i][v]), _mm256_fmadd_ps(be, as, ga));
-                _mm256_maskstore_ps(g->Y + (m0 + i) * g->ldy + c, mask, y);
+                if (g->ycol) {
+                    float t[8];
+                    _mm256_storeu_ps(t, y);
+                    float *row = g->Y + (m0 + i) * g->ldy;
+                    for (size_t l = 0; l < nr - 8 * (size_t)v; l++) row[g->ycol[c + l]] = t[l];
+                } else {
+                    _mm256_maskstore_ps(g->Y + (m0 + i) * g->ldy + c, mask, y);
+                }
             }
         }
     }
@@ -730,10 +745,12 @@ AQ_INLINE AQ_TGT_AVX512VNNI void epilogue512(const gemm_args *g, size_t m0, int 
         const __mmask16 mask = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
         const __m512 al = _mm512_maskz_loadu_ps(mask, g->alpha + c), be = _mm512_maskz_loadu_ps(mask, g->beta + c),
                      ga = _mm512_maskz_loadu_ps(mask, g->gamma + c);
+        const __m512i cols = g->ycol ? _mm512_maskz_loadu_epi32(mask, g->ycol + c) : _mm512_setzero_si512();
         for (int i = 0; i < mr; i++) {
             __m512 as = _mm512_set1_ps((float)g->a_sums[m0 + i]);
             __m512 y = _mm512_fmadd_ps(al, _mm512_cvtepi32_ps(acc[i][v]), _mm512_fmadd_ps(be, as, ga));
-            _mm512_mask_storeu_ps(g->Y + (m0 + i) * g->ldy + c, mask, y);
+            if (g->ycol) _mm512_mask_i32scatter_ps(g->Y + (m0 + i) * g->ldy, mask, cols, y, 4);
+            else _mm512_mask_storeu_ps(g->Y + (m0 + i) * g->ldy + c, mask, y);
         }
     }
 }
@@ -794,14 +811,15 @@ static int gemm_blocked(const gemm_args *g, int level, int wide) {
 }
 #endif // __x86_64__
 
-void aq_gemm_u8s8_f32(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
-                      size_t M, size_t N, size_t K, int b_max_abs,
-                      const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy) {
+void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
+                           size_t M, size_t N, size_t K, int b_max_abs,
+                           const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
+                           const int32_t *y_cols) {
     if (M == 0 || N == 0) return;
 #if defined(__x86_64__)
     const int level = aq_int8_level();
     if (level > LEVEL_PORTABLE && K > 0 && K % 64 == 0) {
-        const gemm_args g = {A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, b_max_abs};
+        const gemm_args g = {A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, b_max_abs, y_cols};
         // vpmaddubsw adds two u8 x s8 products into a saturating s16.
         const int wide = level == LEVEL_AVX2 && 2 * 255 * b_max_abs > 32767;
         if (gemm_blocked(&g, level, wide)) return;
@@ -809,5 +827,11 @@ void aq_gemm_u8s8_f32(const uint8_t *A, size_t lda, const int32_t *a_sums, const
 #else
     (void)b_max_abs;
 #endif
-    gemm_portable(A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy);
+    gemm_portable(A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, y_cols);
+}
+
+void aq_gemm_u8s8_f32(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
+                      size_t M, size_t N, size_t K, int b_max_abs,
+                      const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy) {
+    aq_gemm_u8s8_f32_cols(A, lda, a_sums, B, ldb, M, N, K, b_max_abs, alpha, beta, gamma, Y, ldy, NULL);
 }

@@ -7,7 +7,16 @@ AQ_AVX2 static void softmax_row_avx2(const float *x, float *y, size_t c, float s
     size_t j;
     float mx = -FLT_MAX;
     if (m) {
-        for (j = 0; j < c; j++) if (m[j] != 0.0f && x[j] * scale > mx) mx = x[j] * scale;
+        // max over kept keys (scale > 0, so max of x then times scale)
+        const __m256 lowest = _mm256_set1_ps(-FLT_MAX), zero = _mm256_setzero_ps();
+        __m256 vm = lowest;
+        for (j = 0; j + 8 <= c; j += 8) {
+            __m256 keep = _mm256_cmp_ps(_mm256_loadu_ps(m + j), zero, _CMP_NEQ_OQ);
+            vm = _mm256_max_ps(vm, _mm256_blendv_ps(lowest, _mm256_loadu_ps(x + j), keep));
+        }
+        float xm = aq_hmax256(vm);
+        for (; j < c; j++) if (m[j] != 0.0f && x[j] > xm) xm = x[j];
+        mx = xm == -FLT_MAX ? -FLT_MAX : xm * scale;
     } else {
         __m256 vm = _mm256_set1_ps(-FLT_MAX);
         for (j = 0; j + 8 <= c; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + j));

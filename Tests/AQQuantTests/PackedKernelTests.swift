@@ -230,6 +230,34 @@ final class PackedKernelTests: XCTestCase {
 
     /// Calls on disjoint column chunks from several threads (as the Swift caller splits N) give
     /// the same Y as one call: no shared scratch.
+    /// The column-map variant writes result column j to Y column cols[j] (pruned rows skipped),
+    /// bit-identical on every path to the plain product scattered by hand; other columns untouched.
+    func testColumnMapScattersEveryPath() {
+        var rng = PackedTestRNG(seed: 11)
+        let m = 19, n = 70, k = 448, ldy = 101
+        let a = (0..<(m * k)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let b = (0..<(n * k)).map { _ in Int8(truncatingIfNeeded: rng.next() % 256) }
+        let aSums = (0..<m).map { _ in Int32(rng.next() % 1000) }
+        let alpha = (0..<n).map { _ in rng.unit() }, beta = (0..<n).map { _ in rng.unit() }
+        let gamma = (0..<n).map { _ in rng.unit() }
+        var targets = Array(0..<ldy)
+        for i in stride(from: ldy - 1, to: 0, by: -1) { targets.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        let cols = targets.prefix(n).map(Int32.init)
+        var plain = [Float](repeating: 0, count: m * n)
+        aq_set_int8_level(0)
+        aq_gemm_u8s8_f32(a, k, aSums, b, k, m, n, k, 128, alpha, beta, gamma, &plain, n)
+        for level in availableLevels() {
+            aq_set_int8_level(Int32(level))
+            var y = [Float](repeating: -7, count: m * ldy)
+            aq_gemm_u8s8_f32_cols(a, k, aSums, b, k, m, n, k, 128, alpha, beta, gamma, &y, ldy, cols)
+            for i in 0..<m {
+                for j in 0..<n { XCTAssertEqual(y[i * ldy + Int(cols[j])].bitPattern, plain[i * n + j].bitPattern, levelName(level)) }
+                for c in targets.suffix(ldy - n) { XCTAssertEqual(y[i * ldy + c], -7, "column \(c) is not a target") }
+            }
+        }
+        aq_set_int8_level(-1)
+    }
+
     func testConcurrentCallsOnDisjointColumns() {
         var rng = PackedTestRNG(seed: 7)
         let m = 37, n = 200, k = 384, chunks = 4

@@ -75,6 +75,14 @@ void aq_quantize_rows_u8(const float *x, size_t rows, size_t k, size_t ldx, floa
 void aq_gemm_u8s8_f32(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
                       size_t M, size_t N, size_t K, int b_max_abs,
                       const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy);
+/// The same product with the result's column n written to Y column y_cols[n] (y_cols NULL: n):
+///   Y[m*ldy + y_cols[n]] = ...   for m < M, n < N.
+/// Lets one call cover the kept rows of a matrix whose pruned rows are skipped (their outputs are
+/// not computed at all). The targets y_cols[n] must be distinct.
+void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
+                           size_t M, size_t N, size_t K, int b_max_abs,
+                           const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
+                           const int32_t *y_cols);
 
 /// Integer path: 0 portable reference, 1 AVX2 (vpmaddubsw/vpmaddwd), 2 AVX-VNNI (256-bit
 /// vpdpbusd), 3 AVX512-VNNI (512-bit vpdpbusd). aq_int8_level() is the path in use: the best
