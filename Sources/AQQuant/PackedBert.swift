@@ -216,6 +216,9 @@ public final class PackedLinear: @unchecked Sendable {
     let keptOutputRows: [Int32]
     /// max |code - offset| over the kept rows (selects the AVX2 kernel variant).
     let maxCode: Int32
+    /// The kept rows in the GEMM kernel's layout, one share per worker thread (for the thread
+    /// count at load; another count packs per call).
+    private var prepacked: [OpaquePointer?] = []
     let bias: [Float]
     let activationLow: Float, activationHigh: Float
     /// Without an activation range (never calibrated): dequantized fp32 weights, row-major
@@ -301,12 +304,28 @@ public final class PackedLinear: @unchecked Sendable {
         self.alpha = alpha
         self.beta = beta
         self.gamma = gamma
+        if dense == nil {
+            let (threads, share) = shares(threads: Runtime.threads)
+            prepacked = (0..<threads).map { w in
+                let k0 = w * share, count = max(0, min(keptRows, k0 + share) - k0)
+                return aq_gemm_prepack_b(weights + k0 * paddedColumns, paddedColumns, count, paddedColumns, maxCode)
+            }
+        }
     }
 
-    deinit { weights.deallocate() }
+    deinit {
+        for p in prepacked { aq_gemm_prepacked_free(p) }
+        weights.deallocate()
+    }
 
-    /// Bytes held in memory by the unpacked int8 rows.
-    public var residentBytes: Int { keptRows * paddedColumns }
+    /// Worker threads for `threads` and each one's share of the kept rows.
+    func shares(threads requested: Int) -> (threads: Int, share: Int) {
+        let threads = max(1, min(requested, keptRows / 16))
+        return (threads, (keptRows + threads - 1) / threads)
+    }
+
+    /// Bytes held in memory: the unpacked int8 rows and their copy in the kernel's layout.
+    public var residentBytes: Int { keptRows * paddedColumns + prepacked.reduce(0) { $0 + aq_gemm_prepacked_bytes($1) } }
 
     /// x: [..., columns] -> [..., rows]
     public func forward(_ x: Tensor) -> Tensor {
@@ -341,8 +360,8 @@ public final class PackedLinear: @unchecked Sendable {
         }
         // One GEMM per thread over a contiguous share of the kept rows, all tokens; results go
         // straight to their output columns (the kernel blocks A and B itself).
-        let threads = max(1, min(Runtime.threads, keptRows / 16))
-        let share = (keptRows + threads - 1) / threads
+        let (threads, share) = shares(threads: Runtime.threads)
+        let packedShares = prepacked.count == threads ? prepacked : nil
         let wp = weights, maxAbs = maxCode
         alpha.withUnsafeBufferPointer { al in
             beta.withUnsafeBufferPointer { be in
@@ -353,8 +372,12 @@ public final class PackedLinear: @unchecked Sendable {
                             for w in workers {
                                 let k0 = w * share, count = min(keptRows, k0 + share) - k0
                                 guard count > 0 else { continue }
-                                aq_gemm_u8s8_f32_cols(q, kp, qsum, wp + k0 * kp, kp, m, count, kp, maxAbs,
-                                                      alp + k0, bep + k0, gap + k0, yp, n, colp + k0)
+                                if let packedShares, let b = packedShares[w] {
+                                    aq_gemm_u8s8_f32_prepacked(q, kp, qsum, b, m, alp + k0, bep + k0, gap + k0, yp, n, colp + k0)
+                                } else {
+                                    aq_gemm_u8s8_f32_cols(q, kp, qsum, wp + k0 * kp, kp, m, count, kp, maxAbs,
+                                                          alp + k0, bep + k0, gap + k0, yp, n, colp + k0)
+                                }
                             }
                         }
                     }

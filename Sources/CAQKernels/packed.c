@@ -775,34 +775,53 @@ AQ_TGT_AVX512VNNI static void block_avx512(const gemm_args *g, const int8_t *pac
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+// Block geometry of a level: panel width nr, A tile rows mr, columns per B block nc, and the
+// element size of packed B (2 for the widened AVX2 path).
+typedef struct { size_t nr, mr, nc, elem, block_bytes; } gemm_geometry;
+
+static gemm_geometry geometry(int level, int wide, size_t N, size_t K) {
+    gemm_geometry g;
+    g.elem = wide ? 2 : 1;
+    switch (level) {
+    case LEVEL_AVX512VNNI: g.nr = NR_512, g.mr = MR_512; break;
+    case LEVEL_AVXVNNI: g.nr = NR_VNNI, g.mr = MR_VNNI; break;
+    default: g.nr = NR_AVX2, g.mr = MR_AVX2; break;
+    }
+    g.nc = B_BLOCK_BYTES / (g.nr * K * g.elem) * g.nr;
+    if (g.nc < g.nr) g.nc = g.nr;
+    if (g.nc > round_up(N, g.nr)) g.nc = round_up(N, g.nr);
+    g.block_bytes = round_up(g.nc * K * g.elem, 64);
+    return g;
+}
+
+static void pack_block(const gemm_args *g, int wide, const gemm_geometry *geo, size_t n0, size_t nb, void *dst) {
+    if (wide) pack_b_pairs_s16(g->B, g->ldb, n0, nb, g->N, g->K, geo->nr, (int16_t *)dst);
+    else pack_b_quads(g->B, g->ldb, n0, nb, g->N, g->K, geo->nr, (int8_t *)dst);
+}
+
 // Loop nest: NC columns of B packed (the block stays in L2) -> MR rows of A (in L1, reused across
 // the block's panels; Y is written row-contiguously) -> NR-column panels. Blocking M as well (an A
 // block in L2, each panel swept down it) measured slower: Y was then written as narrow column
-// strips. Returns 0 when the scratch allocation fails (the caller then runs the portable path).
-static int gemm_blocked(const gemm_args *g, int level, int wide) {
-    const size_t K = g->K, elem = wide ? 2 : 1;
-    size_t nr, mr;
-    switch (level) {
-    case LEVEL_AVX512VNNI: nr = NR_512, mr = MR_512; break;
-    case LEVEL_AVXVNNI: nr = NR_VNNI, mr = MR_VNNI; break;
-    default: nr = NR_AVX2, mr = MR_AVX2; break;
-    }
-    size_t nc = B_BLOCK_BYTES / (nr * K * elem) * nr;
-    if (nc < nr) nc = nr;
-    if (nc > round_up(g->N, nr)) nc = round_up(g->N, nr);
-    const size_t b_bytes = round_up(nc * K * elem, 64), a16_bytes = wide ? mr * K * 2 : 0;
+// strips. `prepacked`: every block already packed, block_bytes apart (aq_gemm_prepack_b);
+// otherwise each block is packed into scratch. Returns 0 when the scratch allocation fails (the
+// caller then runs the portable path).
+static int gemm_blocked(const gemm_args *g, int level, int wide, const void *prepacked) {
+    const gemm_geometry geo = geometry(level, wide, g->N, g->K);
+    const size_t a16_bytes = wide ? geo.mr * g->K * 2 : 0;
     void *scratch = NULL;
-    if (posix_memalign(&scratch, 64, b_bytes + a16_bytes) != 0) return 0;
-    for (size_t n0 = 0; n0 < g->N; n0 += nc) {
-        const size_t nb = g->N - n0 < nc ? g->N - n0 : nc;
-        if (wide) pack_b_pairs_s16(g->B, g->ldb, n0, nb, g->N, K, nr, (int16_t *)scratch);
-        else pack_b_quads(g->B, g->ldb, n0, nb, g->N, K, nr, (int8_t *)scratch);
+    const size_t scratch_bytes = (prepacked ? 0 : geo.block_bytes) + a16_bytes;
+    if (scratch_bytes > 0 && posix_memalign(&scratch, 64, scratch_bytes) != 0) return 0;
+    uint16_t *a16 = wide ? (uint16_t *)((char *)scratch + (prepacked ? 0 : geo.block_bytes)) : NULL;
+    for (size_t n0 = 0, block = 0; n0 < g->N; n0 += geo.nc, block++) {
+        const size_t nb = g->N - n0 < geo.nc ? g->N - n0 : geo.nc;
+        const void *packed = prepacked ? (const char *)prepacked + block * geo.block_bytes : scratch;
+        if (!prepacked) pack_block(g, wide, &geo, n0, nb, scratch);
         switch (level) {
-        case LEVEL_AVX512VNNI: block_avx512(g, (const int8_t *)scratch, n0, nb); break;
-        case LEVEL_AVXVNNI: block_avxvnni(g, (const int8_t *)scratch, n0, nb); break;
+        case LEVEL_AVX512VNNI: block_avx512(g, (const int8_t *)packed, n0, nb); break;
+        case LEVEL_AVXVNNI: block_avxvnni(g, (const int8_t *)packed, n0, nb); break;
         default:
-            if (wide) block_avx2_wide(g, (const int16_t *)scratch, (uint16_t *)((char *)scratch + b_bytes), n0, nb);
-            else block_avx2(g, (const int8_t *)scratch, n0, nb);
+            if (wide) block_avx2_wide(g, (const int16_t *)packed, a16, n0, nb);
+            else block_avx2(g, (const int8_t *)packed, n0, nb);
             break;
         }
     }
@@ -822,12 +841,70 @@ void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, 
         const gemm_args g = {A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, b_max_abs, y_cols};
         // vpmaddubsw adds two u8 x s8 products into a saturating s16.
         const int wide = level == LEVEL_AVX2 && 2 * 255 * b_max_abs > 32767;
-        if (gemm_blocked(&g, level, wide)) return;
+        if (gemm_blocked(&g, level, wide, NULL)) return;
     }
 #else
     (void)b_max_abs;
 #endif
     gemm_portable(A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, y_cols);
+}
+
+struct aq_packed_b {
+    const int8_t *B;  // the caller's rows (kept alive by the caller): the fallback
+    size_t ldb, N, K;
+    int b_max_abs, level, wide;
+    void *data;       // the blocks, packed for `level`; NULL: none (portable)
+};
+
+aq_packed_b *aq_gemm_prepack_b(const int8_t *B, size_t ldb, size_t N, size_t K, int b_max_abs) {
+    aq_packed_b *p = (aq_packed_b *)calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->B = B, p->ldb = ldb, p->N = N, p->K = K, p->b_max_abs = b_max_abs;
+    p->level = aq_int8_level();
+#if defined(__x86_64__)
+    if (p->level > LEVEL_PORTABLE && N > 0 && K > 0 && K % 64 == 0) {
+        p->wide = p->level == LEVEL_AVX2 && 2 * 255 * b_max_abs > 32767;
+        const gemm_geometry geo = geometry(p->level, p->wide, N, K);
+        const size_t blocks = (N + geo.nc - 1) / geo.nc;
+        if (posix_memalign(&p->data, 64, blocks * geo.block_bytes) != 0) p->data = NULL;
+        const gemm_args g = {NULL, 0, NULL, B, ldb, 0, N, K, NULL, NULL, NULL, NULL, 0, b_max_abs, NULL};
+        for (size_t n0 = 0, block = 0; p->data && n0 < N; n0 += geo.nc, block++) {
+            const size_t nb = N - n0 < geo.nc ? N - n0 : geo.nc;
+            pack_block(&g, p->wide, &geo, n0, nb, (char *)p->data + block * geo.block_bytes);
+        }
+    }
+#endif
+    return p;
+}
+
+size_t aq_gemm_prepacked_bytes(const aq_packed_b *p) {
+#if defined(__x86_64__)
+    if (p && p->data) {
+        const gemm_geometry geo = geometry(p->level, p->wide, p->N, p->K);
+        return (p->N + geo.nc - 1) / geo.nc * geo.block_bytes;
+    }
+#endif
+    (void)p;
+    return 0;
+}
+
+void aq_gemm_prepacked_free(aq_packed_b *p) {
+    if (!p) return;
+    free(p->data);
+    free(p);
+}
+
+void aq_gemm_u8s8_f32_prepacked(const uint8_t *A, size_t lda, const int32_t *a_sums, const aq_packed_b *p, size_t M,
+                                const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
+                                const int32_t *y_cols) {
+    if (M == 0 || p->N == 0) return;
+#if defined(__x86_64__)
+    if (p->data && p->level == aq_int8_level()) {
+        const gemm_args g = {A, lda, a_sums, p->B, p->ldb, M, p->N, p->K, alpha, beta, gamma, Y, ldy, p->b_max_abs, y_cols};
+        if (gemm_blocked(&g, p->level, p->wide, p->data)) return;
+    }
+#endif
+    aq_gemm_u8s8_f32_cols(A, lda, a_sums, p->B, p->ldb, M, p->N, p->K, p->b_max_abs, alpha, beta, gamma, Y, ldy, y_cols);
 }
 
 void aq_gemm_u8s8_f32(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,

@@ -254,6 +254,17 @@ final class PackedKernelTests: XCTestCase {
                 for j in 0..<n { XCTAssertEqual(y[i * ldy + Int(cols[j])].bitPattern, plain[i * n + j].bitPattern, levelName(level)) }
                 for c in targets.suffix(ldy - n) { XCTAssertEqual(y[i * ldy + c], -7, "column \(c) is not a target") }
             }
+            // B packed once, reused: the same bits (also after the level changed under it).
+            b.withUnsafeBufferPointer { bp in
+                let packed = aq_gemm_prepack_b(bp.baseAddress, k, n, k, 128)
+                defer { aq_gemm_prepacked_free(packed) }
+                for current in [level, 0] {
+                    aq_set_int8_level(Int32(current))
+                    var z = [Float](repeating: -7, count: m * ldy)
+                    aq_gemm_u8s8_f32_prepacked(a, k, aSums, packed, m, alpha, beta, gamma, &z, ldy, cols)
+                    XCTAssertEqual(z.map(\.bitPattern), y.map(\.bitPattern), "prepacked at \(levelName(level)), run at \(levelName(current))")
+                }
+            }
         }
         aq_set_int8_level(-1)
     }

@@ -84,6 +84,19 @@ void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, 
                            const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
                            const int32_t *y_cols);
 
+/// B packed once for many products (the weights of a packed model): the kernel layout of the
+/// int8 level current at packing time. The caller keeps B alive (it is the fallback when the
+/// level has changed since, or on the portable path). NULL only when out of memory.
+typedef struct aq_packed_b aq_packed_b;
+aq_packed_b *aq_gemm_prepack_b(const int8_t *B, size_t ldb, size_t N, size_t K, int b_max_abs);
+/// Bytes of the packed copy (0 when nothing was packed).
+size_t aq_gemm_prepacked_bytes(const aq_packed_b *p);
+void aq_gemm_prepacked_free(aq_packed_b *p);
+/// aq_gemm_u8s8_f32_cols with the prepacked B (its N, K, b_max_abs); bit-identical results.
+void aq_gemm_u8s8_f32_prepacked(const uint8_t *A, size_t lda, const int32_t *a_sums, const aq_packed_b *p, size_t M,
+                                const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
+                                const int32_t *y_cols);
+
 /// Integer path: 0 portable reference, 1 AVX2 (vpmaddubsw/vpmaddwd), 2 AVX-VNNI (256-bit
 /// vpdpbusd), 3 AVX512-VNNI (512-bit vpdpbusd). aq_int8_level() is the path in use: the best
 /// the CPU supports unless forced. aq_set_int8_level(l) forces the highest supported level <= l
