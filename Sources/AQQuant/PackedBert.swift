@@ -211,8 +211,12 @@ public final class PackedLinear: @unchecked Sendable {
     let keptRows: Int
     /// Runs of consecutive kept rows: output row start, count, index of the first kept row, max |code - offset|.
     let runs: [(row: Int, count: Int, kept: Int, maxAbs: Int32)]
-    /// Per kept row: y = alpha * dot + beta * sum(q) + gamma, written to output row keptOutputRows[r].
+    /// Per kept row r: y = alpha * (dot + wz * S' + c0) + beta * S' + gamma, S' = sum(q) - K z,
+    /// written to output row keptOutputRows[r] (see init).
     let alpha: [Float], beta: [Float], gamma: [Float]
+    let wz: [Int32], c0: [Int32]
+    /// Zero point z of the activation codes.
+    let activationZero: Int32
     let keptOutputRows: [Int32]
     /// max |code - offset| over the kept rows (selects the AVX2 kernel variant).
     let maxCode: Int32
@@ -238,8 +242,8 @@ public final class PackedLinear: @unchecked Sendable {
         weights = .allocate(capacity: max(1, keptRows * paddedColumns))
         weights.initialize(repeating: 0, count: max(1, keptRows * paddedColumns))
         var runs: [(row: Int, count: Int, kept: Int, maxAbs: Int32)] = []
-        var alpha = [Float](), beta = [Float](), gamma = [Float](), csum = [Int32]()
-        var stepOf = [Float](), loOf = [Float](), offsetOf = [Float]()
+        var alpha = [Float](), beta = [Float](), gamma = [Float](), csum = [Int32](), wz = [Int32](), c0 = [Int32]()
+        var stepOf = [Float](), loOf = [Float](), offsetOf = [Float](), levelsOf = [Int]()
         var byte = 0, kept = 0, rangeIndex = 0
         let base = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         for (g, b) in m.bits.enumerated() where b > 0 {
@@ -258,6 +262,7 @@ public final class PackedLinear: @unchecked Sendable {
                 stepOf.append(step)
                 loOf.append(lo)
                 offsetOf.append(Float(offset))
+                levelsOf.append((1 << b) - 1)
             }
             let row = g * r
             if let last = runs.last, last.row + last.count == row {
@@ -274,21 +279,34 @@ public final class PackedLinear: @unchecked Sendable {
         if let (lo, hi) = activationRange, hi > lo {
             activationLow = lo
             activationHigh = hi
+            // Zero points subtracted in integers (aq_gemm_u8s8_f32_cols' wz, c0), so that the float
+            // terms are small and do not cancel: with x = (q - z) a + ea and w = (c - zc) s + ew,
+            //   y = a s D + a ew S' + [ea s (sum c - K zc) + ea ew K + bias],
+            //   D = sum (q - z)(c - zc) = dot' + (offset - zc) S' + z (offset K - sum c),
+            //   S' = sum q - K z,   dot' = sum q (c - offset)   (the kernel's product).
             let aStep = 1 / (Float(255) / (hi - lo))
+            let z = Int32(min(max((-lo / aStep).rounded(.toNearestOrEven), 0), 255))
+            let ea = lo + Float(z) * aStep
+            activationZero = z
+            let kk = Int32(k)
             for run in runs {
                 for i in 0..<run.count {
                     let kr = run.kept + i, o = run.row + i
-                    let a = aStep * stepOf[kr]
-                    alpha.append(a)
-                    // sum q*c = dot + offset * sum q
-                    beta.append(aStep * loOf[kr] + a * offsetOf[kr])
-                    gamma.append(lo * stepOf[kr] * Float(csum[kr]) + lo * loOf[kr] * Float(k) + self.bias[o])
+                    let step = stepOf[kr], wlo = loOf[kr], offset = Int32(offsetOf[kr])
+                    let zc = step > 0 ? Int32(min(max((-wlo / step).rounded(.toNearestOrEven), 0), Float(levelsOf[kr]))) : 0
+                    let ew = wlo + Float(zc) * step
+                    alpha.append(aStep * step)
+                    beta.append(aStep * ew)
+                    wz.append(offset - zc)
+                    c0.append(z * (offset * kk - csum[kr]))
+                    gamma.append(ea * step * Float(csum[kr] - kk * zc) + ea * ew * Float(k) + self.bias[o])
                 }
             }
             dense = nil
         } else {
             activationLow = 0
             activationHigh = 0
+            activationZero = 0
             let d = Tensor(zeros: [rows, k])
             for run in runs {
                 for i in 0..<run.count {
@@ -304,6 +322,8 @@ public final class PackedLinear: @unchecked Sendable {
         self.alpha = alpha
         self.beta = beta
         self.gamma = gamma
+        self.wz = wz
+        self.c0 = c0
         if dense == nil {
             let (threads, share) = shares(threads: Runtime.threads)
             prepacked = (0..<threads).map { w in
@@ -339,8 +359,10 @@ public final class PackedLinear: @unchecked Sendable {
         let qsum = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, m))
         defer { q.deallocate(); qsum.deallocate() }
         let xp = x.pointer, lo = activationLow, hi = activationHigh, k = columns
+        let shift = Int32(k) * activationZero
         Runtime.parallelFor(m, grain: max(1, 65536 / max(1, k))) { r in
             aq_quantize_rows_u8(xp + r.lowerBound * k, r.count, k, k, lo, hi, q + r.lowerBound * kp, kp, qsum + r.lowerBound)
+            for i in r { qsum[i] -= shift }  // S' = sum q - K z
         }
         // Pruned rows: y = bias.
         let yp = y.pointer, n = rows
@@ -367,16 +389,22 @@ public final class PackedLinear: @unchecked Sendable {
             beta.withUnsafeBufferPointer { be in
                 gamma.withUnsafeBufferPointer { ga in
                     keptOutputRows.withUnsafeBufferPointer { cols in
-                        let alp = al.baseAddress!, bep = be.baseAddress!, gap = ga.baseAddress!, colp = cols.baseAddress!
-                        Runtime.parallelFor(threads, grain: 1) { workers in
-                            for w in workers {
-                                let k0 = w * share, count = min(keptRows, k0 + share) - k0
-                                guard count > 0 else { continue }
-                                if let packedShares, let b = packedShares[w] {
-                                    aq_gemm_u8s8_f32_prepacked(q, kp, qsum, b, m, alp + k0, bep + k0, gap + k0, yp, n, colp + k0)
-                                } else {
-                                    aq_gemm_u8s8_f32_cols(q, kp, qsum, wp + k0 * kp, kp, m, count, kp, maxAbs,
-                                                          alp + k0, bep + k0, gap + k0, yp, n, colp + k0)
+                        wz.withUnsafeBufferPointer { wzb in
+                            c0.withUnsafeBufferPointer { c0b in
+                                let alp = al.baseAddress!, bep = be.baseAddress!, gap = ga.baseAddress!, colp = cols.baseAddress!
+                                let wzp = wzb.baseAddress!, c0p = c0b.baseAddress!
+                                Runtime.parallelFor(threads, grain: 1) { workers in
+                                    for w in workers {
+                                        let k0 = w * share, count = min(keptRows, k0 + share) - k0
+                                        guard count > 0 else { continue }
+                                        if let packedShares, let b = packedShares[w] {
+                                            aq_gemm_u8s8_f32_prepacked(q, kp, qsum, b, m, alp + k0, bep + k0, gap + k0, yp, n, colp + k0,
+                                                                       wzp + k0, c0p + k0)
+                                        } else {
+                                            aq_gemm_u8s8_f32_cols(q, kp, qsum, wp + k0 * kp, kp, m, count, kp, maxAbs, alp + k0, bep + k0,
+                                                                  gap + k0, yp, n, colp + k0, wzp + k0, c0p + k0)
+                                        }
+                                    }
                                 }
                             }
                         }

@@ -385,7 +385,8 @@ void aq_quantize_rows_u8(const float *x, size_t rows, size_t k, size_t ldx, floa
 // The oracle of the tests and the path on CPUs without AVX2 (and for K not a multiple of 64).
 static void gemm_portable(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
                           size_t M, size_t N, size_t K, const float *alpha, const float *beta,
-                          const float *gamma, float *Y, size_t ldy, const int32_t *ycol) {
+                          const float *gamma, float *Y, size_t ldy, const int32_t *ycol,
+                          const int32_t *wz, const int32_t *c0) {
     for (size_t m = 0; m < M; m++) {
         const uint8_t *a = A + m * lda;
         const float as = (float)a_sums[m];
@@ -393,6 +394,8 @@ static void gemm_portable(const uint8_t *A, size_t lda, const int32_t *a_sums, c
             const int8_t *b = B + n * ldb;
             int32_t dot = 0;
             for (size_t t = 0; t < K; t++) dot += (int32_t)a[t] * (int32_t)b[t];
+            if (wz) dot += wz[n] * a_sums[m];
+            if (c0) dot += c0[n];
             Y[m * ldy + (ycol ? (size_t)ycol[n] : n)] = fmaf(alpha[n], (float)dot, fmaf(beta[n], as, gamma[n]));
         }
     }
@@ -414,6 +417,7 @@ typedef struct {
     size_t ldy;
     int b_max_abs;
     const int32_t *ycol;  // NULL: column n of the result is Y column n; else Y column ycol[n]
+    const int32_t *wz, *c0;  // NULL or per column: the integer part is dot + wz[n]*a_sums[m] + c0[n]
 } gemm_args;
 
 // Packed B per block: re-read from L2 for every MR rows of A (x86 cores since 2017 mostly have
@@ -502,9 +506,13 @@ AQ_INLINE AQ_TGT_AVX2 void epilogue256(const gemm_args *g, size_t m0, int mr, si
         if (8 * (size_t)v + 8 <= nr) {
             const __m256 al = _mm256_loadu_ps(g->alpha + c), be = _mm256_loadu_ps(g->beta + c),
                          ga = _mm256_loadu_ps(g->gamma + c);
+            const __m256i wz = g->wz ? _mm256_loadu_si256((const __m256i *)(g->wz + c)) : _mm256_setzero_si256(),
+                          c0 = g->c0 ? _mm256_loadu_si256((const __m256i *)(g->c0 + c)) : _mm256_setzero_si256();
             for (int i = 0; i < mr; i++) {
                 __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
-                __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(acc[i][v]), _mm256_fmadd_ps(be, as, ga));
+                __m256i d = _mm256_add_epi32(_mm256_add_epi32(acc[i][v], c0),
+                                             _mm256_mullo_epi32(wz, _mm256_set1_epi32(g->a_sums[m0 + i])));
+                __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(d), _mm256_fmadd_ps(be, as, ga));
                 if (g->ycol) {
                     float t[8];
                     _mm256_storeu_ps(t, y);
@@ -518,9 +526,13 @@ AQ_INLINE AQ_TGT_AVX2 void epilogue256(const gemm_args *g, size_t m0, int mr, si
             const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nr - 8 * (size_t)v)), lane);
             const __m256 al = _mm256_maskload_ps(g->alpha + c, mask), be = _mm256_maskload_ps(g->beta + c, mask),
                          ga = _mm256_maskload_ps(g->gamma + c, mask);
+            const __m256i wz = g->wz ? _mm256_maskload_epi32(g->wz + c, mask) : _mm256_setzero_si256(),
+                          c0 = g->c0 ? _mm256_maskload_epi32(g->c0 + c, mask) : _mm256_setzero_si256();
             for (int i = 0; i < mr; i++) {
                 __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
-                __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(acc[i][v]), _mm256_fmadd_ps(be, as, ga));
+                __m256i d = _mm256_add_epi32(_mm256_add_epi32(acc[i][v], c0),
+                                             _mm256_mullo_epi32(wz, _mm256_set1_epi32(g->a_sums[m0 + i])));
+                __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(d), _mm256_fmadd_ps(be, as, ga));
                 if (g->ycol) {
                     float t[8];
                     _mm256_storeu_ps(t, y);
@@ -746,9 +758,13 @@ AQ_INLINE AQ_TGT_AVX512VNNI void epilogue512(const gemm_args *g, size_t m0, int 
         const __m512 al = _mm512_maskz_loadu_ps(mask, g->alpha + c), be = _mm512_maskz_loadu_ps(mask, g->beta + c),
                      ga = _mm512_maskz_loadu_ps(mask, g->gamma + c);
         const __m512i cols = g->ycol ? _mm512_maskz_loadu_epi32(mask, g->ycol + c) : _mm512_setzero_si512();
+        const __m512i wz = g->wz ? _mm512_maskz_loadu_epi32(mask, g->wz + c) : _mm512_setzero_si512(),
+                      c0 = g->c0 ? _mm512_maskz_loadu_epi32(mask, g->c0 + c) : _mm512_setzero_si512();
         for (int i = 0; i < mr; i++) {
             __m512 as = _mm512_set1_ps((float)g->a_sums[m0 + i]);
-            __m512 y = _mm512_fmadd_ps(al, _mm512_cvtepi32_ps(acc[i][v]), _mm512_fmadd_ps(be, as, ga));
+            __m512i d = _mm512_add_epi32(_mm512_add_epi32(acc[i][v], c0),
+                                         _mm512_mullo_epi32(wz, _mm512_set1_epi32(g->a_sums[m0 + i])));
+            __m512 y = _mm512_fmadd_ps(al, _mm512_cvtepi32_ps(d), _mm512_fmadd_ps(be, as, ga));
             if (g->ycol) _mm512_mask_i32scatter_ps(g->Y + (m0 + i) * g->ldy, mask, cols, y, 4);
             else _mm512_mask_storeu_ps(g->Y + (m0 + i) * g->ldy + c, mask, y);
         }
@@ -833,12 +849,12 @@ static int gemm_blocked(const gemm_args *g, int level, int wide, const void *pre
 void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
                            size_t M, size_t N, size_t K, int b_max_abs,
                            const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
-                           const int32_t *y_cols) {
+                           const int32_t *y_cols, const int32_t *wz, const int32_t *c0) {
     if (M == 0 || N == 0) return;
 #if defined(__x86_64__)
     const int level = aq_int8_level();
     if (level > LEVEL_PORTABLE && K > 0 && K % 64 == 0) {
-        const gemm_args g = {A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, b_max_abs, y_cols};
+        const gemm_args g = {A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, b_max_abs, y_cols, wz, c0};
         // vpmaddubsw adds two u8 x s8 products into a saturating s16.
         const int wide = level == LEVEL_AVX2 && 2 * 255 * b_max_abs > 32767;
         if (gemm_blocked(&g, level, wide, NULL)) return;
@@ -846,7 +862,7 @@ void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, 
 #else
     (void)b_max_abs;
 #endif
-    gemm_portable(A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, y_cols);
+    gemm_portable(A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, y_cols, wz, c0);
 }
 
 struct aq_packed_b {
@@ -867,7 +883,7 @@ aq_packed_b *aq_gemm_prepack_b(const int8_t *B, size_t ldb, size_t N, size_t K, 
         const gemm_geometry geo = geometry(p->level, p->wide, N, K);
         const size_t blocks = (N + geo.nc - 1) / geo.nc;
         if (posix_memalign(&p->data, 64, blocks * geo.block_bytes) != 0) p->data = NULL;
-        const gemm_args g = {NULL, 0, NULL, B, ldb, 0, N, K, NULL, NULL, NULL, NULL, 0, b_max_abs, NULL};
+        const gemm_args g = {NULL, 0, NULL, B, ldb, 0, N, K, NULL, NULL, NULL, NULL, 0, b_max_abs, NULL, NULL, NULL};
         for (size_t n0 = 0, block = 0; p->data && n0 < N; n0 += geo.nc, block++) {
             const size_t nb = N - n0 < geo.nc ? N - n0 : geo.nc;
             pack_block(&g, p->wide, &geo, n0, nb, (char *)p->data + block * geo.block_bytes);
@@ -896,19 +912,20 @@ void aq_gemm_prepacked_free(aq_packed_b *p) {
 
 void aq_gemm_u8s8_f32_prepacked(const uint8_t *A, size_t lda, const int32_t *a_sums, const aq_packed_b *p, size_t M,
                                 const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
-                                const int32_t *y_cols) {
+                                const int32_t *y_cols, const int32_t *wz, const int32_t *c0) {
     if (M == 0 || p->N == 0) return;
 #if defined(__x86_64__)
     if (p->data && p->level == aq_int8_level()) {
-        const gemm_args g = {A, lda, a_sums, p->B, p->ldb, M, p->N, p->K, alpha, beta, gamma, Y, ldy, p->b_max_abs, y_cols};
+        const gemm_args g = {A, lda, a_sums, p->B, p->ldb, M, p->N, p->K, alpha, beta, gamma, Y, ldy, p->b_max_abs, y_cols, wz, c0};
         if (gemm_blocked(&g, p->level, p->wide, p->data)) return;
     }
 #endif
-    aq_gemm_u8s8_f32_cols(A, lda, a_sums, p->B, p->ldb, M, p->N, p->K, p->b_max_abs, alpha, beta, gamma, Y, ldy, y_cols);
+    aq_gemm_u8s8_f32_cols(A, lda, a_sums, p->B, p->ldb, M, p->N, p->K, p->b_max_abs, alpha, beta, gamma, Y, ldy, y_cols,
+                          wz, c0);
 }
 
 void aq_gemm_u8s8_f32(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
                       size_t M, size_t N, size_t K, int b_max_abs,
                       const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy) {
-    aq_gemm_u8s8_f32_cols(A, lda, a_sums, B, ldb, M, N, K, b_max_abs, alpha, beta, gamma, Y, ldy, NULL);
+    aq_gemm_u8s8_f32_cols(A, lda, a_sums, B, ldb, M, N, K, b_max_abs, alpha, beta, gamma, Y, ldy, NULL, NULL, NULL);
 }

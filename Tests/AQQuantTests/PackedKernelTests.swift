@@ -230,8 +230,9 @@ final class PackedKernelTests: XCTestCase {
 
     /// Calls on disjoint column chunks from several threads (as the Swift caller splits N) give
     /// the same Y as one call: no shared scratch.
-    /// The column-map variant writes result column j to Y column cols[j] (pruned rows skipped),
-    /// bit-identical on every path to the plain product scattered by hand; other columns untouched.
+    /// The column-map variant writes result column j to Y column cols[j] (pruned rows skipped) and
+    /// adds the integer correction wz[j] * a_sums[i] + c0[j] before the float epilogue: equal to a
+    /// Swift reference, bit-identical on every path and prepacked; other columns untouched.
     func testColumnMapScattersEveryPath() {
         var rng = PackedTestRNG(seed: 11)
         let m = 19, n = 70, k = 448, ldy = 101
@@ -243,13 +244,20 @@ final class PackedKernelTests: XCTestCase {
         var targets = Array(0..<ldy)
         for i in stride(from: ldy - 1, to: 0, by: -1) { targets.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
         let cols = targets.prefix(n).map(Int32.init)
+        let wz = (0..<n).map { _ in Int32(rng.next() % 301) - 150 }
+        let c0 = (0..<n).map { _ in Int32(rng.next() % 2_000_001) - 1_000_000 }
+        let dots = integerDots(a, lda: k, b, ldb: k, m: m, n: n, k: k)
         var plain = [Float](repeating: 0, count: m * n)
-        aq_set_int8_level(0)
-        aq_gemm_u8s8_f32(a, k, aSums, b, k, m, n, k, 128, alpha, beta, gamma, &plain, n)
+        for i in 0..<m {
+            for j in 0..<n {
+                let d = dots[i * n + j] + wz[j] * aSums[i] + c0[j]
+                plain[i * n + j] = fmaf(alpha[j], Float(d), fmaf(beta[j], Float(aSums[i]), gamma[j]))
+            }
+        }
         for level in availableLevels() {
             aq_set_int8_level(Int32(level))
             var y = [Float](repeating: -7, count: m * ldy)
-            aq_gemm_u8s8_f32_cols(a, k, aSums, b, k, m, n, k, 128, alpha, beta, gamma, &y, ldy, cols)
+            aq_gemm_u8s8_f32_cols(a, k, aSums, b, k, m, n, k, 128, alpha, beta, gamma, &y, ldy, cols, wz, c0)
             for i in 0..<m {
                 for j in 0..<n { XCTAssertEqual(y[i * ldy + Int(cols[j])].bitPattern, plain[i * n + j].bitPattern, levelName(level)) }
                 for c in targets.suffix(ldy - n) { XCTAssertEqual(y[i * ldy + c], -7, "column \(c) is not a target") }
@@ -261,7 +269,7 @@ final class PackedKernelTests: XCTestCase {
                 for current in [level, 0] {
                     aq_set_int8_level(Int32(current))
                     var z = [Float](repeating: -7, count: m * ldy)
-                    aq_gemm_u8s8_f32_prepacked(a, k, aSums, packed, m, alpha, beta, gamma, &z, ldy, cols)
+                    aq_gemm_u8s8_f32_prepacked(a, k, aSums, packed, m, alpha, beta, gamma, &z, ldy, cols, wz, c0)
                     XCTAssertEqual(z.map(\.bitPattern), y.map(\.bitPattern), "prepacked at \(levelName(level)), run at \(levelName(current))")
                 }
             }

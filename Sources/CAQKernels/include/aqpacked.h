@@ -75,14 +75,18 @@ void aq_quantize_rows_u8(const float *x, size_t rows, size_t k, size_t ldx, floa
 void aq_gemm_u8s8_f32(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
                       size_t M, size_t N, size_t K, int b_max_abs,
                       const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy);
-/// The same product with the result's column n written to Y column y_cols[n] (y_cols NULL: n):
-///   Y[m*ldy + y_cols[n]] = ...   for m < M, n < N.
-/// Lets one call cover the kept rows of a matrix whose pruned rows are skipped (their outputs are
-/// not computed at all). The targets y_cols[n] must be distinct.
+/// The same product with the result's column n written to Y column y_cols[n] (y_cols NULL: n)
+/// and an integer correction added before the conversion to float (wz, c0 NULL: 0):
+///   Y[m*ldy + y_cols[n]] = fmaf(alpha[n], (float)d, fmaf(beta[n], (float)a_sums[m], gamma[n])),
+///   d = dot(m, n) + wz[n] * a_sums[m] + c0[n]   (exact int32: callers keep |d| < 2^31).
+/// y_cols lets one call cover the kept rows of a matrix whose pruned rows are skipped (their
+/// outputs are not computed at all); the targets must be distinct. wz and c0 let the caller
+/// subtract zero points in integers (d = sum (q - z)(c - zc)), so the float terms stay small and
+/// do not cancel.
 void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, const int8_t *B, size_t ldb,
                            size_t M, size_t N, size_t K, int b_max_abs,
                            const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
-                           const int32_t *y_cols);
+                           const int32_t *y_cols, const int32_t *wz, const int32_t *c0);
 
 /// B packed once for many products (the weights of a packed model): the kernel layout of the
 /// int8 level current at packing time. The caller keeps B alive (it is the fallback when the
@@ -95,7 +99,7 @@ void aq_gemm_prepacked_free(aq_packed_b *p);
 /// aq_gemm_u8s8_f32_cols with the prepacked B (its N, K, b_max_abs); bit-identical results.
 void aq_gemm_u8s8_f32_prepacked(const uint8_t *A, size_t lda, const int32_t *a_sums, const aq_packed_b *p, size_t M,
                                 const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
-                                const int32_t *y_cols);
+                                const int32_t *y_cols, const int32_t *wz, const int32_t *c0);
 
 /// Integer path: 0 portable reference, 1 AVX2 (vpmaddubsw/vpmaddwd), 2 AVX-VNNI (256-bit
 /// vpdpbusd), 3 AVX512-VNNI (512-bit vpdpbusd). aq_int8_level() is the path in use: the best
