@@ -74,7 +74,7 @@ for line in sys.stdin:
         p = json.loads(plan)
         weights = p["weights"]
         out.append((name, p["avg_bits"], p["size_mib"], 100 * p["pruned_fraction"], acc))
-print(f"{\"method\":<28} {\"avg bits\":>8} {\"encoder MiB\":>11} {\"pruned\":>7} {\"dev acc\":>8}")
+print("{:<28} {:>8} {:>11} {:>7} {:>8}".format("method", "avg bits", "encoder MiB", "pruned", "dev acc"))
 for name, bits, mib, pruned, acc in out:
     mib = mib if mib is not None else weights * 4 / 2**20
     print(f"{name:<28} {bits:>8.3f} {mib:>11.2f} {pruned:>6.1f}% {acc:>8.2f}")

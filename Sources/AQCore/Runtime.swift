@@ -45,10 +45,19 @@ public enum Runtime {
             return
         }
         let chunk = (count + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let lo = w * chunk
-            let hi = min(count, lo + chunk)
-            if lo < hi { body(lo..<hi) }
+        // aqbert's spinning pool (pool.c): sections of tens of microseconds, back to back, start
+        // without a kernel wake-up each.
+        withoutActuallyEscaping(body) { body in
+            var task: (Int) -> Void = { w in
+                let lo = w * chunk
+                let hi = min(count, lo + chunk)
+                if lo < hi { body(lo..<hi) }
+            }
+            withUnsafeMutablePointer(to: &task) { p in
+                aq_pool_run(workers, Int32(threads), { ctx, i in
+                    ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i))
+                }, p)
+            }
         }
     }
 

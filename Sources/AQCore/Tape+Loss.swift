@@ -19,11 +19,7 @@ extension Tape {
             precondition(t >= 0 && t < c, "crossEntropy: target \(t) outside 0..<\(c)")
             // log p computed from logits directly for accuracy: x_t - logsumexp(x)
             let row = logits.pointer + i * c
-            var mx = -Float.infinity
-            for j in 0..<c { mx = max(mx, row[j]) }
-            var s = 0.0
-            for j in 0..<c { s += Double(expf(row[j] - mx)) }
-            total += Double(mx) + Glibc.log(s) - Double(row[t])
+            total += logSumExp(row, c) - Double(row[t])
             counted += 1
         }
         y.pointer[0] = counted == 0 ? 0 : Float(total / Double(counted))
@@ -60,11 +56,7 @@ extension Tape {
         var counted = 0
         for i in 0..<n where rows?[i] ?? true {
             let row = logits.pointer + i * c
-            var mx = -Float.infinity
-            for j in 0..<c { mx = max(mx, row[j]) }
-            var s = 0.0
-            for j in 0..<c { s += Double(expf(row[j] - mx)) }
-            let logZ = Double(mx) + Glibc.log(s)
+            let logZ = logSumExp(row, c)
             for j in 0..<c where q[i * c + j] != 0 { total += Double(q[i * c + j]) * (logZ - Double(row[j])) }
             counted += 1
         }
@@ -81,6 +73,15 @@ extension Tape {
         }
         return y
     }
+}
+
+/// log sum_j exp(row[j]) over `c` values, shifted by the max for range, summed in double.
+private func logSumExp(_ row: UnsafePointer<Float>, _ c: Int) -> Double {
+    var mx = -Float.infinity
+    for j in 0..<c { mx = max(mx, row[j]) }
+    var s = 0.0
+    for j in 0..<c { s += Double(expf(row[j] - mx)) }
+    return Double(mx) + Glibc.log(s)
 }
 
 #if canImport(Glibc)

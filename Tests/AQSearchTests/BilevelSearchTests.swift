@@ -73,21 +73,8 @@ final class BilevelSearchTests: XCTestCase {
     /// optimizers' moments, position) ends with the same plan and weights as an uninterrupted one.
     func testResumeFromACheckpointIsExact() throws {
         func make() throws -> (BertTaskModel, SuperNetwork, BilevelSearch) {
-            let (model, rows, labels) = setUp(seed: 5)
+            let (model, network, search) = try makeSearch { _ in }
             for (n, t) in model.checkpointParameters { t.name = n }
-            let network = try SuperNetwork(model: model, candidates: [0, 2, 4], groups: 8, seed: 3)
-            let weights = QuantizableMatrices.of(model).reduce(0) { $0 + $1.tensor.count }
-            var config = SearchConfiguration(targetMiB: BitPlan.budgetMiB(averageBits: 2.5, weights: weights))
-            config.epochs = 3
-            config.batchSize = 16
-            config.architectureLearningRate = 0.05
-            config.weightLearningRate = 1e-3
-            let search = BilevelSearch(model: model, network: network, configuration: config, trainCount: 150,
-                                       validationCount: 40) { idx, isVal, tape in
-                let picked = idx.map { isVal ? 150 + $0 : $0 }
-                let logits = model.forward(BertBatch(sequences: picked.map { rows[$0] }), tape: tape)
-                return model.classificationLoss(logits, labels: picked.map { labels[$0] }, tape: tape)
-            }
             search.checkpointEvery = 7
             return (model, network, search)
         }

@@ -71,6 +71,12 @@ void aq_scale(float *x, float alpha, size_t n);                          // x *=
 void aq_dropout_forward(const float *x, const uint8_t *keep, float *y, size_t n, float scale);
 void aq_dropout_backward(const float *dy, const uint8_t *keep, float *dx, size_t n, float scale);
 
+// ---- Thread pool (pool.c) ------------------------------------------------------
+// Runs fn(ctx, i) for i < n on the caller and up to threads - 1 spinning workers; returns when
+// all are done. Nested calls, and calls while another thread's job runs, run inline.
+typedef void (*aq_pool_fn)(void *ctx, long index);
+void aq_pool_run(long n, int threads, aq_pool_fn fn, void *ctx);
+
 // ---- Group quantization (quantize.c) ------------------------------------------
 void aq_minmax(const float *x, size_t n, float *lo, float *hi);
 // The largest fp16 value <= x / the smallest >= x, as floats.
