@@ -3,7 +3,7 @@
 // bit-identical to level 0; times aq_unpack_codes_s8 over the weight matrix per unpack path.
 // Build (from the package root; SwiftPM compiles packed.c with clang, gcc works too):
 //   clang -O3 -fno-math-errno -ISources/CAQKernels/include bench/packed_kernel_bench.c
-//       Sources/CAQKernels/packed.c -lm -o /tmp/packed_bench
+//       Sources/CAQKernels/packed.c Sources/CAQKernels/packed_gemm.c -lm -o /tmp/packed_bench
 //   [-DWITH_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread -lopenblas]
 // Run: OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Cooperlake /tmp/packed_bench [M N K [bits]]
 // (Debian's OpenBLAS picks its slow Prescott kernels on this CPU without OPENBLAS_CORETYPE.)

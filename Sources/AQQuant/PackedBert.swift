@@ -239,6 +239,9 @@ public final class PackedLinear: @unchecked Sendable {
         denseBias = Tensor(shape: [rows], values: self.bias)
         let r = m.rowsPerGroup
         keptRows = m.bits.filter { $0 > 0 }.count * r
+        for g in 0..<(ranges.count / 2) where !(ranges[2 * g + 1] >= ranges[2 * g] && ranges[2 * g].isFinite && ranges[2 * g + 1].isFinite) {
+            throw PackedModelError("tensor \(name).ranges: kept group \(g) has range [\(ranges[2 * g]), \(ranges[2 * g + 1])]")
+        }
         weights = .allocate(capacity: max(1, keptRows * paddedColumns))
         weights.initialize(repeating: 0, count: max(1, keptRows * paddedColumns))
         var runs: [(row: Int, count: Int, kept: Int, maxAbs: Int32)] = []
@@ -247,11 +250,8 @@ public final class PackedLinear: @unchecked Sendable {
         var byte = 0, kept = 0, rangeIndex = 0
         let base = codes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         for (g, b) in m.bits.enumerated() where b > 0 {
-            let lo = ranges[2 * rangeIndex], hi = ranges[2 * rangeIndex + 1]
+            let lo = ranges[2 * rangeIndex], hi = ranges[2 * rangeIndex + 1]  // checked above
             rangeIndex += 1
-            guard hi >= lo, lo.isFinite, hi.isFinite else {
-                throw PackedModelError("tensor \(name).ranges: group \(g) has range [\(lo), \(hi)]")
-            }
             let step = PackedFormat.step(lo: lo, hi: hi, bits: b)
             let offset = b == 8 ? 128 : 0
             let maxAbs = Int32(max(offset, (1 << b) - 1 - offset))

@@ -141,6 +141,15 @@ final class PackedModelTests: XCTestCase {
         let data = try Data(contentsOf: url)
         try data.prefix(data.count - 100).write(to: url)
         assertFails(cut, "model.safetensors")
+        // A range with hi < lo.
+        let inverted = try copy("inverted")
+        try rewrite(inverted) { t, f in
+            let i = t.firstIndex { $0.name == path + ".ranges" }!
+            var r = try f.bytes(path + ".ranges")
+            (r[0], r[1], r[2], r[3]) = (r[2], r[3], r[0], r[1])  // swap lo and hi of the first kept group
+            t[i] = .raw(path + ".ranges", dtype: .f16, shape: t[i].shape, bytes: r)
+        }
+        assertFails(inverted, "range")
         // A wrong dtype.
         let dtype = try copy("dtype")
         try rewrite(dtype) { t, f in
