@@ -8,36 +8,16 @@ extension Tape {
     public func crossEntropy(_ logits: Tensor, targets: [Int32], ignoreIndex: Int32 = -100) -> Tensor {
         let c = logits.shape.last ?? 1, n = logits.count / max(1, c)
         precondition(targets.count == n, "crossEntropy: \(targets.count) targets for logits \(logits.shape)")
-        let tracked = tracks(logits)
-        let y = output([1], tracked: tracked)
-        let probs = Storage(uninitializedCount: logits.count)
-        Kernels.softmaxForward(logits.pointer, probs.pointer, rows: n, cols: c, scale: 1, keyMask: nil, rowsPerMask: 1)
-        var total = 0.0
-        var counted = 0
+        // The soft cross-entropy with one-hot targets: the same sums, term for term.
+        var oneHot = [Float](repeating: 0, count: logits.count)
         for i in 0..<n where targets[i] != ignoreIndex {
             let t = Int(targets[i])
             precondition(t >= 0 && t < c, "crossEntropy: target \(t) outside 0..<\(c)")
-            // log p computed from logits directly for accuracy: x_t - logsumexp(x)
-            let row = logits.pointer + i * c
-            total += logSumExp(row, c) - Double(row[t])
-            counted += 1
+            oneHot[i * c + t] = 1
         }
-        y.pointer[0] = counted == 0 ? 0 : Float(total / Double(counted))
-        if tracked {
-            record(y) {
-                guard let dy = y.grad, counted > 0 else { return }
-                let g = logits.ensureGrad().pointer
-                let w = dy.pointer[0] / Float(counted)
-                for i in 0..<n where targets[i] != ignoreIndex {
-                    let t = Int(targets[i])
-                    for j in 0..<c { g[i * c + j] += w * (probs.pointer[i * c + j] - (j == t ? 1 : 0)) }
-                }
-            }
-        }
-        return y
+        return softCrossEntropy(logits, targets: oneHot, rows: targets.map { $0 != ignoreIndex })
     }
 }
-
 
 extension Tape {
     /// Soft-target cross-entropy, the distillation loss: the mean over the rows `i` with
