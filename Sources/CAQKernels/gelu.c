@@ -7,6 +7,7 @@
 #define SQRT_2_OVER_PI 0.79788456080286535588f
 #define GELU_C 0.044715f
 
+#if defined(__x86_64__)
 AQ_AVX2 static void gelu_forward_avx2(const float *x, float *y, size_t n, int approximate) {
     size_t i = 0;
     const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
@@ -32,6 +33,7 @@ AQ_AVX2 static void gelu_forward_avx2(const float *x, float *y, size_t n, int ap
         }
     }
 }
+#endif
 
 static void gelu_forward_portable(const float *x, float *y, size_t n, int approximate) {
     if (!approximate) {
@@ -45,12 +47,15 @@ static void gelu_forward_portable(const float *x, float *y, size_t n, int approx
 }
 
 void aq_gelu_forward(const float *x, float *y, size_t n, int approximate) {
-    if (aq_avx2()) gelu_forward_avx2(x, y, n, approximate);
-    else gelu_forward_portable(x, y, n, approximate);
+#if defined(__x86_64__)
+    if (aq_avx2()) { gelu_forward_avx2(x, y, n, approximate); return; }
+#endif
+    gelu_forward_portable(x, y, n, approximate);
 }
 
 // exact:  d/dx = 0.5 (1 + erf(x/sqrt2)) + x * phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
 // tanh:   u = k (x + c x^3), t = tanh(u);  d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
+#if defined(__x86_64__)
 AQ_AVX2 static void gelu_backward_avx2(const float *x, const float *dy, float *dx, size_t n, int approximate) {
     size_t i = 0;
     const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
@@ -87,6 +92,7 @@ AQ_AVX2 static void gelu_backward_avx2(const float *x, const float *dy, float *d
         }
     }
 }
+#endif
 
 static void gelu_backward_portable(const float *x, const float *dy, float *dx, size_t n, int approximate) {
     for (size_t i = 0; i < n; i++) {
@@ -102,6 +108,8 @@ static void gelu_backward_portable(const float *x, const float *dy, float *dx, s
 }
 
 void aq_gelu_backward(const float *x, const float *dy, float *dx, size_t n, int approximate) {
-    if (aq_avx2()) gelu_backward_avx2(x, dy, dx, n, approximate);
-    else gelu_backward_portable(x, dy, dx, n, approximate);
+#if defined(__x86_64__)
+    if (aq_avx2()) { gelu_backward_avx2(x, dy, dx, n, approximate); return; }
+#endif
+    gelu_backward_portable(x, dy, dx, n, approximate);
 }

@@ -5,6 +5,7 @@
 #include "aqkernels.h"
 #include "vmath.h"
 
+#if defined(__x86_64__)
 AQ_AVX2 static void layernorm_forward_avx2(const float *x, const float *w, const float *b, float *y,
                                            float *mean, float *rstd, size_t rows, size_t cols, float eps) {
     for (size_t r = 0; r < rows; r++) {
@@ -35,10 +36,13 @@ AQ_AVX2 static void layernorm_forward_avx2(const float *x, const float *w, const
         if (rstd) rstd[r] = rs;
     }
 }
+#endif
 
 void aq_layernorm_forward(const float *x, const float *w, const float *b, float *y,
                           float *mean, float *rstd, size_t rows, size_t cols, float eps) {
+#if defined(__x86_64__)
     if (aq_avx2()) { layernorm_forward_avx2(x, w, b, y, mean, rstd, rows, cols, eps); return; }
+#endif
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float *yr = y + r * cols;

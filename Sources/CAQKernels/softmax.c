@@ -3,6 +3,7 @@
 #include "vmath.h"
 #include <float.h>
 
+#if defined(__x86_64__)
 AQ_AVX2 static void softmax_row_avx2(const float *x, float *y, size_t c, float scale, const float *m) {
     size_t j;
     float mx = -FLT_MAX;
@@ -44,6 +45,7 @@ AQ_AVX2 static void softmax_row_avx2(const float *x, float *y, size_t c, float s
     float finv = 1.0f / sum;
     for (; j < c; j++) y[j] *= finv;
 }
+#endif
 
 static void softmax_row_portable(const float *x, float *y, size_t c, float scale, const float *m) {
     float mx = -FLT_MAX;
@@ -61,14 +63,19 @@ static void softmax_row_portable(const float *x, float *y, size_t c, float scale
 
 void aq_softmax_forward(const float *x, float *y, size_t rows, size_t cols, float scale,
                         const float *keymask, size_t rows_per_mask) {
-    int avx = aq_avx2();
+#if defined(__x86_64__)
+    const int avx = aq_avx2();
+#endif
     for (size_t r = 0; r < rows; r++) {
         const float *m = keymask ? keymask + (r / rows_per_mask) * cols : NULL;
-        if (avx) softmax_row_avx2(x + r * cols, y + r * cols, cols, scale, m);
-        else softmax_row_portable(x + r * cols, y + r * cols, cols, scale, m);
+#if defined(__x86_64__)
+        if (avx) { softmax_row_avx2(x + r * cols, y + r * cols, cols, scale, m); continue; }
+#endif
+        softmax_row_portable(x + r * cols, y + r * cols, cols, scale, m);
     }
 }
 
+#if defined(__x86_64__)
 AQ_AVX2 static void softmax_backward_avx2(const float *y, const float *dy, float *dx, size_t rows, size_t cols, float scale) {
     for (size_t r = 0; r < rows; r++) {
         const float *yr = y + r * cols, *gr = dy + r * cols;
@@ -86,9 +93,12 @@ AQ_AVX2 static void softmax_backward_avx2(const float *y, const float *dy, float
         for (; j < cols; j++) dr[j] += scale * yr[j] * (gr[j] - dot);
     }
 }
+#endif
 
 void aq_softmax_backward(const float *y, const float *dy, float *dx, size_t rows, size_t cols, float scale) {
+#if defined(__x86_64__)
     if (aq_avx2()) { softmax_backward_avx2(y, dy, dx, rows, cols, scale); return; }
+#endif
     for (size_t r = 0; r < rows; r++) {
         const float *yr = y + r * cols, *gr = dy + r * cols;
         float *dr = dx + r * cols;

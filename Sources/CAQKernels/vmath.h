@@ -4,14 +4,16 @@
 //      (aten/src/ATen/cpu/vec/vec256/vec256_float.h), max abs error 1.5e-7.
 #ifndef AQ_VMATH_H
 #define AQ_VMATH_H
-#include <immintrin.h>
 #include <math.h>
 
-#define AQ_AVX2 __attribute__((target("avx2,fma")))
-
 extern int aq_use_avx2_flag;
+// True when the AVX2+FMA paths run (never on other architectures, where they are not compiled).
 static inline int aq_avx2(void) { return aq_use_avx2_flag > 0; }
 void aq_init_dispatch(void);
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AQ_AVX2 __attribute__((target("avx2,fma")))
 
 AQ_AVX2 static inline __m256 aq_exp256(__m256 x) {
     const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
@@ -75,4 +77,5 @@ AQ_AVX2 static inline float aq_hmax256(__m256 v) {
     lo = _mm_max_ss(lo, _mm_shuffle_ps(lo, lo, 1));
     return _mm_cvtss_f32(lo);
 }
+#endif // __x86_64__
 #endif
