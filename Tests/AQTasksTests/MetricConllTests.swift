@@ -2,7 +2,7 @@ import XCTest
 
 @testable import AQTasks
 
-/// Entity-level scores against seqeval 1.2.2 (default mode) on `ner_tags_synthetic.json`, and the
+/// Entity-level scores against seqeval 1.2.2 (default mode) on `tag_sequences_synthetic.json`, and the
 /// set-based scorer against the port of conlleval's streaming counter.
 final class MetricConllTests: XCTestCase {
     struct Fixture: Decodable {
@@ -26,7 +26,7 @@ final class MetricConllTests: XCTestCase {
     }
 
     func testMatchesSeqevalOnEverySyntheticCase() throws {
-        let fixture = try MetricFixtures.decode(Fixture.self, "ner_tags_synthetic.json")
+        let fixture = try MetricFixtures.decode(Fixture.self, "tag_sequences_synthetic.json")
         XCTAssertGreaterThan(fixture.cases.count, 25)
         for c in fixture.cases {
             let scores = ConllEval.evaluate(gold: c.gold, predicted: c.predicted)

@@ -66,9 +66,10 @@ final class MetricReportTests: XCTestCase {
     }
 
     func testScoreCommandErrorsAreOneLine() throws {
+        let tagged = try TaggedFixtures.url("tagged_iob1.txt").path
         for args in [
             ["score", "--task", "conll2003", "--data", reader("sst2_dev.tsv"), "--predictions", reader("sst2_dev.tsv")],
-            ["score", "--task", "sst2", "--data", reader("tagged_iob1.txt"), "--predictions", reader("sst2_dev.tsv")],
+            ["score", "--task", "sst2", "--data", tagged, "--predictions", reader("sst2_dev.tsv")],
             ["score", "--task", "squad", "--data", reader("squad_v11.json"), "--predictions", "/nonexistent/p.json"],
             ["score", "--task", "squad", "--data", reader(""), "--predictions", reader("squad_v11.json")],
         ] {

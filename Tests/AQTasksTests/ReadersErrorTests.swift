@@ -58,7 +58,7 @@ final class ReadersErrorTests: XCTestCase {
                         ["dev.tsv:1: header lacks column `sentence`", "sentence<TAB>label"], TaskReaders.sst2)
         try assertError("dev.tsv", "sentence\tlabel\n", ["has a header but no examples"], TaskReaders.sst2)
         // A CoNLL file passed as SST-2.
-        try assertError("valid.txt", "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n",
+        try assertError("valid.txt", "-DOCSTART- -X- -X- O\n\nAcme NNP B-NP B-ORG\n",
                         ["valid.txt:1: looks like a CoNLL file", "sst2 expects a GLUE SST-2 TSV"], TaskReaders.sst2)
         try assertError("valid.txt", "Anna NNP B-NP B-PER\n", ["looks like a CoNLL file"], TaskReaders.sst2)
         try assertError("dev.jsonl", "{\"sentence\": \"x\", \"label\": 1}\n", ["looks like a JSON Lines file; sst2 expects"], TaskReaders.sst2)
@@ -89,11 +89,11 @@ final class ReadersErrorTests: XCTestCase {
         // A TSV passed as CoNLL.
         try assertError("dev.tsv", "sentence\tlabel\ngood film\t1\n",
                         ["dev.tsv:1: looks like a TSV file; conll2003 expects", "`word POS chunk NER`"], TaskReaders.conll2003)
-        try assertError("train.txt", "EU NNP B-NP B-ORG\nrejects VBZ B-VP\n",
+        try assertError("train.txt", "Acme NNP B-NP B-ORG\nsells VBZ B-VP\n",
                         ["train.txt:2: 3 columns; conll2003 expects 4 space-separated columns `word POS chunk NER`"], TaskReaders.conll2003)
-        try assertError("train.txt", "EU NNP B-NP ORG\n",
+        try assertError("train.txt", "Acme NNP B-NP ORG\n",
                         ["train.txt:1: NER tag \"ORG\" is not O, B-TYPE or I-TYPE"], TaskReaders.conll2003)
-        try assertError("train.txt", "EU NNP B-NP B-ORG\nEU\tNNP B-NP B-ORG\n",
+        try assertError("train.txt", "Acme NNP B-NP B-ORG\nAcme\tNNP B-NP B-ORG\n",
                         ["train.txt:2: tab character"], TaskReaders.conll2003)
         try assertError("train.txt", "-DOCSTART- -X- -X- O\n\n", ["train.txt has no sentences"], TaskReaders.conll2003)
         try assertError("dev.jsonl", "{\"a\": 1}\n", ["looks like a JSON Lines file; conll2003 expects"], TaskReaders.conll2003)

@@ -66,7 +66,7 @@ final class ReadersPredictionsTests: XCTestCase {
 
     /// The IOB1 fixture with predicted tags: 4 data columns + the prediction (conlleval layout).
     func conllPrediction(_ replace: [Int: String] = [:]) throws -> (TaggingDataset, String) {
-        let data = try TaskReaders.conll2003(reader("tagged_iob1.txt"))
+        let data = try TaskReaders.conll2003(TaggedFixtures.url("tagged_iob1.txt"))
         var predicted = data.sentences.map(\.tags)
         predicted[1][1] = "I-PER"  // Kari Ola merged into one chunk: one PER missed, one wrong
         var text = try PredictionFiles.conllText(data: data, predicted: predicted)
@@ -84,7 +84,7 @@ final class ReadersPredictionsTests: XCTestCase {
         XCTAssertEqual(tags[1], ["I-PER", "I-PER", "O", "I-ORG", "I-ORG"])
         // Gold: Anna Berg (PER), Oslo (LOC), Kari (PER), Ola (PER), Acme Corp (ORG) = 5 chunks;
         // predicted: the same with Kari Ola as one PER = 4 chunks, 3 correct.
-        let r = try TaskScorer.score(task: .conll2003, data: reader("tagged_iob1.txt"), predictions: url).report
+        let r = try TaskScorer.score(task: .conll2003, data: TaggedFixtures.url("tagged_iob1.txt"), predictions: url).report
         XCTAssertEqual(r["precision"], 75)
         XCTAssertEqual(r["recall"], 60)
         XCTAssertEqual(r["f1"]!, 2 * 0.75 * 0.6 / 1.35 * 100, accuracy: 1e-12)
@@ -100,7 +100,7 @@ final class ReadersPredictionsTests: XCTestCase {
     }
 
     func testConllPredictionMisalignment() throws {
-        let data = try TaskReaders.conll2003(reader("tagged_iob1.txt"))
+        let data = try TaskReaders.conll2003(TaggedFixtures.url("tagged_iob1.txt"))
         func check(_ replace: [Int: String], _ needles: [String], line: UInt = #line) throws {
             let (_, text) = try conllPrediction(replace)
             let url = try MetricFixtures.write(text, "pred.txt", in: dir)

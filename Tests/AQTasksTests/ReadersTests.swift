@@ -46,7 +46,7 @@ final class ReadersTests: XCTestCase {
     }
 
     func testCoNLLIOB1() throws {
-        let d = try TaskReaders.conll2003(url("tagged_iob1.txt"))
+        let d = try TaskReaders.conll2003(TaggedFixtures.url("tagged_iob1.txt"))
         XCTAssertEqual(d.scheme, .iob1)
         XCTAssertEqual(d.sentences.map(\.words), [["Anna", "Berg", "visited", "Oslo", "."], ["Kari", "Ola", "met", "Acme", "Corp"], ["Rain"]])
         XCTAssertEqual(d.sentences[1].tags, ["I-PER", "B-PER", "O", "I-ORG", "I-ORG"])
@@ -58,7 +58,7 @@ final class ReadersTests: XCTestCase {
     }
 
     func testCoNLLIOB2() throws {
-        let d = try TaskReaders.conll2003(url("tagged_iob2.txt"))
+        let d = try TaskReaders.conll2003(TaggedFixtures.url("tagged_iob2.txt"))
         XCTAssertEqual(d.scheme, .iob2)
         XCTAssertEqual(d.sentences.count, 2)
         XCTAssertEqual(d.sentences[1].tags, ["B-PER", "B-PER"])
