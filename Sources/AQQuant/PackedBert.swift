@@ -103,9 +103,6 @@ public final class PackedBert {
         guard let qc = try QuantizationConfig.read(from: directory), qc.packed == true else {
             throw PackedModelError("\(source): not a packed aq-bert model (no quantization_config with \"packed\": true)")
         }
-        guard qc.quantMethod == "aq-bert", qc.version == 1 else {
-            throw PackedModelError("\(source): unsupported quantization_config \(qc.quantMethod) v\(qc.version)")
-        }
         let config = try BertConfig(contentsOf: directory)
         let plan = try BitPlan(contentsOf: directory.appendingPathComponent(qc.planFile))
         let checkpoint: SafeTensorsCheckpoint
@@ -209,15 +206,16 @@ public final class PackedLinear: @unchecked Sendable {
     /// Kept rows' codes minus the offset (128 for 8-bit groups), `paddedColumns` apart.
     let weights: UnsafeMutablePointer<Int8>
     let keptRows: Int
-    /// Runs of consecutive kept rows: output row start, count, index of the first kept row, max |code - offset|.
-    let runs: [(row: Int, count: Int, kept: Int, maxAbs: Int32)]
+    /// Runs of consecutive pruned rows (output row start, count): their outputs are the bias.
+    let prunedSpans: [(start: Int, count: Int)]
     /// Per kept row r: y = alpha * (dot + wz * S' + c0) + beta * S' + gamma, S' = sum(q) - K z,
-    /// written to output row keptOutputRows[r] (see init).
-    let alpha: [Float], beta: [Float], gamma: [Float]
-    let wz: [Int32], c0: [Int32]
+    /// written to output row keptOutputRows[r] (see init). Allocated once, so the product reads
+    /// them through plain pointers.
+    let alpha: UnsafeMutableBufferPointer<Float>, beta: UnsafeMutableBufferPointer<Float>, gamma: UnsafeMutableBufferPointer<Float>
+    let wz: UnsafeMutableBufferPointer<Int32>, c0: UnsafeMutableBufferPointer<Int32>
+    let keptOutputRows: UnsafeMutableBufferPointer<Int32>
     /// Zero point z of the activation codes.
     let activationZero: Int32
-    let keptOutputRows: [Int32]
     /// max |code - offset| over the kept rows (selects the AVX2 kernel variant).
     let maxCode: Int32
     /// The kept rows in the GEMM kernel's layout, one share per worker thread (for the thread
@@ -273,8 +271,14 @@ public final class PackedLinear: @unchecked Sendable {
             kept += r
         }
         precondition(byte == codes.count, "codes size checked by the loader")
-        self.runs = runs
-        keptOutputRows = runs.flatMap { run in (0..<run.count).map { Int32(run.row + $0) } }
+        var spans: [(start: Int, count: Int)] = [], next = 0
+        for run in runs {
+            if run.row > next { spans.append((next, run.row - next)) }
+            next = run.row + run.count
+        }
+        if next < rows { spans.append((next, rows - next)) }
+        prunedSpans = spans
+        keptOutputRows = Self.pinned(runs.flatMap { run in (0..<run.count).map { Int32(run.row + $0) } })
         maxCode = runs.map(\.maxAbs).max() ?? 0
         if let (lo, hi) = activationRange, hi > lo {
             activationLow = lo
@@ -319,11 +323,11 @@ public final class PackedLinear: @unchecked Sendable {
             }
             dense = d
         }
-        self.alpha = alpha
-        self.beta = beta
-        self.gamma = gamma
-        self.wz = wz
-        self.c0 = c0
+        self.alpha = Self.pinned(alpha)
+        self.beta = Self.pinned(beta)
+        self.gamma = Self.pinned(gamma)
+        self.wz = Self.pinned(wz)
+        self.c0 = Self.pinned(c0)
         if dense == nil {
             let (threads, share) = shares(threads: Runtime.threads)
             prepacked = (0..<threads).map { w in
@@ -336,6 +340,15 @@ public final class PackedLinear: @unchecked Sendable {
     deinit {
         for p in prepacked { aq_gemm_prepacked_free(p) }
         weights.deallocate()
+        alpha.deallocate(); beta.deallocate(); gamma.deallocate()
+        wz.deallocate(); c0.deallocate(); keptOutputRows.deallocate()
+    }
+
+    /// A heap copy of `values` that stays put for the object's life.
+    private static func pinned<T>(_ values: [T]) -> UnsafeMutableBufferPointer<T> {
+        let p = UnsafeMutableBufferPointer<T>.allocate(capacity: max(1, values.count))
+        _ = p.initialize(from: values)
+        return p
     }
 
     /// Worker threads for `threads` and each one's share of the kept rows.
@@ -366,13 +379,6 @@ public final class PackedLinear: @unchecked Sendable {
         }
         // Pruned rows: y = bias.
         let yp = y.pointer, n = rows
-        var next = 0
-        var prunedSpans: [(Int, Int)] = []
-        for run in runs {
-            if run.row > next { prunedSpans.append((next, run.row - next)) }
-            next = run.row + run.count
-        }
-        if next < n { prunedSpans.append((next, n - next)) }
         if !prunedSpans.isEmpty {
             bias.withUnsafeBufferPointer { b in
                 for t in 0..<m {
@@ -384,31 +390,18 @@ public final class PackedLinear: @unchecked Sendable {
         // straight to their output columns (the kernel blocks A and B itself).
         let (threads, share) = shares(threads: Runtime.threads)
         let packedShares = prepacked.count == threads ? prepacked : nil
-        let wp = weights, maxAbs = maxCode
-        alpha.withUnsafeBufferPointer { al in
-            beta.withUnsafeBufferPointer { be in
-                gamma.withUnsafeBufferPointer { ga in
-                    keptOutputRows.withUnsafeBufferPointer { cols in
-                        wz.withUnsafeBufferPointer { wzb in
-                            c0.withUnsafeBufferPointer { c0b in
-                                let alp = al.baseAddress!, bep = be.baseAddress!, gap = ga.baseAddress!, colp = cols.baseAddress!
-                                let wzp = wzb.baseAddress!, c0p = c0b.baseAddress!
-                                Runtime.parallelFor(threads, grain: 1) { workers in
-                                    for w in workers {
-                                        let k0 = w * share, count = min(keptRows, k0 + share) - k0
-                                        guard count > 0 else { continue }
-                                        if let packedShares, let b = packedShares[w] {
-                                            aq_gemm_u8s8_f32_prepacked(q, kp, qsum, b, m, alp + k0, bep + k0, gap + k0, yp, n, colp + k0,
-                                                                       wzp + k0, c0p + k0)
-                                        } else {
-                                            aq_gemm_u8s8_f32_cols(q, kp, qsum, wp + k0 * kp, kp, m, count, kp, maxAbs, alp + k0, bep + k0,
-                                                                  gap + k0, yp, n, colp + k0, wzp + k0, c0p + k0)
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
+        let wp = weights, maxAbs = maxCode, keptRows = keptRows
+        let al = alpha.baseAddress!, be = beta.baseAddress!, ga = gamma.baseAddress!
+        let cols = keptOutputRows.baseAddress!, wzp = wz.baseAddress!, c0p = c0.baseAddress!
+        Runtime.parallelFor(threads, grain: 1) { workers in
+            for w in workers {
+                let k0 = w * share, count = min(keptRows, k0 + share) - k0
+                guard count > 0 else { continue }
+                if let packedShares, let b = packedShares[w] {
+                    aq_gemm_u8s8_f32_prepacked(q, kp, qsum, b, m, al + k0, be + k0, ga + k0, yp, n, cols + k0, wzp + k0, c0p + k0)
+                } else {
+                    aq_gemm_u8s8_f32_cols(q, kp, qsum, wp + k0 * kp, kp, m, count, kp, maxAbs, al + k0, be + k0, ga + k0,
+                                          yp, n, cols + k0, wzp + k0, c0p + k0)
                 }
             }
         }

@@ -1,4 +1,5 @@
 import AQSafeTensors
+import CAQKernels
 import Foundation
 
 /// An error reading or writing a packed model; the message names the file and tensor.
@@ -66,38 +67,20 @@ public enum PackedFormat {
                                        metadata: metadata)
     }
 
-    /// The largest fp16 value <= x and the smallest >= x (a group's range rounded outwards, so
-    /// every weight stays inside it).
-    static func halfBelow(_ x: Float) -> UInt16 {
-        var h = floatToHalfBits(x)
-        if halfBitsToFloat(h) > x { h = h == 0x0000 ? 0x8001 : (h & 0x8000 != 0 ? h + 1 : h - 1) }
-        return h
-    }
-
-    static func halfAbove(_ x: Float) -> UInt16 {
-        var h = floatToHalfBits(x)
-        if halfBitsToFloat(h) < x { h = h == 0x8000 ? 0x0001 : (h & 0x8000 != 0 ? h - 1 : h + 1) }
-        return h
-    }
-
-    /// Codes of `values` at `bits` bits over the fp16 range (lo16, hi16) rounded outwards from
-    /// their min/max, exactly as the quantization-aware simulation quantizes (quantize.c):
-    /// s = (2^b - 1) / (hi - lo), code = round_half_even(s * (x - lo)) clamped to [0, 2^b - 1].
-    /// A constant group gets lo = hi = fp16(value) and codes 0.
+    /// Codes of `values` at `bits` bits, exactly as quantization-aware training quantizes
+    /// (`aq_quantize_codes`, quantize.c): the range is the min rounded down and the max rounded
+    /// up to fp16, s = (2^b - 1) / (hi - lo), code = round_half_even(s * (x - lo)). A constant
+    /// group gets lo = hi = fp16(value) and codes 0. Returns the range as fp16 bits.
     static func encode(_ values: UnsafeBufferPointer<Float>, bits: Int) throws -> (codes: [UInt8], lo: UInt16, hi: UInt16) {
-        var lo = Float.greatestFiniteMagnitude, hi = -Float.greatestFiniteMagnitude
-        for v in values { lo = min(lo, v); hi = max(hi, v) }
-        guard hi > lo else {  // constant: the simulation passes it through; stored as fp16(value)
-            let c = floatToHalfBits(lo)
-            guard halfBitsToFloat(c).isFinite else { throw PackedModelError("weights outside the fp16 range (\(lo))") }
-            return ([UInt8](repeating: 0, count: values.count), c, c)
+        guard let base = values.baseAddress, !values.isEmpty else { return ([], 0, 0) }
+        var codes = [UInt8](repeating: 0, count: values.count)
+        var lo: Float = 0, hi: Float = 0
+        aq_quantize_codes(base, &codes, values.count, Int32(bits), &lo, &hi)
+        let l = floatToHalfBits(lo), h = floatToHalfBits(hi)  // exact: the range is fp16 already
+        guard halfBitsToFloat(l).isFinite, halfBitsToFloat(h).isFinite else {
+            throw PackedModelError("weights outside the fp16 range (min \(lo), max \(hi))")
         }
-        let lo16 = halfBelow(lo), hi16 = halfAbove(hi)
-        let l = halfBitsToFloat(lo16), h = halfBitsToFloat(hi16)
-        guard l.isFinite, h.isFinite else { throw PackedModelError("weights outside the fp16 range (min \(lo), max \(hi))") }
-        let levels = Float((1 << bits) - 1)
-        let s = levels / (h - l)
-        return (values.map { UInt8(min(max((s * ($0 - l)).rounded(.toNearestOrEven), 0), levels)) }, lo16, hi16)
+        return (codes, l, h)
     }
 
     /// The dequantization step and offset of an fp16 range: w = code * step + lo (step 0 for a

@@ -27,14 +27,20 @@ public struct QuantizationConfig: Codable, Sendable, Equatable {
         case activationRanges = "activation_ranges", weightBits = "weight_bits", packed
     }
 
-    /// The `quantization_config` of a model directory's config.json; nil when it has none.
+    /// The `quantization_config` of a model directory's config.json; nil when it has none, an
+    /// error when it is not an aqbert one of a version this build reads.
     public static func read(from directory: URL) throws -> QuantizationConfig? {
         let url = directory.appendingPathComponent("config.json")
         guard let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any],
               let q = object["quantization_config"] else { return nil }
-        do { return try JSONDecoder().decode(QuantizationConfig.self, from: JSONSerialization.data(withJSONObject: q)) } catch {
+        let config: QuantizationConfig
+        do { config = try JSONDecoder().decode(QuantizationConfig.self, from: JSONSerialization.data(withJSONObject: q)) } catch {
             throw PlanError("\(url.path): quantization_config is not an aqbert one (\(error.localizedDescription))")
         }
+        guard config.quantMethod == "aq-bert", config.version == 1 else {
+            throw PlanError("\(url.path): unsupported quantization_config \(config.quantMethod) v\(config.version)")
+        }
+        return config
     }
 
     /// Adds (or replaces) `quantization_config` in the `config.json` at `url`, atomically.
@@ -64,16 +70,7 @@ extension QuantizedBert {
     /// The quantization a model directory records, installed on `model` with frozen ranges;
     /// nil for a plain fp32 directory.
     public static func load(from directory: URL, into model: BertTaskModel) throws -> QuantizedBert? {
-        let configURL = directory.appendingPathComponent("config.json")
-        guard let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any],
-              let q = object["quantization_config"] else { return nil }
-        let config: QuantizationConfig
-        do { config = try JSONDecoder().decode(QuantizationConfig.self, from: JSONSerialization.data(withJSONObject: q)) } catch {
-            throw PlanError("\(configURL.path): quantization_config is not an aqbert one (\(error.localizedDescription))")
-        }
-        guard config.quantMethod == "aq-bert", config.version == 1 else {
-            throw PlanError("\(configURL.path): unsupported quantization_config \(config.quantMethod) v\(config.version)")
-        }
+        guard let config = try QuantizationConfig.read(from: directory) else { return nil }
         guard config.packed != true else {
             throw PlanError("\(directory.path) is a packed model: load it with PackedBert.load")
         }

@@ -41,45 +41,11 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     public var hardSamples: Bool = false
     public var tieBreak: TieBreak = .widest
     public var seed: UInt64 = 42
-    /// The one-step unrolled second-order gradient of Eq. 14 (DARTS) instead of first order.
-    public var secondOrder: Bool = false
-    /// xi of Eq. 14, the virtual weight step; nil = the weight learning rate (as DARTS).
+    /// xi of Eq. 14: when set, the logits take the one-step unrolled second-order gradient with
+    /// this virtual weight step (DARTS uses the weight learning rate); nil = first order.
     public var unrolledStep: Float? = nil
 
     public init(targetMiB: Double) { self.targetMiB = targetMiB }
-
-    enum CodingKeys: String, CodingKey {
-        case candidates, groups, targetMiB, tolerance, epochs, architectureStart, lambda, initialLambda, lambdaGrowth,
-             lambdaShrink, architectureOptimizer, architectureLearningRate, weightLearningRate, batchSize,
-             initialTemperature, finalTemperature, temperaturePerStep, hardSamples, tieBreak, seed, secondOrder, unrolledStep
-    }
-
-    /// Keys added after the first release may be absent (a search configuration saved before them).
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        targetMiB = try c.decode(Double.self, forKey: .targetMiB)
-        candidates = try c.decode([Int].self, forKey: .candidates)
-        groups = try c.decode(Int.self, forKey: .groups)
-        tolerance = try c.decode(Double.self, forKey: .tolerance)
-        epochs = try c.decode(Int.self, forKey: .epochs)
-        architectureStart = try c.decode(Int.self, forKey: .architectureStart)
-        lambda = try c.decodeIfPresent(Double.self, forKey: .lambda)
-        initialLambda = try c.decode(Double.self, forKey: .initialLambda)
-        lambdaGrowth = try c.decode(Double.self, forKey: .lambdaGrowth)
-        lambdaShrink = try c.decode(Double.self, forKey: .lambdaShrink)
-        architectureOptimizer = try c.decode(ArchitectureOptimizer.self, forKey: .architectureOptimizer)
-        architectureLearningRate = try c.decode(Float.self, forKey: .architectureLearningRate)
-        weightLearningRate = try c.decode(Float.self, forKey: .weightLearningRate)
-        batchSize = try c.decode(Int.self, forKey: .batchSize)
-        initialTemperature = try c.decode(Float.self, forKey: .initialTemperature)
-        finalTemperature = try c.decode(Float.self, forKey: .finalTemperature)
-        temperaturePerStep = try c.decode(Bool.self, forKey: .temperaturePerStep)
-        hardSamples = try c.decode(Bool.self, forKey: .hardSamples)
-        tieBreak = try c.decode(TieBreak.self, forKey: .tieBreak)
-        seed = try c.decode(UInt64.self, forKey: .seed)
-        secondOrder = try c.decodeIfPresent(Bool.self, forKey: .secondOrder) ?? false
-        unrolledStep = try c.decodeIfPresent(Float.self, forKey: .unrolledStep)
-    }
 
     /// METHOD.md Eq. 12 with N0 = architectureStart: t = t0 exp(-eta max(0, e - N0)).
     public func temperature(atEpoch e: Double) -> Float {
@@ -108,7 +74,7 @@ public struct SearchLogEntry: Codable, Sendable, Equatable {
 
 /// Algorithm 1 of the paper. First order (the default): per mini-batch, an AdamW step on the weights with
 /// L_train on a D_train batch (logits frozen), then from epoch N1 a step on the logits with
-/// L_val = CE + lambda * L_size on a D_val batch (weights frozen). With `secondOrder` the logits'
+/// L_val = CE + lambda * L_size on a D_val batch (weights frozen). With `unrolledStep` set the logits'
 /// gradient is Eq. 14's one-step unrolled one, taken at the weights before their step (see
 /// `unrolledArchitectureGradient`); the weight step then uses the same training gradient.
 /// The plan is the argmax.
@@ -200,14 +166,14 @@ public final class BilevelSearch {
                 tape.backward(from: trainLoss)
                 var valLoss: Double? = nil
                 let architectureStep = epoch >= c.architectureStart
-                if architectureStep && c.secondOrder {
+                if architectureStep, let xi = c.unrolledStep {
                     // (2') Eq. 14 before the weights move: the unrolled gradient needs w and
                     // the training gradient at w, which the weight step below then uses.
                     let trainGradients = weightParams.map { p -> Storage? in defer { p.grad = nil }; return p.grad }
                     network.training = false
                     valLoss = unrolledArchitectureGradient(trainBatch: batch, trainGradients: trainGradients,
                                                            validationBatch: validationBatch(state.architectureSteps),
-                                                           xi: c.unrolledStep ?? c.weightLearningRate,
+                                                           xi: xi,
                                                            trainNoise: trainNoise, trainDropout: trainDropout)
                     for (p, g) in zip(weightParams, trainGradients) { p.grad = g }
                 }
@@ -215,7 +181,7 @@ public final class BilevelSearch {
                 weightOptimizer.update()
                 // (2) architecture step from epoch N1, weights frozen (first order: at the new weights).
                 if architectureStep {
-                    if !c.secondOrder {
+                    if c.unrolledStep == nil {
                         setTrainable(weights: false)
                         network.training = false  // activation ranges follow the training split only
                         let vt = Tape()
@@ -259,7 +225,7 @@ public final class BilevelSearch {
                             "lambda": c.lambda.map { String($0) } ?? "auto (final \(lambda))",
                             "tie_break": c.tieBreak.rawValue, "temperature": "\(c.initialTemperature) -> \(c.finalTemperature)",
                             "hard_samples": String(c.hardSamples), "groups": String(c.groups),
-                            "gradient": c.secondOrder ? "second order (xi \(c.unrolledStep ?? c.weightLearningRate))" : "first order"]
+                            "gradient": c.unrolledStep.map { "second order (xi \($0))" } ?? "first order"]
         return network.argmaxPlan(tieBreak: c.tieBreak, provenance: provenance)
     }
 

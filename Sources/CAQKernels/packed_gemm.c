@@ -135,46 +135,26 @@ AQ_INLINE AQ_TGT_AVX2 void epilogue256(const gemm_args *g, size_t m0, int mr, si
                                        __m256i acc[][4]) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int v = 0; v < nv; v++) {
-        size_t c = n0 + 8 * (size_t)v;
+        const size_t c = n0 + 8 * (size_t)v;
         if (8 * (size_t)v >= nr) break;
-        if (8 * (size_t)v + 8 <= nr) {
-            const __m256 al = _mm256_loadu_ps(g->alpha + c), be = _mm256_loadu_ps(g->beta + c),
-                         ga = _mm256_loadu_ps(g->gamma + c);
-            const __m256i wz = g->wz ? _mm256_loadu_si256((const __m256i *)(g->wz + c)) : _mm256_setzero_si256(),
-                          c0 = g->c0 ? _mm256_loadu_si256((const __m256i *)(g->c0 + c)) : _mm256_setzero_si256();
-            for (int i = 0; i < mr; i++) {
-                __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
-                __m256i d = _mm256_add_epi32(_mm256_add_epi32(acc[i][v], c0),
-                                             _mm256_mullo_epi32(wz, _mm256_set1_epi32(g->a_sums[m0 + i])));
-                __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(d), _mm256_fmadd_ps(be, as, ga));
-                if (g->ycol) {
-                    float t[8];
-                    _mm256_storeu_ps(t, y);
-                    float *row = g->Y + (m0 + i) * g->ldy;
-                    for (int l = 0; l < 8; l++) row[g->ycol[c + l]] = t[l];
-                } else {
-                    _mm256_storeu_ps(g->Y + (m0 + i) * g->ldy + c, y);
-                }
-            }
-        } else {
-            const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(nr - 8 * (size_t)v)), lane);
-            const __m256 al = _mm256_maskload_ps(g->alpha + c, mask), be = _mm256_maskload_ps(g->beta + c, mask),
-                         ga = _mm256_maskload_ps(g->gamma + c, mask);
-            const __m256i wz = g->wz ? _mm256_maskload_epi32(g->wz + c, mask) : _mm256_setzero_si256(),
-                          c0 = g->c0 ? _mm256_maskload_epi32(g->c0 + c, mask) : _mm256_setzero_si256();
-            for (int i = 0; i < mr; i++) {
-                __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
-                __m256i d = _mm256_add_epi32(_mm256_add_epi32(acc[i][v], c0),
-                                             _mm256_mullo_epi32(wz, _mm256_set1_epi32(g->a_sums[m0 + i])));
-                __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(d), _mm256_fmadd_ps(be, as, ga));
-                if (g->ycol) {
-                    float t[8];
-                    _mm256_storeu_ps(t, y);
-                    float *row = g->Y + (m0 + i) * g->ldy;
-                    for (size_t l = 0; l < nr - 8 * (size_t)v; l++) row[g->ycol[c + l]] = t[l];
-                } else {
-                    _mm256_maskstore_ps(g->Y + (m0 + i) * g->ldy + c, mask, y);
-                }
+        const size_t left = nr - 8 * (size_t)v, width = left < 8 ? left : 8;  // columns in this vector
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)width), lane);
+        const __m256 al = _mm256_maskload_ps(g->alpha + c, mask), be = _mm256_maskload_ps(g->beta + c, mask),
+                     ga = _mm256_maskload_ps(g->gamma + c, mask);
+        const __m256i wz = g->wz ? _mm256_maskload_epi32(g->wz + c, mask) : _mm256_setzero_si256(),
+                      c0 = g->c0 ? _mm256_maskload_epi32(g->c0 + c, mask) : _mm256_setzero_si256();
+        for (int i = 0; i < mr; i++) {
+            __m256 as = _mm256_set1_ps((float)g->a_sums[m0 + i]);
+            __m256i d = _mm256_add_epi32(_mm256_add_epi32(acc[i][v], c0),
+                                         _mm256_mullo_epi32(wz, _mm256_set1_epi32(g->a_sums[m0 + i])));
+            __m256 y = _mm256_fmadd_ps(al, _mm256_cvtepi32_ps(d), _mm256_fmadd_ps(be, as, ga));
+            float *row = g->Y + (m0 + i) * g->ldy;
+            if (g->ycol) {
+                float t[8];
+                _mm256_storeu_ps(t, y);
+                for (size_t l = 0; l < width; l++) row[g->ycol[c + l]] = t[l];
+            } else {
+                _mm256_maskstore_ps(row + c, mask, y);
             }
         }
     }

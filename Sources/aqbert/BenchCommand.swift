@@ -25,6 +25,12 @@ struct BenchCommand: ParsableCommand {
         subcommands: [Train.self, Forward.self, QAT.self, Search.self, Infer.self]
     )
 
+    /// The size checks every benchmark shares.
+    static func validateRun(batch: Int, seq: Int, steps: Int, warmup: Int, threads: Int?) throws {
+        if batch < 1 || seq < 1 || steps < 1 || warmup < 0 { throw ValidationError("--batch, --seq and --steps must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
     struct Options: ParsableArguments {
         @Option(help: "A Hugging Face BERT directory or hub id (its weights and shapes).")
         var model: String?
@@ -39,8 +45,7 @@ struct BenchCommand: ParsableCommand {
 
         func validate() throws {
             if (model == nil) == (config == nil) { throw ValidationError("give exactly one of --model DIR or --config base|minilm|tiny") }
-            if batch < 1 || seq < 1 || steps < 1 || warmup < 0 { throw ValidationError("--batch, --seq and --steps must be at least 1") }
-            if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+            try BenchCommand.validateRun(batch: batch, seq: seq, steps: steps, warmup: warmup, threads: threads)
         }
 
         func run(_ mode: StepBenchmark.Mode, prepare: ((BertTaskModel) throws -> [Tensor])? = nil) throws {
@@ -137,11 +142,9 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Worker threads (default: all cores).") var threads: Int?
         @Option(help: "Timed forward passes.") var steps: Int = 20
         @Option(help: "Untimed warm-up passes.") var warmup: Int = 3
-        @Option(help: "Seed of the token ids.") var seed: UInt64 = 0
 
         func validate() throws {
-            if batch < 1 || seq < 1 || steps < 1 || warmup < 0 { throw ValidationError("--batch, --seq and --steps must be at least 1") }
-            if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+            try BenchCommand.validateRun(batch: batch, seq: seq, steps: steps, warmup: warmup, threads: threads)
         }
 
         func run() throws {

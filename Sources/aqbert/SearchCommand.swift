@@ -99,8 +99,7 @@ struct SearchCommand: ParsableCommand {
         c.initialTemperature = temperature
         c.finalTemperature = finalTemperature
         c.hardSamples = hard
-        c.secondOrder = secondOrder
-        c.unrolledStep = unrolledLr
+        c.unrolledStep = secondOrder ? (unrolledLr ?? learningRate) : nil
         c.tieBreak = tieBreak
         c.seed = seed
         var runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,

@@ -192,7 +192,7 @@ final class BilevelSearchTests: XCTestCase {
     /// The second-order search runs Algorithm 1 end to end and a seed fixes its plan.
     func testSecondOrderSearchIsDeterministic() throws {
         func plan() throws -> (BitPlan, [SearchLogEntry]) {
-            let (_, _, search) = try makeSearch { $0.secondOrder = true; $0.epochs = 2 }
+            let (_, _, search) = try makeSearch { $0.unrolledStep = $0.weightLearningRate; $0.epochs = 2 }
             var log: [SearchLogEntry] = []
             return (try search.run { log.append($0) }, log)
         }
