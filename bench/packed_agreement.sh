@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How closely a packed model (aqbert export) reproduces the quantization-aware model it came
-# from (the retrain output, run with its simulated fake quantization) on an SST-2 / MNLI file:
+# from (the retrain output, which `evaluate`/`predict` run exactly in integers) on an SST-2 / MNLI file:
 # the share of examples with the same predicted label, each model's accuracy, the largest
 # probability difference, and the two model.safetensors sizes next to `inspect`'s prediction.
 #

@@ -49,6 +49,25 @@ public enum BLAS {
         }
     }
 
+    /// Row-major C[m, n] = A[m, k] * B[n, k]^T in double precision, row blocks of C split across
+    /// `Runtime.threads` workers (single-threaded OpenBLAS per block). Used where sums of
+    /// integers must be exact (every partial sum below 2^53 is).
+    public static func dgemmABt(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>,
+                                c: UnsafeMutablePointer<Double>) {
+        if m == 0 || n == 0 { return }
+        if k == 0 { c.update(repeating: 0, count: m * n); return }
+        let workers = m * n * k >= parallelThreshold ? min(Runtime.threads, max(1, m / 8)) : 1
+        let block = (m + workers - 1) / workers
+        Runtime.parallelFor(workers, grain: 1) { range in
+            for p in range {
+                let r0 = p * block, r1 = min(m, r0 + block)
+                guard r1 > r0 else { continue }
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(r1 - r0), blasint(n), blasint(k), 1,
+                            a + r0 * k, blasint(k), b, blasint(k), 0, c + r0 * n, blasint(n))
+            }
+        }
+    }
+
     @inline(__always)
     static func raw(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                     _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,

@@ -9,9 +9,10 @@ public final class Linear: Module {
     public var weightTransform: ((Tensor, Tape) -> Tensor)?
     /// Applied to the input before the product (activation fake quantization).
     public var inputTransform: ((Tensor, Tape) -> Tensor)?
-    /// Replaces the whole product (a packed low-bit model runs its own kernel here; the fp32
-    /// parameters are then unused).
-    public var forwardOverride: ((Tensor, Tape) -> Tensor)?
+    /// Replaces the whole product when it returns a tensor (a packed low-bit model runs its own
+    /// kernel here; a quantization-aware model evaluates exactly in integers); nil falls through
+    /// to the transforms and the fp32 product.
+    public var forwardOverride: ((Tensor, Tape) -> Tensor?)?
 
     public init(inFeatures: Int, outFeatures: Int, bias hasBias: Bool = true) {
         weight = parameter([outFeatures, inFeatures], "weight")
@@ -23,7 +24,7 @@ public final class Linear: Module {
 
     /// x: [..., in] -> [..., out]
     public func callAsFunction(_ x: Tensor, tape: Tape) -> Tensor {
-        if let forwardOverride { return forwardOverride(x, tape) }
+        if let y = forwardOverride?(x, tape) { return y }
         let w = weightTransform?(weight, tape) ?? weight
         let input = inputTransform?(x, tape) ?? x
         return tape.linear(input, w, bias)

@@ -283,27 +283,25 @@ public final class PackedLinear: @unchecked Sendable {
         if let (lo, hi) = activationRange, hi > lo {
             activationLow = lo
             activationHigh = hi
-            // Zero points subtracted in integers (aq_gemm_u8s8_f32_cols' wz, c0), so that the float
-            // terms are small and do not cancel: with x = (q - z) a + ea and w = (c - zc) s + ew,
-            //   y = a s D + a ew S' + [ea s (sum c - K zc) + ea ew K + bias],
+            // y = alpha D + beta S' + gamma (IntegerProductTerms), the zero points subtracted in
+            // integers through aq_gemm_u8s8_f32_cols' wz and c0:
             //   D = sum (q - z)(c - zc) = dot' + (offset - zc) S' + z (offset K - sum c),
             //   S' = sum q - K z,   dot' = sum q (c - offset)   (the kernel's product).
-            let aStep = 1 / (Float(255) / (hi - lo))
-            let z = Int32(min(max((-lo / aStep).rounded(.toNearestOrEven), 0), 255))
-            let ea = lo + Float(z) * aStep
+            let terms = IntegerProductTerms(activationLow: lo, activationHigh: hi)
+            let z = terms.activationZero
             activationZero = z
             let kk = Int32(k)
             for run in runs {
                 for i in 0..<run.count {
                     let kr = run.kept + i, o = run.row + i
-                    let step = stepOf[kr], wlo = loOf[kr], offset = Int32(offsetOf[kr])
-                    let zc = step > 0 ? Int32(min(max((-wlo / step).rounded(.toNearestOrEven), 0), Float(levelsOf[kr]))) : 0
-                    let ew = wlo + Float(zc) * step
-                    alpha.append(aStep * step)
-                    beta.append(aStep * ew)
-                    wz.append(offset - zc)
+                    let t = terms.row(step: stepOf[kr], low: loOf[kr], levels: levelsOf[kr], codeSum: csum[kr], columns: k,
+                                      bias: self.bias[o])
+                    let offset = Int32(offsetOf[kr])
+                    alpha.append(t.alpha)
+                    beta.append(t.beta)
+                    gamma.append(t.gamma)
+                    wz.append(offset - t.zeroPoint)
                     c0.append(z * (offset * kk - csum[kr]))
-                    gamma.append(ea * step * Float(csum[kr] - kk * zc) + ea * ew * Float(k) + self.bias[o])
                 }
             }
             dense = nil

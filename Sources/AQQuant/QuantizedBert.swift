@@ -5,6 +5,8 @@ import AQBert
 /// are exactly 0), the input of every quantized Linear is fake-quantized at 8 bits with a
 /// running range, and the word/position/token-type embeddings are fake-quantized at 8 bits per
 /// row. Parameters stay fp32 (gradients flow straight through), so training continues normally.
+/// Outside training (frozen ranges, nothing recorded) the planned Linears compute exactly in
+/// integers (`ExactQuantizedProduct`), which is what the packed model computes too.
 public final class QuantizedBert {
     public let plan: BitPlan
     public let embeddingBits: Int
@@ -23,12 +25,22 @@ public final class QuantizedBert {
         self.plan = plan
         self.embeddingBits = embeddingBits
         self.model = model
+        activationQuantizers = Self.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
         for (path, linear) in zip(QuantizableMatrices.paths(layers: model.config.numHiddenLayers), QuantizableMatrices.linears(model)) {
             guard let matrix = plan.matrices[path] else { continue }
             let bits = matrix.bits
             linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits) }
+            // Outside training the quantized model is evaluated exactly, in integers, as the
+            // packed kernel computes it (ExactQuantizedProduct); training keeps the fp32 simulation.
+            guard let quantizer = activationQuantizers[String(path.dropLast(".weight".count))] else { continue }
+            linear.forwardOverride = { [unowned linear] x, tape in
+                guard !quantizer.training, quantizer.initialized, quantizer.high > quantizer.low,
+                      !tape.tracks(x, linear.weight, linear.bias) else { return nil }
+                return ExactQuantizedProduct.forward(x, weight: linear.weight, bias: linear.bias, groupBits: bits,
+                                                     activationLow: quantizer.low, activationHigh: quantizer.high,
+                                                     activationBits: quantizer.bits)
+            }
         }
-        activationQuantizers = Self.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
     }
 
     /// The parts of METHOD.md section 1 that are never searched: 8-bit embeddings (one range per
@@ -63,6 +75,7 @@ public final class QuantizedBert {
         for l in QuantizableMatrices.linears(model) {
             l.weightTransform = nil
             l.inputTransform = nil
+            l.forwardOverride = nil
         }
         for t in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
             t.lookupTransform = nil

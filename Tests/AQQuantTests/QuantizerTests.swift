@@ -134,3 +134,37 @@ final class QuantizerTests: XCTestCase {
         XCTAssertEqual(y.array[1], 0.5, accuracy: (hi - lo) / 255)
     }
 }
+
+/// The exact (integer) evaluation of a quantized Linear against a direct computation.
+final class ExactQuantizedProductTests: XCTestCase {
+    func testMatchesIntegerDotProductsAndTheFakeQuantizedProduct() {
+        var gen = SeededGenerator(seed: 7)
+        let (m, k, o) = (5, 70, 12)
+        let x = Tensor(shape: [m, k], values: (0..<(m * k)).map { _ in gen.nextNormal() * 1.5 + 0.3 })
+        let w = Tensor(shape: [o, k], values: (0..<(o * k)).map { _ in gen.nextNormal() * 0.05 })
+        let bias = Tensor(shape: [o], values: (0..<o).map { Float($0) * 0.01 - 0.05 })
+        let bits = [3, 0, 8, 2, 4, 5]  // 2 rows per group; group 1 pruned
+        let (lo, hi): (Float, Float) = (-2.5, 3.75)
+        let y = ExactQuantizedProduct.forward(x, weight: w, bias: bias, groupBits: bits, activationLow: lo, activationHigh: hi)
+        XCTAssertEqual(y.shape, [m, o])
+
+        // fp32 simulation: fake-quantized input and weights, fp32 product.
+        let aq = ActivationQuantizer(bits: 8)
+        aq.setRange(low: lo, high: hi)
+        let tape = Tape.inference
+        let sim = tape.linear(aq(x, tape: tape), tape.fakeQuantize(w, groupBits: bits), bias)
+        // Reference in double from the dequantized values.
+        let xq = aq(x, tape: tape).array, wq = tape.fakeQuantize(w, groupBits: bits).array
+        for t in 0..<m {
+            for r in 0..<o {
+                var ref = Double(bias.array[r])
+                for j in 0..<k { ref += Double(xq[t * k + j]) * Double(wq[r * k + j]) }
+                XCTAssertEqual(Double(y.array[t * o + r]), ref, accuracy: 2e-6 * max(1, abs(ref)), "row \(t) col \(r)")
+                XCTAssertEqual(y.array[t * o + r], sim.array[t * o + r], accuracy: 1e-4)
+            }
+            // The pruned group's rows are the bias exactly.
+            XCTAssertEqual(y.array[t * o + 2], bias.array[2])
+            XCTAssertEqual(y.array[t * o + 3], bias.array[3])
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import AQBert
+import CAQKernels
+
+/// The float terms of a quantized product computed on integer codes, shared by the packed
+/// kernel (`PackedLinear`) and the exact evaluation of a quantization-aware model
+/// (`ExactQuantizedProduct`), so that both round the same way.
+///
+/// Activations x = q * a + lo_x (q in 0...L, a = 1 / (L / (hi_x - lo_x)), L = 2^bits - 1) are
+/// rewritten around an integer zero point z = round(-lo_x / a): x = (q - z) a + ea with
+/// ea = lo_x + z a. A weight row w = c * s + lo (c in 0...levels) likewise around
+/// zc = round(-lo / s): w = (c - zc) s + ew. For a row of K inputs and an output row:
+///   y = alpha * D + beta * S' + gamma,
+///   D = sum_k (q_k - z)(c_k - zc)  (exact, in integers),  S' = sum_k q_k - K z,
+///   alpha = a s,  beta = a ew,  gamma = ea s (sum c - K zc) + ea ew K + bias,
+/// evaluated as fmaf(alpha, Float(D), fmaf(beta, Float(S'), gamma)) (aqpacked.h's epilogue).
+/// The zero points keep the float terms small, so nothing large cancels.
+struct IntegerProductTerms {
+    /// a, z and ea of the activation grid.
+    let activationStep: Float
+    let activationZero: Int32
+    let activationOffset: Float
+
+    init(activationLow lo: Float, activationHigh hi: Float, levels: Int = 255) {
+        let step = 1 / (Float(levels) / (hi - lo))
+        let z = Int32(min(max((-lo / step).rounded(.toNearestOrEven), 0), Float(levels)))
+        activationStep = step
+        activationZero = z
+        activationOffset = lo + Float(z) * step
+    }
+
+    /// The terms of one weight row: step s, range low lo, `levels` = 2^b - 1, codeSum = sum c,
+    /// `columns` = K. Returns alpha, beta, gamma and the row's zero point zc.
+    func row(step: Float, low: Float, levels: Int, codeSum: Int32, columns: Int, bias: Float)
+        -> (alpha: Float, beta: Float, gamma: Float, zeroPoint: Int32) {
+        let zc = step > 0 ? Int32(min(max((-low / step).rounded(.toNearestOrEven), 0), Float(levels))) : 0
+        let ew = low + Float(zc) * step
+        let a = activationStep, ea = activationOffset
+        let gamma = ea * step * Float(codeSum - Int32(columns) * zc) + ea * ew * Float(columns) + bias
+        return (a * step, a * ew, gamma, zc)
+    }
+}
+
+/// A quantization-aware Linear evaluated exactly: the 8-bit activation codes and the weight
+/// codes of `fakeQuantize`, multiplied in integers (as doubles, whose sums of these products
+/// are exact) instead of summing dequantized fp32 values. The result is the quantized model
+/// itself, bit for bit what the packed kernel computes; the fp32 simulation differs from it by
+/// the rounding of fp32 sums, which is enough to move an 8-bit rounding in a later layer.
+/// Inference only (nothing is recorded on a tape).
+public enum ExactQuantizedProduct {
+    /// x: [..., K], weight: [O, K] fp32 (quantized here, per row group at `groupBits`),
+    /// bias: [O] -> [..., O]. The activation range must be non-empty (hi > lo).
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, groupBits: [Int],
+                               activationLow lo: Float, activationHigh hi: Float, activationBits: Int = 8) -> Tensor {
+        let rows = weight.shape[0], k = weight.shape[1], groups = groupBits.count
+        precondition(x.shape.last == k && rows % groups == 0 && hi > lo, "ExactQuantizedProduct: shapes checked by the plan")
+        let m = x.count / k, perGroup = rows / groups
+        let levels = (1 << activationBits) - 1
+        let terms = IntegerProductTerms(activationLow: lo, activationHigh: hi, levels: levels)
+
+        // Weight codes per kept group (aq_quantize_codes: the ranges training uses) and row terms.
+        let keptOutput = groupBits.enumerated().filter { $0.element > 0 }.flatMap { g, _ in (g * perGroup)..<((g + 1) * perGroup) }
+        let kept = keptOutput.count
+        let b = UnsafeMutablePointer<Double>.allocate(capacity: max(1, kept * k))
+        defer { b.deallocate() }
+        var alpha = [Float](repeating: 0, count: kept), beta = alpha, gamma = alpha
+        var codes = [UInt8](repeating: 0, count: perGroup * k)
+        var r = 0
+        for (g, bits) in groupBits.enumerated() where bits > 0 {
+            var wlo: Float = 0, whi: Float = 0
+            aq_quantize_codes(weight.pointer + g * perGroup * k, &codes, perGroup * k, Int32(bits), &wlo, &whi)
+            let step = PackedFormat.step(lo: wlo, hi: whi, bits: bits)
+            for i in 0..<perGroup {
+                let row = codes[(i * k)..<((i + 1) * k)]
+                let sum = row.reduce(Int32(0)) { $0 + Int32($1) }
+                let t = terms.row(step: step, low: wlo, levels: (1 << bits) - 1, codeSum: sum, columns: k,
+                                  bias: bias?.pointer[g * perGroup + i] ?? 0)
+                (alpha[r], beta[r], gamma[r]) = (t.alpha, t.beta, t.gamma)
+                for (j, c) in row.enumerated() { b[r * k + j] = Double(Int32(c) - t.zeroPoint) }
+                r += 1
+            }
+        }
+
+        // Activation codes (aq_quantize_rows_u8: the activation quantizer's rounding), q - z and S'.
+        let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, m * k))
+        let a = UnsafeMutablePointer<Double>.allocate(capacity: max(1, m * k))
+        let sums = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, m))
+        let d = UnsafeMutablePointer<Double>.allocate(capacity: max(1, m * kept))
+        defer { q.deallocate(); a.deallocate(); sums.deallocate(); d.deallocate() }
+        let z = terms.activationZero
+        aq_quantize_rows_u8(x.pointer, m, k, k, lo, hi, q, k, sums)
+        for i in 0..<(m * k) { a[i] = Double(Int32(q[i]) - z) }
+        for t in 0..<m { sums[t] -= Int32(k) * z }
+        BLAS.dgemmABt(m: m, n: kept, k: k, a: a, b: b, c: d)
+
+        var outShape = x.shape
+        outShape[outShape.count - 1] = rows
+        let y = Tensor(uninitialized: outShape)
+        for t in 0..<m {
+            let out = y.pointer + t * rows
+            for o in 0..<rows { out[o] = bias?.pointer[o] ?? 0 }  // pruned rows: W = 0
+            let s = Float(sums[t])
+            for (i, o) in keptOutput.enumerated() {
+                let inner = gamma[i].addingProduct(beta[i], s)
+                out[o] = inner.addingProduct(alpha[i], Float(Int32(d[t * kept + i])))
+            }
+        }
+        return y
+    }
+}
