@@ -227,3 +227,31 @@ extension BitPlan {
         return out
     }
 }
+
+extension BitPlan {
+    /// Q-BERT-MP (METHOD.md section 6): the encoder blocks sorted by sensitivity `omega`
+    /// (one value per block, descending; ties keep block order), the top half (rounded down)
+    /// at `highBits`, the rest at `lowBits`, every group of a block's matrices alike.
+    public static func qbert(model: BertTaskModel, omega: [Double], lowBits: Int, highBits: Int, groups: Int) throws -> BitPlan {
+        let layers = model.config.numHiddenLayers
+        guard omega.count == layers else {
+            throw PlanError("the sensitivity file has \(omega.count) blocks, the model \(layers) encoder layers")
+        }
+        guard lowBits < highBits else { throw PlanError("the mix needs a low width below the high one, got \(lowBits)/\(highBits)") }
+        guard omega.allSatisfy(\.isFinite) else { throw PlanError("the sensitivity file has a non-finite Omega") }
+        var plan = try uniform(model: model, bits: lowBits, groups: groups, candidates: [lowBits, highBits])
+        let order = (0..<layers).sorted { omega[$0] != omega[$1] ? omega[$0] > omega[$1] : $0 < $1 }
+        let high = Set(order.prefix(layers / 2))
+        let paths = QuantizableMatrices.paths(layers: layers)
+        let perLayer = paths.count / layers
+        for (i, path) in paths.enumerated() where high.contains(i / perLayer) {
+            plan.matrices[path]!.bits = [Int](repeating: highBits, count: groups)  // every path is in the uniform plan
+        }
+        plan.provenance = Provenance(method: "q-bert", achievedMiB: plan.sizeMiB, notes: [
+            "mix": "\(lowBits)/\(highBits)",
+            "high_blocks": order.prefix(layers / 2).sorted().map(String.init).joined(separator: ","),
+            "omega": omega.map { String(format: "%.6g", $0) }.joined(separator: ","),
+        ])
+        return plan
+    }
+}

@@ -1,13 +1,14 @@
 import AQBert
 import AQQuant
+import AQTasks
 import ArgumentParser
 import Foundation
 
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
-        abstract: "Make bit plans: uniform b-bit, or the random control with another plan's histograms.",
-        subcommands: [Uniform.self, Random.self]
+        abstract: "Make bit plans: uniform b-bit, Q-BERT mixed precision, or the random control with another plan's histograms.",
+        subcommands: [Uniform.self, QBERT.self, Random.self]
     )
 
     struct Uniform: ParsableCommand {
@@ -25,6 +26,42 @@ struct PlanCommand: ParsableCommand {
             try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
             print(String(format: "uniform %d-bit plan: %.3f MiB, %d matrices x %d groups -> %@", bits, plan.sizeMiB,
                          plan.matrices.count, groups, output))
+        }
+    }
+
+    struct QBERT: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "qbert",
+            abstract: "Q-BERT-MP: the more sensitive half of the encoder blocks (by Omega) at the higher width.",
+            discussion: "--mix 2/3 puts the top half of the blocks by Omega (aqbert sensitivity) at 3 bits and the rest at 2; 2/4 likewise at 4.")
+        @Option(help: "Sensitivity file from aqbert sensitivity.") var sensitivity: String
+        @Option(help: "Low/high bit-widths, e.g. 2/3 or 2/4.") var mix: String
+        @Option(help: "A Hugging Face BERT directory (matrix shapes).") var model: String
+        @Option(help: "Row groups per matrix (must divide every matrix's rows).") var groups: Int = 128
+        @Option(help: "Plan file to write.") var output: String
+
+        func run() throws {
+            let parts = mix.split(separator: "/").map { Int($0) }
+            guard parts.count == 2, let low = parts[0], let high = parts[1], (0...8).contains(low), (1...8).contains(high), low < high else {
+                throw CLIError("--mix must be two bit-widths LOW/HIGH with LOW < HIGH <= 8, e.g. 2/3 or 2/4; got '\(mix)'")
+            }
+            let report: SensitivityReport
+            do { report = try SensitivityReport.read(URL(fileURLWithPath: sensitivity)) } catch { throw CLIError("--sensitivity: \(error)") }
+            if !report.complete {
+                TextIO.warn("\(sensitivity) is unfinished (\(report.eigenvalues.count) of \(report.configuration.subsets) subsets): Omega uses those")
+            }
+            guard !report.eigenvalues.isEmpty else { throw CLIError("--sensitivity \(sensitivity) has no finished subset yet") }
+            let m = try TextIO.loadModel(try TextIO.modelDirectory(model))
+            var plan: BitPlan
+            do { plan = try BitPlan.qbert(model: m, omega: report.omega, lowBits: low, highBits: high, groups: groups) } catch {
+                throw CLIError("\(error)")
+            }
+            plan.provenance.task = report.task
+            plan.provenance.seed = report.configuration.seed
+            plan.provenance.dataSHA256 = report.dataSHA256
+            try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
+            print(String(format: "Q-BERT %d/%d plan: blocks %@ at %d bits, %.3f MiB (%.3f average bits) -> %@", low, high,
+                         plan.provenance.notes["high_blocks"] ?? "", high, plan.sizeMiB, plan.averageBits, output))
         }
     }
 

@@ -134,7 +134,7 @@ struct FinetuneCommand: ParsableCommand {
 
 /// Loads a fine-tuned model and the task's evaluation data.
 private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?, docStride: Int?,
-                               planPath: String? = nil) throws
+                               planPath: String? = nil, calibration: (path: String, rows: Int)? = nil) throws
     -> (BertTaskModel, RunnableTask, TrainingArguments) {
     common.apply()
     var a = TrainingArguments.defaults(for: common.task)
@@ -168,8 +168,24 @@ private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqL
         let plan = try TextIO.loadPlan(planPath)
         do {
             let q = try QuantizedBert(plan: plan, model: model)
-            q.training = true  // calibrate the activation ranges on the evaluation data's first batches
-            _ = try pipeline.report(model: model, batchSize: 64)
+            // The 8-bit activation ranges: running min/max over the first rows of the calibration
+            // (training) data, else over the evaluation inputs (their labels are not used).
+            q.training = true
+            if let calibration {
+                let url = try TextIO.existingFile(calibration.path, option: "--calibration")
+                let rows = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: url, evaluation: url,
+                                                  modelLabels: common.task == .squad ? nil : modelLabels).trainFeatures
+                let used = Array(rows.prefix(max(1, calibration.rows)))
+                try validate(used, for: model.config)
+                model.training = false
+                for start in stride(from: 0, to: used.count, by: 32) {
+                    _ = model.forward(FeatureBatch(Array(used[start..<min(used.count, start + 32)]), padId: tokenizer.padTokenId).inputs,
+                                      tape: .inference)
+                }
+            } else {
+                TextIO.warn("calibrating the activation ranges on the evaluation inputs; pass --calibration TRAIN_FILE to keep them out of it")
+                _ = try pipeline.report(model: model, batchSize: 64)
+            }
             q.training = false
         } catch let e as PlanError { throw CLIError("--plan \(planPath): \(e)") }
     } else {
@@ -190,11 +206,18 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
     @Option(help: "SQuAD window overlap in tokens (default 128).") var docStride: Int?
     @Option(help: "Apply this bit plan to an fp32 model first (no retraining: DirectQ).") var plan: String?
+    @Option(help: "With --plan: training data whose first rows calibrate the 8-bit activation ranges.") var calibration: String?
+    @Option(help: "Rows of --calibration used.") var calibrationRows: Int = 1024
     @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        if calibration != nil && plan == nil { throw ValidationError("--calibration needs --plan (a quantization-aware model has its ranges)") }
+        if calibrationRows < 1 { throw ValidationError("--calibration-rows must be at least 1") }
+    }
 
     func run() throws {
         let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride,
-                                                         planPath: plan)
+                                                         planPath: plan, calibration: calibration.map { ($0, calibrationRows) })
         let report = try pipeline.report(model: model, batchSize: max(1, batchSize))
         print(json ? report.json : report.table)
     }

@@ -220,6 +220,63 @@ final class FinetuneCommandTests: XCTestCase {
                         contains: "--second-order")
     }
 
+    /// Q-BERT end to end: sensitivity (resumable per subset, byte-identical after a kill),
+    /// plan qbert from it, and DirectQ (evaluate --plan) of that plan.
+    func testSensitivityQBERTPlanAndDirectQ() throws {
+        let fp32 = dir.appendingPathComponent("fp32")
+        XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
+        func args(_ out: URL) -> [String] {
+            ["sensitivity", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--subsets", "3", "--fraction", "0.1",
+             "--max-iterations", "4", "--batch-size", "8", "--threads", "1", "--output", out.path]
+        }
+        let a = dir.appendingPathComponent("sens-a.json"), b = dir.appendingPathComponent("sens-b.json")
+        let r = try CLI.run(args(a))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Omega per block"), r.stdout)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: a)) as! [String: Any]
+        XCTAssertEqual(report["version"] as? Int, 1)
+        XCTAssertEqual(report["complete"] as? Bool, true)
+        XCTAssertEqual(report["subset_rows"] as? Int, 24)
+        let eigen = report["eigenvalues"] as! [[[String: Any]]]
+        XCTAssertEqual(eigen.count, 3)
+        XCTAssertTrue(eigen.allSatisfy { $0.count == 2 }, "two encoder blocks")
+        let omega = report["omega"] as! [Double]
+        XCTAssertEqual(omega.count, 2)
+        XCTAssertTrue(omega.allSatisfy { $0.isFinite && $0 > 0 }, "\(omega)")
+
+        // Killed once the first subset is written, resumed: the same file.
+        XCTAssertEqual(try CLI.killAfter(args(b), fileAppears: b), .uncaughtSignal)
+        let partial = try JSONSerialization.jsonObject(with: Data(contentsOf: b)) as! [String: Any]
+        XCTAssertEqual(partial["complete"] as? Bool, false)
+        assertUserError(try CLI.run(args(b)), contains: "--resume")
+        let resumed = try CLI.run(args(b) + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try Data(contentsOf: b), try Data(contentsOf: a))
+        assertUserError(try CLI.run(args(b).map { $0 == "4" ? "5" : $0 } + ["--resume"]), contains: "another configuration")
+
+        // plan qbert: the block with the larger Omega at 3 bits, the other at 2.
+        let plan = dir.appendingPathComponent("qbert.json")
+        let p = try CLI.run(["plan", "qbert", "--sensitivity", a.path, "--mix", "2/3", "--model", fp32.path, "--groups", "1",
+                             "--output", plan.path])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        let planObject = try JSONSerialization.jsonObject(with: Data(contentsOf: plan)) as! [String: Any]
+        let matrices = planObject["matrices"] as! [String: [String: Any]]
+        let high = omega[1] > omega[0] ? 1 : 0
+        for (path, m) in matrices {
+            XCTAssertEqual(m["bits"] as? [Int], [path.contains("layer.\(high).") ? 3 : 2], path)
+        }
+        assertUserError(try CLI.run(["plan", "qbert", "--sensitivity", a.path, "--mix", "3/2", "--model", fp32.path,
+                                     "--output", plan.path]), contains: "--mix")
+        assertUserError(try CLI.run(["plan", "qbert", "--sensitivity", train.path, "--mix", "2/3", "--model", fp32.path,
+                                     "--output", plan.path]), contains: "not a sensitivity file")
+
+        // DirectQ: the plan applied to the fp32 model, ranges calibrated on training data.
+        let e = try CLI.run(["evaluate", "--model", fp32.path, "--task", "sst2", "--data", dev.path, "--plan", plan.path,
+                             "--calibration", train.path, "--json"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertNotNil((try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Any])?["metrics"])
+    }
+
     /// Sentence pairs on a model with one token type: a clear error, not a trap in the kernel.
     func testPairsOnASingleTokenTypeModelAreRefused() throws {
         let c = model.appendingPathComponent("config.json")

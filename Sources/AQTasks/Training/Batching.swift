@@ -28,6 +28,17 @@ public struct FeatureBatch {
     }
 }
 
+extension BertTaskModel {
+    /// The task's training loss on a batch: start/end cross-entropy for question answering,
+    /// cross-entropy over the labels (ignore index -100) otherwise. logits: the model's output.
+    public func taskLoss(_ logits: Tensor, batch: FeatureBatch, tape: Tape) -> Tensor {
+        if architecture == .questionAnswering {
+            return spanLoss(logits, startPositions: batch.startPositions ?? [], endPositions: batch.endPositions ?? [], tape: tape)
+        }
+        return classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
+    }
+}
+
 /// Deterministic batch order: a permutation of `0..<count` from (seed, epoch), cut into
 /// consecutive batches. The same seed gives the same batches after a resume.
 public func epochBatches(count: Int, batchSize: Int, seed: UInt64, epoch: Int, shuffle: Bool) -> [[Int]] {

@@ -68,11 +68,7 @@ public struct SearchRunner {
         let search = BilevelSearch(model: model, network: network, configuration: configuration, trainCount: train.count,
                                    validationCount: val.count) { idx, isVal, tape in
             let batch = FeatureBatch(idx.map { (isVal ? val : train)[$0] }, padId: padId)
-            let logits = model.forward(batch.inputs, tape: tape)
-            if model.architecture == .questionAnswering {
-                return model.spanLoss(logits, startPositions: batch.startPositions ?? [], endPositions: batch.endPositions ?? [], tape: tape)
-            }
-            return model.classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
+            return model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
         }
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]

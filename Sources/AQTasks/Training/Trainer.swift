@@ -185,13 +185,7 @@ public final class Trainer {
 
     func lossOf(_ batch: FeatureBatch, tape: Tape) -> Tensor {
         let logits = model.forward(batch.inputs, tape: tape)
-        let hard: Tensor
-        switch model.architecture {
-        case .questionAnswering:
-            hard = model.spanLoss(logits, startPositions: batch.startPositions ?? [], endPositions: batch.endPositions ?? [], tape: tape)
-        default:
-            hard = model.classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
-        }
+        let hard = model.taskLoss(logits, batch: batch, tape: tape)
         guard let teacher else { return hard }
         let alpha = arguments.distillAlpha ?? 0.5, t = arguments.distillTemperature ?? 2
         teacher.training = false
