@@ -12,7 +12,7 @@ struct AQBertCommand: ParsableCommand {
         version: aqbertVersion,
         subcommands: [TokenizeCommand.self, EncodeCommand.self, FinetuneCommand.self, EvaluateCommand.self,
                       PredictCommand.self, ScoreCommand.self, SplitCommand.self, PlanCommand.self, InspectCommand.self,
-                      SearchCommand.self, SensitivityCommand.self, RetrainCommand.self, ExportCommand.self,
+                      SearchCommand.self, SensitivityCommand.self, RetrainCommand.self, ExportCommand.self, CompareCommand.self,
                       BenchCommand.self]
     )
 

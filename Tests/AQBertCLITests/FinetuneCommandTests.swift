@@ -277,6 +277,50 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertNotNil((try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Any])?["metrics"])
     }
 
+    /// compare: every method at a whole and a half budget, the tables and pictures, and a second
+    /// run that resumes (re-runs nothing).
+    func testCompareRunsEveryMethodAndResumes() throws {
+        let out = dir.appendingPathComponent("compare")
+        let args = ["compare", "--model", model.path, "--task", "sst2", "--train", train.path, "--dev", dev.path,
+                    "--budgets", "2,2.5", "--epochs", "1", "--lr", "1e-3", "--batch-size", "8", "--search-epochs", "2",
+                    "--groups", "1", "--sensitivity-subsets", "2", "--sensitivity-iterations", "3", "--threads", "1",
+                    "--output", out.path]
+        let r = try CLI.run(args)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let results = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as! [String: Any]
+        let rows = try XCTUnwrap(results["rows"] as? [[String: Any]])
+        let keys = rows.map { "\($0["method"]!)@\(($0["budget_bits"] as? Double).map { String($0) } ?? "-")" }
+        XCTAssertEqual(keys, ["fp32@-", "qbert@2.5", "random@2.5", "aq-bert@2.5", "directq@2.0", "uniform@2.0", "random@2.0", "aq-bert@2.0"])
+        for row in rows {
+            let metric = row["metric_mean"] as? Double ?? -1
+            XCTAssertTrue(metric >= 0 && metric <= 100, "\(row)")
+        }
+        let qbert = try XCTUnwrap(rows.first { $0["method"] as? String == "qbert" })
+        XCTAssertEqual(qbert["avg_bits"] as? Double ?? 0, 2.5, accuracy: 1e-9)
+        let uniform = try XCTUnwrap(rows.first { $0["method"] as? String == "uniform" })
+        XCTAssertEqual(uniform["avg_bits"] as? Double ?? 0, 2, accuracy: 1e-9)
+        let md = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
+        XCTAssertTrue(md.contains("| AQ-BERT (searched, QAT) | 2 |"), md)
+        XCTAssertTrue(md.contains("AQ-BERT minus each baseline"), md)
+        for picture in ["size_vs_metric.svg", "bitmap.svg"] {
+            let svg = try String(contentsOf: out.appendingPathComponent(picture), encoding: .utf8)
+            XCTAssertTrue(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"), picture)
+        }
+        let bitmap = try String(contentsOf: out.appendingPathComponent("bitmap.svg"), encoding: .utf8)
+        XCTAssertTrue(bitmap.contains("block 1") && bitmap.contains("FFN out"), bitmap)
+        let commands = try String(contentsOf: out.appendingPathComponent("commands.sh"), encoding: .utf8)
+        XCTAssertTrue(commands.contains(" retrain ") && commands.contains(" sensitivity ") && commands.contains(" search "), commands)
+
+        // Run again: every step is finished, nothing runs, the same results.
+        let again = try CLI.run(args)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try String(contentsOf: out.appendingPathComponent("commands.sh"), encoding: .utf8), commands)
+        let results2 = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as! [String: Any]
+        XCTAssertEqual((results2["rows"] as! [[String: Any]]).count, rows.count)
+        assertUserError(try CLI.run(args.map { $0 == "2,2.5" ? "2,x" : $0 }), contains: "--budgets")
+        assertUserError(try CLI.run(args + ["--methods", "fp32,qbrt"]), contains: "--methods")
+    }
+
     /// Sentence pairs on a model with one token type: a clear error, not a trap in the kernel.
     func testPairsOnASingleTokenTypeModelAreRefused() throws {
         let c = model.appendingPathComponent("config.json")
