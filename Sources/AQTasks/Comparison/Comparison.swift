@@ -21,6 +21,18 @@ public enum ComparisonMethod: String, Codable, CaseIterable, Sendable {
         }
     }
 
+    /// The legend's label.
+    public var shortTitle: String {
+        switch self {
+        case .fp32: return "fp32"
+        case .directQ: return "DirectQ"
+        case .uniform: return "Q-BERT (uniform QAT)"
+        case .qbert: return "Q-BERT-MP"
+        case .random: return "random plan"
+        case .aqBERT: return "AQ-BERT"
+        }
+    }
+
     /// How the method reaches an average of `bits` per encoder weight, or nil when it cannot:
     /// uniform widths need a whole number; Q-BERT-MP's half-and-half mix 2/h averages (2 + h) / 2.
     public func setting(forBudget bits: Double) -> String? {
@@ -100,6 +112,8 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
     public var seeds: [UInt64]
     /// The resolved settings (model, data, epochs, optimiser, ...), for the record.
     public var settings: [String: String]
+    /// The search's budget band (relative): a searched plan outside it is flagged in the table.
+    public var tolerance = 0.02
     public var runs: [ComparisonRun]
     public var rows: [ComparisonRow]
 
@@ -114,7 +128,7 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, task, metric, budgets, seeds, settings, runs, rows
+        case version, task, metric, budgets, seeds, settings, tolerance, runs, rows
     }
 
     /// fp32 first, then per budget (largest first, as the paper's Table 1) each method in order.
@@ -147,6 +161,12 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
             s += "| \(r.method.title) | \(r.budgetBits.map { String(format: "%g", $0) } ?? "-") | "
                 + String(format: "%.3f | %.3f | %.1f%% | ", r.sizeMiB, r.averageBits, 100 * r.prunedFraction)
                 + "\(value) | \(r.seeds) |\n"
+        }
+        // A searched plan that missed its budget is not a comparison at that size: say so.
+        let missed = rows.filter { r in r.method == .aqBERT && r.budgetBits.map { abs(r.averageBits - $0) > tolerance * $0 } == true }
+        for r in missed {
+            s += String(format: "\nNote: the AQ-BERT plans at %g bits average %.3f bits, outside the +-%.0f%% band (too few search steps?): their row is not at that size.\n",
+                        r.budgetBits!, r.averageBits, 100 * tolerance)
         }
         var margins: [String] = []
         for b in budgets.sorted(by: >) {
@@ -208,7 +228,7 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
                 s += Plot.marker(index: i, x: x, y: py(p.metricMean), color: color)
             }
             s += Plot.marker(index: i, x: width - right + 26, y: legendY, color: color)
-            s += Plot.text(x: width - right + 42, y: legendY + 4, method.title, size: 11, anchor: "start")
+            s += Plot.text(x: width - right + 42, y: legendY + 4, method.shortTitle, size: 11, anchor: "start")
             legendY += 20
         }
         return s + "</svg>\n"
