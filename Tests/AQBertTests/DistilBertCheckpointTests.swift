@@ -87,6 +87,37 @@ final class DistilBertCheckpointTests: XCTestCase {
         XCTAssertEqual(Set(baseReport.unused), ["qa_outputs.weight", "qa_outputs.bias"])
     }
 
+    /// Pre-trained DistilBERTs are published as DistilBertForMaskedLM: the encoder loads, the
+    /// MLM head is reported unused, and a task head is initialised.
+    func testMaskedLMCheckpointLoadsItsEncoder() throws {
+        let dir = try copy("tiny-distilbert-seqcls") { t in
+            t.removeValue(forKey: "pre_classifier.weight")
+            t.removeValue(forKey: "pre_classifier.bias")
+            t.removeValue(forKey: "classifier.weight")
+            t.removeValue(forKey: "classifier.bias")
+            t["vocab_transform.weight"] = ([32, 32], [Float](repeating: 0, count: 32 * 32))
+            t["vocab_transform.bias"] = ([32], [Float](repeating: 0, count: 32))
+            t["vocab_layer_norm.weight"] = ([32], [Float](repeating: 1, count: 32))
+            t["vocab_layer_norm.bias"] = ([32], [Float](repeating: 0, count: 32))
+            t["vocab_projector.bias"] = ([99], [Float](repeating: 0, count: 99))
+        }
+        let configURL = dir.appendingPathComponent("config.json")
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        object["architectures"] = ["DistilBertForMaskedLM"]
+        object.removeValue(forKey: "id2label")
+        object.removeValue(forKey: "label2id")
+        try JSONSerialization.data(withJSONObject: object).write(to: configURL)
+        let (bare, report) = try BertTaskModel.load(directory: dir)
+        XCTAssertEqual(bare.architecture, .base)
+        XCTAssertEqual(report.initialized, [])
+        XCTAssertEqual(Set(report.unused), ["vocab_transform.weight", "vocab_transform.bias", "vocab_layer_norm.weight",
+                                            "vocab_layer_norm.bias", "vocab_projector.bias"])
+        let (seq, seqReport) = try BertTaskModel.load(directory: dir, architecture: .sequenceClassification, numLabels: 2)
+        XCTAssertEqual(seqReport.initialized, ["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"])
+        let batch = BertBatch(sequences: [[2, 5, 6, 3]])
+        XCTAssertEqual(seq.bert.encode(batch, tape: .inference).array, bare.bert.encode(batch, tape: .inference).array)
+    }
+
     func testCheckpointErrorsNameTheTensor() throws {
         let missing = try copy("tiny-distilbert-seqcls") { $0.removeValue(forKey: "distilbert.transformer.layer.1.attention.v_lin.weight") }
         assertLoadError(missing, contains: "missing tensor distilbert.transformer.layer.1.attention.v_lin.weight")
