@@ -15,12 +15,23 @@ public enum HiddenActivation: String, Sendable, Codable, CaseIterable {
     public var isTanhApproximation: Bool { self == .geluNew || self == .geluPytorchTanh || self == .geluFast }
 }
 
-/// The `config.json` of a Hugging Face BERT (or a BertConfig-shaped) model.
+/// The Hugging Face model family a config describes. It decides the config keys, the checkpoint
+/// names and the few places the networks differ (Docs/ARCHITECTURE.md, "DistilBERT").
+public enum ModelFamily: String, Sendable, Equatable, CaseIterable {
+    /// `BertModel` and the `BertFor*` heads (also RoBERTa-shaped configs).
+    case bert
+    /// `DistilBertModel` and the `DistilBertFor*` heads: no token types, no pooler.
+    case distilBert = "distilbert"
+}
+
+/// The `config.json` of a Hugging Face BERT (or a BertConfig-shaped) model, or of a DistilBERT
+/// (`BertConfig+DistilBert.swift` maps its keys onto these fields).
 ///
 /// Decoding is strict where a wrong value would silently change the network (activation,
 /// position embeddings, shapes); keys aqbert does not use are kept in `extra` and written
 /// back unchanged, so a saved directory stays loadable by transformers.
 public struct BertConfig: Sendable, Equatable {
+    public var family: ModelFamily
     public var vocabSize: Int
     public var hiddenSize: Int
     public var numHiddenLayers: Int
@@ -30,11 +41,16 @@ public struct BertConfig: Sendable, Equatable {
     public var hiddenDropoutProb: Float
     public var attentionProbsDropoutProb: Float
     public var maxPositionEmbeddings: Int
+    /// 0 for DistilBERT, which has no token-type embeddings (its `token_type_ids` are ignored).
     public var typeVocabSize: Int
     public var initializerRange: Float
     public var layerNormEps: Float
     public var padTokenId: Int
     public var classifierDropout: Float?
+    /// DistilBERT only: `seq_classif_dropout` (after pre_classifier + ReLU) and `qa_dropout`
+    /// (before qa_outputs).
+    public var seqClassifDropout: Float?
+    public var qaDropout: Float?
     public var architectures: [String]?
     /// Label names by class index (from `id2label`), if the config has them.
     public var id2label: [Int: String]?
@@ -43,11 +59,27 @@ public struct BertConfig: Sendable, Equatable {
 
     public var headSize: Int { hiddenSize / numAttentionHeads }
     public var numLabels: Int? { id2label.map { $0.count } }
+    public var hasTokenTypes: Bool { typeVocabSize > 0 }
+
+    /// Dropout probability in front of a task head, as transformers places it: BERT
+    /// `classifier_dropout ?? hidden_dropout_prob` (none for QA); DistilBERT `seq_classif_dropout`,
+    /// `dropout` (token classification), `qa_dropout`.
+    public func headDropout(for architecture: BertArchitecture) -> Float {
+        switch (family, architecture) {
+        case (_, .base): return 0
+        case (.bert, .questionAnswering): return 0
+        case (.bert, _): return classifierDropout ?? hiddenDropoutProb
+        case (.distilBert, .sequenceClassification): return seqClassifDropout ?? 0.2
+        case (.distilBert, .tokenClassification): return hiddenDropoutProb
+        case (.distilBert, .questionAnswering): return qaDropout ?? 0.1
+        }
+    }
 
     public init(vocabSize: Int = 30522, hiddenSize: Int = 768, numHiddenLayers: Int = 12, numAttentionHeads: Int = 12,
                 intermediateSize: Int = 3072, hiddenAct: HiddenActivation = .gelu, hiddenDropoutProb: Float = 0.1,
                 attentionProbsDropoutProb: Float = 0.1, maxPositionEmbeddings: Int = 512, typeVocabSize: Int = 2,
                 initializerRange: Float = 0.02, layerNormEps: Float = 1e-12, padTokenId: Int = 0) {
+        self.family = .bert
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.numHiddenLayers = numHiddenLayers
@@ -62,6 +94,8 @@ public struct BertConfig: Sendable, Equatable {
         self.layerNormEps = layerNormEps
         self.padTokenId = padTokenId
         self.classifierDropout = nil
+        self.seqClassifDropout = nil
+        self.qaDropout = nil
         self.architectures = nil
         self.id2label = nil
         self.extra = ["model_type": .string("bert")]
@@ -113,61 +147,36 @@ public struct BertConfig: Sendable, Equatable {
         guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
             throw BertError("\(source): not a JSON object")
         }
-        func int(_ k: String, _ def: Int?) throws -> Int {
-            guard let v = dict[k], !(v is NSNull) else {
-                if let def { return def }
-                throw BertError("\(source): missing required key \"\(k)\"")
-            }
-            guard !isJSONBool(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() else {
-                throw BertError("\(source): \"\(k)\" must be an integer, got \(v)")
-            }
-            return n.intValue
-        }
-        func float(_ k: String, _ def: Float) throws -> Float {
-            guard let v = dict[k], !(v is NSNull) else { return def }
-            guard !isJSONBool(v), let n = v as? NSNumber else { throw BertError("\(source): \"\(k)\" must be a number, got \(v)") }
-            return n.floatValue
+        let r = ConfigReader(dict: dict, source: source)
+        if let mt = dict[Key.modelType] as? String, mt == ModelFamily.distilBert.rawValue {
+            self = try BertConfig(distilBert: r)
+            return
         }
         if let mt = dict[Key.modelType] as? String, !["bert", "roberta", "camembert", "xlm-roberta"].contains(mt) {
-            throw BertError("\(source): model_type \"\(mt)\" is not a BERT model")
+            throw BertError("\(source): model_type \"\(mt)\" is not a BERT or DistilBERT model")
         }
         self.init()
-        vocabSize = try int(Key.vocabSize, nil)
-        hiddenSize = try int(Key.hiddenSize, nil)
-        numHiddenLayers = try int(Key.numHiddenLayers, nil)
-        numAttentionHeads = try int(Key.numAttentionHeads, nil)
-        intermediateSize = try int(Key.intermediateSize, nil)
-        maxPositionEmbeddings = try int(Key.maxPositionEmbeddings, 512)
-        typeVocabSize = try int(Key.typeVocabSize, 2)
-        padTokenId = try int(Key.padTokenId, 0)
-        hiddenDropoutProb = try float(Key.hiddenDropoutProb, 0.1)
-        attentionProbsDropoutProb = try float(Key.attentionProbsDropoutProb, 0.1)
-        initializerRange = try float(Key.initializerRange, 0.02)
-        layerNormEps = try float(Key.layerNormEps, 1e-12)
-        if let v = dict[Key.classifierDropout], !(v is NSNull) { classifierDropout = try float(Key.classifierDropout, 0.1) }
-        let act = (dict[Key.hiddenAct] as? String) ?? "gelu"
-        guard let a = HiddenActivation(rawValue: act) else {
-            throw BertError("\(source): unsupported hidden_act \"\(act)\" (supported: \(HiddenActivation.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
-        hiddenAct = a
+        vocabSize = try r.int(Key.vocabSize, nil)
+        hiddenSize = try r.int(Key.hiddenSize, nil)
+        numHiddenLayers = try r.int(Key.numHiddenLayers, nil)
+        numAttentionHeads = try r.int(Key.numAttentionHeads, nil)
+        intermediateSize = try r.int(Key.intermediateSize, nil)
+        maxPositionEmbeddings = try r.int(Key.maxPositionEmbeddings, 512)
+        typeVocabSize = try r.int(Key.typeVocabSize, 2)
+        padTokenId = try r.int(Key.padTokenId, 0)
+        hiddenDropoutProb = try r.float(Key.hiddenDropoutProb, 0.1)
+        attentionProbsDropoutProb = try r.float(Key.attentionProbsDropoutProb, 0.1)
+        initializerRange = try r.float(Key.initializerRange, 0.02)
+        layerNormEps = try r.float(Key.layerNormEps, 1e-12)
+        if let v = dict[Key.classifierDropout], !(v is NSNull) { classifierDropout = try r.float(Key.classifierDropout, 0.1) }
+        hiddenAct = try r.activation(Key.hiddenAct)
         if let pe = dict[Key.positionEmbeddingType] {
             guard let s = pe as? String, s == "absolute" else {
                 throw BertError("\(source): unsupported position_embedding_type \"\(pe)\" (only \"absolute\" is implemented)")
             }
         }
         architectures = dict[Key.architectures] as? [String]
-        if let labels = dict[Key.id2label] as? [String: Any] {
-            var m: [Int: String] = [:]
-            for (k, v) in labels {
-                guard let i = Int(k), i >= 0, let name = v as? String else { throw BertError("\(source): malformed id2label entry \"\(k)\"") }
-                m[i] = name
-            }
-            guard Set(m.keys) == Set(0..<m.count) else { throw BertError("\(source): id2label ids must be 0..<\(m.count)") }
-            id2label = m
-        } else if dict[Key.numLabels] != nil {
-            let n = try int(Key.numLabels, nil)
-            id2label = Dictionary(uniqueKeysWithValues: (0..<n).map { ($0, "LABEL_\($0)") })
-        }
+        id2label = try r.labels()
         extra = [:]
         for (k, v) in dict where !Key.all.contains(k) { extra[k] = JSONValue(any: v) }
         try validate(source: source)
@@ -175,6 +184,7 @@ public struct BertConfig: Sendable, Equatable {
 
     /// Shape sanity checks (clear errors instead of traps later).
     public func validate(source: String = "config") throws {
+        if family == .distilBert { return try validateDistilBert(source: source) }
         for (k, v) in [(Key.vocabSize, vocabSize), (Key.hiddenSize, hiddenSize), (Key.numHiddenLayers, numHiddenLayers),
                        (Key.numAttentionHeads, numAttentionHeads), (Key.intermediateSize, intermediateSize),
                        (Key.maxPositionEmbeddings, maxPositionEmbeddings), (Key.typeVocabSize, typeVocabSize)] where v <= 0 {
@@ -192,6 +202,7 @@ public struct BertConfig: Sendable, Equatable {
 
     /// The JSON object transformers writes (sorted keys, 2-space indent).
     public func jsonData() throws -> Data {
+        if family == .distilBert { return try distilBertJSONData() }
         var d: [String: Any] = [:]
         for (k, v) in extra { d[k] = v.any }
         d[Key.vocabSize] = vocabSize
@@ -210,12 +221,73 @@ public struct BertConfig: Sendable, Equatable {
         d[Key.classifierDropout] = classifierDropout.map { Double($0) as Any } ?? NSNull()
         if d[Key.modelType] == nil { d[Key.modelType] = "bert" }
         if d[Key.positionEmbeddingType] == nil { d[Key.positionEmbeddingType] = "absolute" }
+        writeLabels(into: &d)
+        return try JSONSerialization.data(withJSONObject: d, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// `architectures`, `id2label` and `label2id` (the same keys in both families).
+    func writeLabels(into d: inout [String: Any]) {
         if let architectures { d[Key.architectures] = architectures }
         if let id2label {
             d[Key.id2label] = Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) })
             d[Key.label2id] = Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) })
         }
-        return try JSONSerialization.data(withJSONObject: d, options: [.prettyPrinted, .sortedKeys])
+    }
+}
+
+/// Typed reads from a config JSON object; every failure is a one-line `BertError` naming the key.
+struct ConfigReader {
+    let dict: [String: Any]
+    let source: String
+
+    /// An integer; `def` when absent or null (nil: the key is required).
+    func int(_ k: String, _ def: Int?) throws -> Int {
+        guard let v = dict[k], !(v is NSNull) else {
+            if let def { return def }
+            throw BertError("\(source): missing required key \"\(k)\"")
+        }
+        guard !isJSONBool(v), let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() else {
+            throw BertError("\(source): \"\(k)\" must be an integer, got \(v)")
+        }
+        return n.intValue
+    }
+
+    func float(_ k: String, _ def: Float) throws -> Float {
+        guard let v = dict[k], !(v is NSNull) else { return def }
+        guard !isJSONBool(v), let n = v as? NSNumber else { throw BertError("\(source): \"\(k)\" must be a number, got \(v)") }
+        return n.floatValue
+    }
+
+    func bool(_ k: String, _ def: Bool) throws -> Bool {
+        guard let v = dict[k], !(v is NSNull) else { return def }
+        guard isJSONBool(v), let b = v as? Bool else { throw BertError("\(source): \"\(k)\" must be true or false, got \(v)") }
+        return b
+    }
+
+    /// The activation named by key `k` (default "gelu").
+    func activation(_ k: String) throws -> HiddenActivation {
+        let act = (dict[k] as? String) ?? "gelu"
+        guard let a = HiddenActivation(rawValue: act) else {
+            throw BertError("\(source): unsupported \(k) \"\(act)\" (supported: \(HiddenActivation.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return a
+    }
+
+    /// Label names from `id2label`, or `LABEL_i` for `num_labels`; nil when neither is present.
+    func labels() throws -> [Int: String]? {
+        if let labels = dict[BertConfig.Key.id2label] as? [String: Any] {
+            var m: [Int: String] = [:]
+            for (k, v) in labels {
+                guard let i = Int(k), i >= 0, let name = v as? String else { throw BertError("\(source): malformed id2label entry \"\(k)\"") }
+                m[i] = name
+            }
+            guard Set(m.keys) == Set(0..<m.count) else { throw BertError("\(source): id2label ids must be 0..<\(m.count)") }
+            return m
+        } else if dict[BertConfig.Key.numLabels] != nil {
+            let n = try int(BertConfig.Key.numLabels, nil)
+            return Dictionary(uniqueKeysWithValues: (0..<n).map { ($0, "LABEL_\($0)") })
+        }
+        return nil
     }
 }
 

@@ -46,7 +46,7 @@ public struct BertBatch: Sendable {
         if let bad = inputIds.first(where: { $0 < 0 || Int($0) >= config.vocabSize }) {
             throw BertError("token id \(bad) outside the vocabulary (vocab_size \(config.vocabSize))")
         }
-        if let bad = tokenTypeIds.first(where: { $0 < 0 || Int($0) >= config.typeVocabSize }) {
+        if config.hasTokenTypes, let bad = tokenTypeIds.first(where: { $0 < 0 || Int($0) >= config.typeVocabSize }) {
             throw BertError("token type id \(bad) outside 0..<\(config.typeVocabSize)")
         }
     }
@@ -54,18 +54,23 @@ public struct BertBatch: Sendable {
 
 /// Word + position + token-type embeddings, LayerNorm, dropout.
 public final class BertEmbeddings: Module {
-    public let word: Embedding, position: Embedding, tokenType: Embedding
+    public let word: Embedding, position: Embedding
+    /// nil for DistilBERT (no token types).
+    public let tokenType: Embedding?
     public let norm: LayerNorm
 
     init(_ c: BertConfig) {
         word = Embedding(count: c.vocabSize, dimension: c.hiddenSize, paddingIndex: c.padTokenId)
         position = Embedding(count: c.maxPositionEmbeddings, dimension: c.hiddenSize)
-        tokenType = Embedding(count: c.typeVocabSize, dimension: c.hiddenSize)
+        tokenType = c.hasTokenTypes ? Embedding(count: c.typeVocabSize, dimension: c.hiddenSize) : nil
         norm = LayerNorm(dimension: c.hiddenSize, eps: c.layerNormEps)
     }
 
+    /// Every lookup table: word, position and (BERT) token type.
+    public var tables: [Embedding] { [word, position] + (tokenType.map { [$0] } ?? []) }
+
     public var namedParameters: [(path: String, tensor: Tensor)] {
-        word.prefixed("word") + position.prefixed("position") + tokenType.prefixed("tokenType") + norm.prefixed("norm")
+        word.prefixed("word") + position.prefixed("position") + (tokenType?.prefixed("tokenType") ?? []) + norm.prefixed("norm")
     }
 }
 
@@ -98,12 +103,15 @@ public final class BertLayer: Module {
     }
 }
 
-/// The BERT encoder with its pooler (transformers `BertModel`).
+/// The BERT encoder with its pooler (transformers `BertModel`), or a DistilBERT encoder
+/// (`DistilBertModel`: no token types, no dropout after the attention output; its "pooler" is
+/// the sequence classifier's `pre_classifier`, ReLU instead of tanh).
 public final class BertModel: Module {
     public let config: BertConfig
     public let embeddings: BertEmbeddings
     public let layers: [BertLayer]
-    /// Pooler dense layer (tanh of the first token); nil for checkpoints saved without one.
+    /// Pooler dense layer (tanh of the first token; DistilBERT's pre_classifier, ReLU); nil for
+    /// checkpoints saved without one.
     public let pooler: Linear?
     /// Dropout is active when true.
     public var training = false
@@ -130,7 +138,7 @@ public final class BertModel: Module {
         let std = config.initializerRange
         embeddings.word.initialize(std: std, paddingIndex: config.padTokenId, generator: &g)
         embeddings.position.initialize(std: std, paddingIndex: nil, generator: &g)
-        embeddings.tokenType.initialize(std: std, paddingIndex: nil, generator: &g)
+        embeddings.tokenType?.initialize(std: std, paddingIndex: nil, generator: &g)
         for l in layers { for d in l.denseLayers { d.initialize(std: std, generator: &g) } }
         pooler?.initialize(std: std, generator: &g)
     }
@@ -146,15 +154,20 @@ public final class BertModel: Module {
         let positions = (0..<b).flatMap { _ in (0..<t).map(Int32.init) }
         var h = embeddings.word(batch.inputIds, shape: [b, t], tape: tape)
         h = tape.add(h, embeddings.position(positions, shape: [b, t], tape: tape))
-        h = tape.add(h, embeddings.tokenType(batch.tokenTypeIds, shape: [b, t], tape: tape))
+        if let tokenType = embeddings.tokenType {
+            h = tape.add(h, tokenType(batch.tokenTypeIds, shape: [b, t], tape: tape))
+        }
         h = dropout(embeddings.norm(h, tape: tape), c.hiddenDropoutProb, tape: tape)
+        // DistilBERT adds out_lin's output to the residual without a dropout
+        // (modeling_distilbert.py TransformerBlock.forward); BERT drops it out (BertSelfOutput).
+        let attentionOutputDropout = c.family == .bert ? c.hiddenDropoutProb : 0
         let mask = Tensor(shape: [b, t], values: batch.attentionMask)
         let attnDrop = training ? c.attentionProbsDropoutProb : 0
         for layer in layers {
             let q = layer.query(h, tape: tape), k = layer.key(h, tape: tape), v = layer.value(h, tape: tape)
             let ctx = tape.attention(query: q, key: k, value: v, keyMask: mask, heads: c.numAttentionHeads,
                                      dropout: attnDrop, generator: &generator)
-            let a = dropout(layer.attentionOutput(ctx, tape: tape), c.hiddenDropoutProb, tape: tape)
+            let a = dropout(layer.attentionOutput(ctx, tape: tape), attentionOutputDropout, tape: tape)
             let h1 = layer.attentionNorm(tape.add(a, h), tape: tape)
             var i = layer.intermediate(h1, tape: tape)
             switch c.hiddenAct {
@@ -168,12 +181,14 @@ public final class BertModel: Module {
         return h
     }
 
-    /// tanh(dense(hidden[:, 0])) -> [B, H]. Requires a pooler.
+    /// tanh(dense(hidden[:, 0])) -> [B, H]; DistilBERT relu(pre_classifier(hidden[:, 0])).
+    /// Requires a pooler.
     public func pool(_ hidden: Tensor, tape: Tape) -> Tensor {
         guard let pooler else { preconditionFailure("pool() on a model loaded without pooler weights") }
         let b = hidden.shape[0], h = hidden.shape[2]
         let first = tape.reshape(tape.slice(hidden, axis: 1, range: 0..<1), [b, h])
-        return tape.tanh(pooler(first, tape: tape))
+        let dense = pooler(first, tape: tape)
+        return config.family == .distilBert ? tape.relu(dense) : tape.tanh(dense)
     }
 
     /// Embedding of each sequence: hidden state at [CLS] or the attention-masked mean. -> [B, H]

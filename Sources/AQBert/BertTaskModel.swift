@@ -9,13 +9,32 @@ public enum BertArchitecture: String, Sendable, CaseIterable {
 
     /// transformers builds BertForTokenClassification / BertForQuestionAnswering without a pooler.
     public var hasPooler: Bool { self == .base || self == .sequenceClassification }
+
+    /// Whether the encoder carries a pooler: BERT as `hasPooler`; DistilBERT only as the
+    /// sequence classifier's pre_classifier (DistilBertModel has no pooler).
+    public func hasPooler(_ family: ModelFamily) -> Bool {
+        family == .bert ? hasPooler : self == .sequenceClassification
+    }
+
+    /// The transformers class name (`BertForSequenceClassification`, `DistilBertModel`, ...).
+    public func className(_ family: ModelFamily) -> String {
+        family == .distilBert ? "Distil" + rawValue : rawValue
+    }
+
+    /// The architecture of a transformers class name of either family.
+    public init?(className: String) {
+        let name = className.hasPrefix("DistilBert") ? String(className.dropFirst("Distil".count)) : className
+        self.init(rawValue: name)
+    }
 }
 
-/// A BERT encoder with an optional task head, as the transformers `BertFor*` classes.
+/// A BERT encoder with an optional task head, as the transformers `BertFor*` classes (or
+/// `DistilBertFor*` for a DistilBERT config).
 ///
-/// Heads: sequence classification = dropout(pooler) -> classifier [L, H];
-/// token classification = dropout(hidden) -> classifier [L, H];
-/// question answering = qa_outputs [2, H] on hidden, split into start/end logits.
+/// Heads: sequence classification = dropout(pooler) -> classifier [L, H] (DistilBERT: the
+/// pooler is pre_classifier + ReLU); token classification = dropout(hidden) -> classifier [L, H];
+/// question answering = qa_outputs [2, H] on hidden (DistilBERT: after dropout), split into
+/// start/end logits. `BertConfig.headDropout(for:)` holds each dropout probability.
 public final class BertTaskModel: Module {
     public let architecture: BertArchitecture
     public let bert: BertModel
@@ -30,7 +49,7 @@ public final class BertTaskModel: Module {
 
     public init(config: BertConfig, architecture: BertArchitecture, numLabels: Int? = nil) {
         self.architecture = architecture
-        bert = BertModel(config: config, withPooler: architecture.hasPooler)
+        bert = BertModel(config: config, withPooler: architecture.hasPooler(config.family))
         switch architecture {
         case .base: head = nil
         case .questionAnswering: head = Linear(inFeatures: config.hiddenSize, outFeatures: 2)
@@ -40,6 +59,9 @@ public final class BertTaskModel: Module {
     }
 
     public var numLabels: Int { head?.outFeatures ?? 0 }
+
+    /// The transformers class this model corresponds to (`config.json` `architectures`).
+    public var className: String { architecture.className(config.family) }
 
     public var namedParameters: [(path: String, tensor: Tensor)] {
         bert.prefixed("bert") + (head?.prefixed("head") ?? [])
@@ -54,16 +76,14 @@ public final class BertTaskModel: Module {
     /// [B, T, 2] (question answering: start, end), or the last hidden state [B, T, H] (base).
     public func forward(_ batch: BertBatch, tape: Tape) -> Tensor {
         let hidden = bert.encode(batch, tape: tape)
-        let dropP = config.classifierDropout ?? config.hiddenDropoutProb
+        let dropP = config.headDropout(for: architecture)
         switch architecture {
         case .base:
             return hidden
         case .sequenceClassification:
             return head!(bert.dropout(bert.pool(hidden, tape: tape), dropP, tape: tape), tape: tape)
-        case .tokenClassification:
+        case .tokenClassification, .questionAnswering:
             return head!(bert.dropout(hidden, dropP, tape: tape), tape: tape)
-        case .questionAnswering:
-            return head!(hidden, tape: tape)
         }
     }
 

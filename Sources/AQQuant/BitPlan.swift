@@ -175,16 +175,17 @@ public struct PlanError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 /// The dense encoder matrices AQ-BERT quantizes: Q, K, V, attention output, FFN in, FFN out of
-/// every block (METHOD.md section 1). Plans always name them by the `bert.`-prefixed Hugging
-/// Face path (the `BertFor*` layout), whatever the model's architecture, so a plan made on a
-/// bare encoder applies to its fine-tuned task models.
+/// every block (METHOD.md section 1). Plans always name them by the prefixed Hugging Face path
+/// of the task layout (`bert.encoder...` for `BertFor*`, `distilbert.transformer...` for
+/// `DistilBertFor*`), whatever the model's architecture, so a plan made on a bare encoder
+/// applies to its fine-tuned task models.
 public enum QuantizableMatrices {
     public static func of(_ model: BertTaskModel) -> [(path: String, tensor: Tensor)] {
-        zip(paths(layers: model.config.numHiddenLayers), linears(model)).map { ($0, $1.weight) }
+        zip(paths(for: model.config), linears(model)).map { ($0, $1.weight) }
     }
 
-    public static func paths(layers: Int) -> [String] {
-        BertCheckpointNames.denseWeightNames(layers: layers, prefixed: true)
+    public static func paths(for config: BertConfig) -> [String] {
+        BertCheckpointNames.denseWeightNames(layers: config.numHiddenLayers, family: config.family, prefixed: true)
     }
 
     /// The Linear layers, in the order of `paths`.
@@ -242,7 +243,7 @@ extension BitPlan {
         var plan = try uniform(model: model, bits: lowBits, groups: groups, candidates: [lowBits, highBits])
         let order = (0..<layers).sorted { omega[$0] != omega[$1] ? omega[$0] > omega[$1] : $0 < $1 }
         let high = Set(order.prefix(layers / 2))
-        let paths = QuantizableMatrices.paths(layers: layers)
+        let paths = QuantizableMatrices.paths(for: model.config)
         let perLayer = paths.count / layers
         for (i, path) in paths.enumerated() where high.contains(i / perLayer) {
             plan.matrices[path]!.bits = [Int](repeating: highBits, count: groups)  // every path is in the uniform plan

@@ -75,7 +75,7 @@ public final class PackedBert {
             throw PackedModelError(e.description)
         }
         var config = model.config
-        config.architectures = [model.architecture.rawValue]
+        config.architectures = [model.className]
         try writeAtomically(try config.jsonData(), to: directory.appendingPathComponent("config.json"))
         var qc = q.config
         qc.packed = true
@@ -109,18 +109,19 @@ public final class PackedBert {
         do { checkpoint = try SafeTensorsCheckpoint(directory: directory) } catch let e as SafeTensorsError {
             throw PackedModelError(e.description)
         }
-        let arch = architecture ?? config.architectures?.compactMap(BertArchitecture.init(rawValue:)).first ?? .base
+        let arch = architecture ?? config.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
         let model = BertTaskModel(config: config, architecture: arch, numLabels: numLabels)
         try plan.validate(against: model)
         for (path, bits) in qc.weightBits where plan.matrices[path]?.bits != bits {
             throw PackedModelError("\(source): quantization_config weight_bits of \(path) disagree with \(qc.planFile)")
         }
         let packed = PackedBert(quantization: qc, plan: plan, checkpoint: checkpoint)
-        let linearsByPath = Dictionary(uniqueKeysWithValues: zip(QuantizableMatrices.paths(layers: config.numHiddenLayers),
+        let linearsByPath = Dictionary(uniqueKeysWithValues: zip(QuantizableMatrices.paths(for: config),
                                                                  QuantizableMatrices.linears(model)))
-        let tables: [(String, Embedding)] = [("word_embeddings", model.bert.embeddings.word),
-                                             ("position_embeddings", model.bert.embeddings.position),
-                                             ("token_type_embeddings", model.bert.embeddings.tokenType)]
+        let embeddings = model.bert.embeddings
+        let tables: [(String, Embedding)] = [("word_embeddings", embeddings.word), ("position_embeddings", embeddings.position)]
+            + (embeddings.tokenType.map { [("token_type_embeddings", $0)] } ?? [])
+        let prefix = BertCheckpointNames.modelPrefix(config.family)
         var used = Set<String>()
         func info(_ name: String, _ dtype: SafeTensorsDType, _ shape: [Int]) throws -> TensorInfo {
             guard let i = checkpoint.info(name) else { throw PackedModelError("\(source): missing tensor \(name)") }
@@ -132,14 +133,14 @@ public final class PackedBert {
         }
         // The stored name of a parameter: as the model names it, or with/without the `bert.` prefix.
         func stored(_ name: String) -> String {
-            let alternate = name.hasPrefix("bert.") ? String(name.dropFirst(5)) : "bert." + name
+            let alternate = name.hasPrefix(prefix) ? String(name.dropFirst(prefix.count)) : prefix + name
             for n in [name, alternate] where [n, n + ".codes", n + ".bits"].contains(where: checkpoint.contains) { return n }
             return name
         }
         for (modelName, t) in model.checkpointParameters {
             let name = stored(modelName)
             if let m = PackedFormat.planned(name, in: plan) {
-                let path = plan.matrices[name] != nil ? name : "bert." + name
+                let path = plan.matrices[name] != nil ? name : prefix + name
                 guard let linear = linearsByPath[path] else { throw PackedModelError("\(source): \(name) is not a quantizable Linear") }
                 let bitsInfo = try info(name + ".bits", .u8, [m.groups])
                 let storedBits = try checkpoint.bytes(bitsInfo.name).map(Int.init)
@@ -185,11 +186,11 @@ public final class PackedBert {
             }
         }
         // A task model loaded as a bare encoder (encode) leaves its head unused; anything else is an error.
-        let stripped = architecture != nil && architecture != config.architectures?.compactMap(BertArchitecture.init(rawValue:)).first
+        let stripped = architecture != nil && architecture != config.architectures?.compactMap(BertArchitecture.init(className:)).first
         for name in checkpoint.names where !used.contains(name) {
-            let head = ["classifier.", "qa_outputs.", "cls.", "bert.pooler.", "pooler."].contains { name.hasPrefix($0) }
+            let head = ["classifier.", "qa_outputs.", "cls.", "bert.pooler.", "pooler.", "pre_classifier."].contains { name.hasPrefix($0) }
             if stripped && head { continue }
-            throw PackedModelError("\(source): unexpected tensor \(name) (not part of a packed \(arch.rawValue))")
+            throw PackedModelError("\(source): unexpected tensor \(name) (not part of a packed \(arch.className(config.family)))")
         }
         model.training = false
         return (model, packed)

@@ -34,9 +34,10 @@ public enum PackedFormat {
         return matrix.bits.reduce(0) { $0 + ($1 == 0 ? 0 : rowsPerGroup * rowBytes(columns: columns, bits: $1)) }
     }
 
-    /// The plan's entry for a checkpoint tensor name (`bert.`-prefixed or bare).
+    /// The plan's entry for a checkpoint tensor name (`bert.`/`distilbert.`-prefixed or bare;
+    /// the two families' bare names never collide).
     public static func planned(_ name: String, in plan: BitPlan) -> BitPlan.Matrix? {
-        plan.matrices[name] ?? plan.matrices["bert." + name]
+        plan.matrices[name] ?? plan.matrices["bert." + name] ?? plan.matrices["distilbert." + name]
     }
 
     public static func isEmbeddingTable(_ name: String) -> Bool { embeddingSuffixes.contains { name.hasSuffix($0) } }

@@ -26,7 +26,7 @@ public final class QuantizedBert {
         self.embeddingBits = embeddingBits
         self.model = model
         activationQuantizers = Self.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
-        for (path, linear) in zip(QuantizableMatrices.paths(layers: model.config.numHiddenLayers), QuantizableMatrices.linears(model)) {
+        for (path, linear) in zip(QuantizableMatrices.paths(for: model.config), QuantizableMatrices.linears(model)) {
             guard let matrix = plan.matrices[path] else { continue }
             let bits = matrix.bits
             linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits) }
@@ -49,14 +49,14 @@ public final class QuantizedBert {
     public static func installFixedParts(on model: BertTaskModel, embeddingBits: Int, activationBits: Int) -> [String: ActivationQuantizer] {
         var quantizers: [String: ActivationQuantizer] = [:]
         if activationBits > 0 {
-            for (path, linear) in zip(QuantizableMatrices.paths(layers: model.config.numHiddenLayers), QuantizableMatrices.linears(model)) {
+            for (path, linear) in zip(QuantizableMatrices.paths(for: model.config), QuantizableMatrices.linears(model)) {
                 let q = ActivationQuantizer(bits: activationBits)
                 quantizers[String(path.dropLast(".weight".count))] = q
                 linear.inputTransform = { x, tape in q(x, tape: tape) }
             }
         }
         if embeddingBits > 0 {
-            for table in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
+            for table in model.bert.embeddings.tables {
                 table.lookupTransform = { w, ids, shape, pad, tape in
                     tape.quantizedEmbedding(w, ids: ids, shape: shape, bits: embeddingBits, paddingIndex: pad)
                 }
@@ -77,7 +77,7 @@ public final class QuantizedBert {
             l.inputTransform = nil
             l.forwardOverride = nil
         }
-        for t in [model.bert.embeddings.word, model.bert.embeddings.position, model.bert.embeddings.tokenType] {
+        for t in model.bert.embeddings.tables {
             t.lookupTransform = nil
         }
     }

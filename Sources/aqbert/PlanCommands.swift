@@ -143,12 +143,13 @@ struct InspectCommand: ParsableCommand {
         }
     }
 
-    /// Block number then Q, K, V, O, FFN in, FFN out.
+    /// Block number then Q, K, V, O, FFN in, FFN out (BERT or DistilBERT names).
     func matrixOrder(_ path: String) -> (Int, Int) {
         let parts = path.split(separator: ".")
         let layer = parts.firstIndex(of: "layer").flatMap { Int(parts[$0 + 1]) } ?? 0
-        let order = ["query", "key", "value", "attention.output", "intermediate", "output.dense"]
-        let kind = order.firstIndex { path.contains($0) } ?? 9
+        let order = [["query", "q_lin"], ["key", "k_lin"], ["value", "v_lin"], ["attention.output", "out_lin"],
+                     ["intermediate", "lin1"], ["output.dense", "lin2"]]
+        let kind = order.firstIndex { $0.contains(where: path.contains) } ?? 9
         return (layer, kind)
     }
 }

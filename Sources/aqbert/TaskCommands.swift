@@ -82,7 +82,7 @@ struct FinetuneCommand: ParsableCommand {
         let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
                                                      numLabels: pipeline.labelNames?.count, seed: a.seed)
         if !report.initialized.isEmpty {
-            TextIO.warn("new \(pipeline.architecture.rawValue) head, initialised (seed \(a.seed)): \(report.initialized.joined(separator: ", "))")
+            TextIO.warn("new \(model.className) head, initialised (seed \(a.seed)): \(report.initialized.joined(separator: ", "))")
         }
         let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
                               padId: tokenizer.padTokenId)
@@ -160,7 +160,7 @@ private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqL
     let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
                                                  numLabels: pipeline.labelNames?.count)
     if !report.initialized.isEmpty {
-        throw CLIError("--model \(common.model) has no fine-tuned \(pipeline.architecture.rawValue) head (missing \(report.initialized.joined(separator: ", "))): fine-tune it first with aqbert finetune")
+        throw CLIError("--model \(common.model) has no fine-tuned \(model.className) head (missing \(report.initialized.joined(separator: ", "))): fine-tune it first with aqbert finetune")
     }
     // A quantization-aware model evaluates with its quantization (plan, frozen ranges);
     // --plan applies a plan to an fp32 model without retraining (DirectQ).

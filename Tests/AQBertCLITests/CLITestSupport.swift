@@ -88,11 +88,17 @@ enum Scratch {
             .appendingPathComponent("AQTokenizerTests/Fixtures")
     }
 
-    /// A model directory: the tiny BERT's config/weights plus a vocabulary of 99 tokens.
-    static func tinyModelWithVocab() throws -> URL {
+    /// The tiny random DistilBERT (bare DistilBertModel, Scripts/fixtures/make_distilbert_goldens.py).
+    static var tinyDistilBert: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("AQBertTests/Fixtures/distilbert/tiny-distilbertmodel")
+    }
+
+    /// A model directory: the tiny BERT's (or `source`'s) config/weights plus a vocabulary of 99 tokens.
+    static func tinyModelWithVocab(from source: URL = tinyModel) throws -> URL {
         let dir = try directory()
         for f in ["config.json", "model.safetensors"] {
-            try FileManager.default.copyItem(at: tinyModel.appendingPathComponent(f), to: dir.appendingPathComponent(f))
+            try FileManager.default.copyItem(at: source.appendingPathComponent(f), to: dir.appendingPathComponent(f))
         }
         var vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "movie", "is", "good", "bad", ",", ".", "!"]
         for c in "abcdefghijklmnopqrstuvwxyz" { vocab.append(String(c)); vocab.append("##" + String(c)) }

@@ -4,21 +4,32 @@ import Foundation
 import XCTest
 
 /// Directories written by `aqbert finetune` load in transformers (`AutoModelFor*`) and give
-/// the same logits: the fixture (Scripts/fixtures/make_hf_load_fixture.sh) holds two tiny
-/// fine-tuned models and the logits transformers computed after loading them.
+/// the same logits: the fixtures (Scripts/fixtures/make_hf_load_fixture.sh and its DistilBERT
+/// twin) hold tiny fine-tuned models and the logits transformers computed after loading them.
 final class HFLoadTests: XCTestCase {
     static let tolerance: Float = 1e-4
 
     func testFineTunedDirectoriesMatchTransformers() throws {
+        try check(golden: "golden.json", directories: ["seqcls": "seqcls", "tokcls": "tokcls"])
+    }
+
+    /// The same for DistilBERT (Scripts/fixtures/make_hf_load_distilbert_fixture.sh): aqbert's
+    /// output keeps DistilBERT names and keys, so AutoModelFor* builds DistilBertFor*.
+    func testFineTunedDistilBertDirectoriesMatchTransformers() throws {
+        try check(golden: "golden-distilbert.json", directories: ["seqcls": "distilbert-seqcls", "tokcls": "distilbert-tokcls"])
+    }
+
+    /// `directories`: golden entry -> fixture directory.
+    func check(golden goldenName: String, directories: [String: String]) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/hf-load")
-        let golden = try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("golden.json"))) as! [String: Any]
+        let golden = try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent(goldenName))) as! [String: Any]
         let texts = golden["texts"] as! [String]
-        for name in ["seqcls", "tokcls"] {
+        for (name, folder) in directories.sorted(by: { $0.key < $1.key }) {
             let entry = golden[name] as! [String: Any]
-            let dir = root.appendingPathComponent(name)
+            let dir = root.appendingPathComponent(folder)
             let (model, report) = try BertTaskModel.load(directory: dir)
             XCTAssertEqual(report, BertLoadReport(), name)
-            XCTAssertEqual([model.architecture.rawValue], entry["architecture"] as! [String])
+            XCTAssertEqual([model.className], entry["architecture"] as! [String])
             let labels = entry["id2label"] as! [String: String]
             for (k, v) in labels { XCTAssertEqual(model.config.id2label?[Int(k)!], v) }
             let tokenizer = try BertTokenizer(directory: dir)
@@ -29,7 +40,7 @@ final class HFLoadTests: XCTestCase {
                 let expected = (row["logits"] as! [Double]).map(Float.init)
                 XCTAssertEqual(logits.count, expected.count)
                 let worst = zip(logits, expected).map { abs($0 - $1) }.max() ?? 0
-                XCTAssertLessThanOrEqual(worst, Self.tolerance, "\(name) \"\(text)\": max |diff| \(worst)")
+                XCTAssertLessThanOrEqual(worst, Self.tolerance, "\(folder) \"\(text)\": max |diff| \(worst)")
             }
         }
     }

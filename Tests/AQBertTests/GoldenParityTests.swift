@@ -4,9 +4,10 @@ import XCTest
 
 @testable import AQBert
 
-/// Layer 3: tiny random BERTs against transformers (fixtures from
-/// Scripts/fixtures/make_bert_goldens.py): outputs, loss, every parameter gradient at step 0,
-/// and a 10-step AdamW trajectory with clipping and a warm-up/decay schedule.
+/// Layer 3: tiny random BERTs and DistilBERTs against transformers (fixtures from
+/// Scripts/fixtures/make_bert_goldens.py and make_distilbert_goldens.py): outputs, loss, every
+/// parameter gradient at step 0, and a 10-step AdamW trajectory with clipping and a
+/// warm-up/decay schedule. Both families share the tolerances.
 final class GoldenParityTests: XCTestCase {
     // Named tolerances: forward values are O(1); gradients are compared relative to their scale.
     static let forwardTolerance: (atol: Float, rtol: Float) = (2e-5, 1e-4)
@@ -26,7 +27,9 @@ final class GoldenParityTests: XCTestCase {
         XCTAssertEqual(report.initialized, [], "\(name): nothing should be freshly initialised")
         let golden = Golden(file: try SafeTensorsFile(url: dir.appendingPathComponent("golden.safetensors")))
         let shape = try XCTUnwrap(golden.file.info("input_ids")?.shape)
-        let batch = BertBatch(inputIds: try golden.ints("input_ids"), tokenTypeIds: try golden.ints("token_type_ids"),
+        // DistilBERT goldens have no token_type_ids (the model has no token types).
+        let types = golden.has("token_type_ids") ? try golden.ints("token_type_ids") : nil
+        let batch = BertBatch(inputIds: try golden.ints("input_ids"), tokenTypeIds: types,
                               attentionMask: try golden.ints("attention_mask").map(Float.init),
                               batchSize: shape[0], sequenceLength: shape[1])
         return (model, golden, batch)
@@ -41,11 +44,13 @@ final class GoldenParityTests: XCTestCase {
         case .sequenceClassification, .tokenClassification:
             return (logits, model.classificationLoss(logits, labels: try golden.ints("labels"), tape: tape))
         case .base:
-            // loss = sum(lhs * dlhs) + sum(pool * dpool)
-            let pooled = model.bert.pool(logits, tape: tape)
+            // loss = sum(lhs * dlhs) (+ sum(pool * dpool) where the model has a pooler)
             let dl = Tensor(shape: logits.shape, values: try golden.floats("dlast_hidden_state"))
+            let hiddenLoss = tape.sum(tape.mul(logits, dl))
+            guard golden.has("dpooler_output") else { return (logits, hiddenLoss) }
+            let pooled = model.bert.pool(logits, tape: tape)
             let dp = Tensor(shape: pooled.shape, values: try golden.floats("dpooler_output"))
-            return (logits, tape.add(tape.sum(tape.mul(logits, dl)), tape.sum(tape.mul(pooled, dp))))
+            return (logits, tape.add(hiddenLoss, tape.sum(tape.mul(pooled, dp))))
         }
     }
 
@@ -91,8 +96,9 @@ final class GoldenParityTests: XCTestCase {
     func checkTrajectory(_ name: String) throws {
         let (model, golden, batch) = try load(name)
         let named = model.checkpointParameters
-        let decay = named.filter { !($0.name.hasSuffix("bias") || $0.name.contains("LayerNorm")) }.map(\.tensor)
-        let noDecay = named.filter { $0.name.hasSuffix("bias") || $0.name.contains("LayerNorm") }.map(\.tensor)
+        // Biases and every LayerNorm (DistilBERT: also sa_layer_norm / output_layer_norm) undecayed.
+        let decay = named.filter { !BertCheckpointNames.isNoDecay($0.name) }.map(\.tensor)
+        let noDecay = named.filter { BertCheckpointNames.isNoDecay($0.name) }.map(\.tensor)
         let opt = AdamW(groups: [ParameterGroup(decay, weightDecay: 0.01), ParameterGroup(noDecay, weightDecay: 0)],
                         learningRate: 1e-3)
         let schedule = LinearSchedule(warmupSteps: 2, totalSteps: 10)
@@ -126,4 +132,25 @@ final class GoldenParityTests: XCTestCase {
     func testTrajectoryGeluNew() throws { try checkTrajectory("tiny-bert-seqcls-gelu-new") }
     func testTrajectoryTokenClassification() throws { try checkTrajectory("tiny-bert-tokcls") }
     func testTrajectoryQuestionAnswering() throws { try checkTrajectory("tiny-bert-qa") }
+
+    // DistilBERT (issue 5): same checks, same tolerances.
+    func testDistilBertSequenceClassification() throws { try checkStepZero("distilbert/tiny-distilbert-seqcls") }
+    func testDistilBertTokenClassificationRelu() throws { try checkStepZero("distilbert/tiny-distilbert-tokcls") }
+    func testDistilBertQuestionAnswering() throws { try checkStepZero("distilbert/tiny-distilbert-qa") }
+    func testBareDistilBertModel() throws { try checkStepZero("distilbert/tiny-distilbertmodel") }
+
+    func testDistilBertTrajectorySequenceClassification() throws { try checkTrajectory("distilbert/tiny-distilbert-seqcls") }
+    func testDistilBertTrajectoryTokenClassification() throws { try checkTrajectory("distilbert/tiny-distilbert-tokcls") }
+    func testDistilBertTrajectoryQuestionAnswering() throws { try checkTrajectory("distilbert/tiny-distilbert-qa") }
+
+    /// transformers' DistilBERT accepts token_type_ids and ignores them; so does aqbert.
+    func testDistilBertIgnoresTokenTypes() throws {
+        let (model, _, batch) = try load("distilbert/tiny-distilbert-seqcls")
+        XCTAssertEqual(model.config.family, .distilBert)
+        XCTAssertNil(model.bert.embeddings.tokenType)
+        var typed = batch
+        typed.tokenTypeIds = [Int32](repeating: 1, count: batch.inputIds.count)
+        XCTAssertNoThrow(try typed.validate(for: model.config))
+        XCTAssertEqual(model.forward(typed, tape: .inference).array, model.forward(batch, tape: .inference).array)
+    }
 }

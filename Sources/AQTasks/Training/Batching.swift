@@ -64,7 +64,7 @@ public func validate(_ features: [Feature], for config: BertConfig) throws {
         if let bad = f.inputIds.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw DataError("token id \(bad) is outside the model's vocabulary (vocab_size \(config.vocabSize)): the tokenizer does not match the model")
         }
-        if let bad = f.typeIds.first(where: { $0 < 0 || $0 >= config.typeVocabSize }) {
+        if config.hasTokenTypes, let bad = f.typeIds.first(where: { $0 < 0 || $0 >= config.typeVocabSize }) {
             throw DataError("token type \(bad) needs type_vocab_size > \(bad), the model has \(config.typeVocabSize) (sentence pairs need 2)")
         }
     }

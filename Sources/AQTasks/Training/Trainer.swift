@@ -97,7 +97,7 @@ public final class Trainer {
         let schedule = LinearSchedule(warmupSteps: Int((Double(totalSteps) * Double(a.warmupRatio)).rounded(.up)),
                                       totalSteps: totalSteps)
         let named = model.checkpointParameters
-        let noDecay = { (n: String) in n.hasSuffix("bias") || n.contains("LayerNorm") }
+        let noDecay = BertCheckpointNames.isNoDecay
         let optimizer = AdamW(groups: [ParameterGroup(named.filter { !noDecay($0.name) }.map(\.tensor), weightDecay: a.weightDecay),
                                        ParameterGroup(named.filter { noDecay($0.name) }.map(\.tensor), weightDecay: 0)],
                               learningRate: a.learningRate)
