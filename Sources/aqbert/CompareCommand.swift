@@ -43,6 +43,8 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Its learning rate.") var archLr: Float = 0.01
     @Option(help: "Q-BERT sensitivity: random subsets.") var sensitivitySubsets: Int = 10
     @Option(help: "Q-BERT sensitivity: share of the training rows per subset.") var sensitivityFraction: Double = 0.1
+    @Option(help: "Q-BERT sensitivity: at most this many rows per subset (0: no cap). Each Hessian-vector product is two gradient passes over the subset (MiniLM, SST-2: ~22 ms of CPU per row).")
+    var sensitivityMaxRows: Int = 256
     @Option(help: "Q-BERT sensitivity: most Hessian-vector products per eigenvalue.") var sensitivityIterations: Int = 30
     @Option(help: "Worker threads of every step (default: all cores).") var threads: Int?
     @Option(help: "Output directory.") var output: String
@@ -84,7 +86,7 @@ struct CompareCommand: ParsableCommand {
             "model": modelDir.path, "train": trainURL.path, "dev": devURL.path, "groups": String(groups),
             "search_candidates": bits, "search_epochs": String(searchEpochs), "arch_optimizer": archOptimizer,
             "arch_lr": String(archLr), "fine_tuned_input": String(fineTuned),
-            "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction), <= \(sensitivityIterations) products",
+            "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction) (at most \(sensitivityMaxRows > 0 ? String(sensitivityMaxRows) : "all") rows), <= \(sensitivityIterations) products",
         ]
         var training: [String] = []
         if let epochs { training += ["--epochs", String(epochs)]; settings["epochs"] = String(epochs) }
@@ -161,6 +163,7 @@ struct CompareCommand: ParsableCommand {
                 try runner.sensitivityStep(["sensitivity", "--model", fp32.path, "--task", task.rawValue, "--train", trainURL.path,
                                             "--subsets", String(sensitivitySubsets), "--fraction", String(sensitivityFraction),
                                             "--max-iterations", String(sensitivityIterations)]
+                                           + (sensitivityMaxRows > 0 ? ["--max-rows", String(sensitivityMaxRows)] : [])
                                            + (maxSeqLength.map { ["--max-seq-length", String($0)] } ?? []) + common,
                                            file: sensitivity, title: "seed \(s): Q-BERT sensitivity")
             }

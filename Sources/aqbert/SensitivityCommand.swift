@@ -20,6 +20,7 @@ struct SensitivityCommand: ParsableCommand {
     @Option(help: "Training data (the subsets are drawn from it).") var train: String
     @Option(help: "Random subsets.") var subsets: Int = 10
     @Option(help: "Share of the training rows in each subset.") var fraction: Double = 0.1
+    @Option(help: "At most this many rows per subset (cost grows with it: two gradient passes per product).") var maxRows: Int?
     @Option(help: "Relative change of the eigenvalue that stops the power iteration (METHOD.md: 1e-2 or 1e-3; 1e-2 can stop on a plateau).")
     var tolerance: Double = 1e-3
     @Option(help: "Most Hessian-vector products per eigenvalue.") var maxIterations: Int = 30
@@ -35,6 +36,7 @@ struct SensitivityCommand: ParsableCommand {
         var c = SensitivityConfiguration()
         c.subsets = subsets
         c.fraction = fraction
+        c.maxRows = maxRows
         c.tolerance = tolerance
         c.maxIterations = maxIterations
         c.batchSize = batchSize

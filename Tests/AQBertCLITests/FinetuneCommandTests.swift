@@ -226,7 +226,7 @@ final class FinetuneCommandTests: XCTestCase {
         let fp32 = dir.appendingPathComponent("fp32")
         XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
         func args(_ out: URL) -> [String] {
-            ["sensitivity", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--subsets", "3", "--fraction", "0.1",
+            ["sensitivity", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--subsets", "3", "--fraction", "0.1", "--max-rows", "20",
              "--max-iterations", "4", "--batch-size", "8", "--threads", "1", "--output", out.path]
         }
         let a = dir.appendingPathComponent("sens-a.json"), b = dir.appendingPathComponent("sens-b.json")
@@ -236,7 +236,7 @@ final class FinetuneCommandTests: XCTestCase {
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: a)) as! [String: Any]
         XCTAssertEqual(report["version"] as? Int, 1)
         XCTAssertEqual(report["complete"] as? Bool, true)
-        XCTAssertEqual(report["subset_rows"] as? Int, 24)
+        XCTAssertEqual(report["subset_rows"] as? Int, 20, "10% of 240 rows, capped at 20")
         let eigen = report["eigenvalues"] as! [[[String: Any]]]
         XCTAssertEqual(eigen.count, 3)
         XCTAssertTrue(eigen.allSatisfy { $0.count == 2 }, "two encoder blocks")

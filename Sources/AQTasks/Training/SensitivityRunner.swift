@@ -7,6 +7,9 @@ public struct SensitivityConfiguration: Codable, Equatable, Sendable {
     /// Random subsets of the training rows, each `fraction` of them (at least one row).
     public var subsets = 10
     public var fraction = 0.1
+    /// At most this many rows per subset (nil: no cap): each Hessian-vector product costs two
+    /// gradient passes over the subset, per block and iteration.
+    public var maxRows: Int?
     public var seed: UInt64 = 42
     /// Power iteration stops when the eigenvalue changes by at most this fraction.
     public var tolerance = 1e-3
@@ -21,12 +24,13 @@ public struct SensitivityConfiguration: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case subsets, fraction, seed, tolerance
-        case maxIterations = "max_iterations", batchSize = "batch_size", relativeStep = "relative_step"
+        case maxIterations = "max_iterations", batchSize = "batch_size", relativeStep = "relative_step", maxRows = "max_rows"
     }
 
     public func validate() throws {
         guard subsets >= 1 else { throw DataError("--subsets must be at least 1, got \(subsets)") }
         guard fraction > 0, fraction <= 1 else { throw DataError("--fraction must be in (0, 1], got \(fraction)") }
+        if let maxRows, maxRows < 1 { throw DataError("--max-rows must be at least 1, got \(maxRows)") }
         guard tolerance > 0 else { throw DataError("--tolerance must be positive, got \(tolerance)") }
         guard maxIterations >= 1 else { throw DataError("--max-iterations must be at least 1, got \(maxIterations)") }
         guard batchSize >= 1 else { throw DataError("--batch-size must be at least 1, got \(batchSize)") }
@@ -111,7 +115,7 @@ public struct SensitivityRunner {
         let features = pipeline.trainFeatures
         try validate(features, for: model.config)
         guard !features.isEmpty else { throw DataError("no training rows to measure the Hessian on") }
-        let size = max(1, Int((Double(features.count) * configuration.fraction).rounded()))
+        let size = min(configuration.maxRows ?? .max, max(1, Int((Double(features.count) * configuration.fraction).rounded())))
         let blocks = model.bert.layers.count
         var report = SensitivityReport(task: pipeline.task.rawValue, configuration: configuration, dataSHA256: dataSHA256,
                                        trainRows: features.count, subsetRows: size, blocks: blocks, eigenvalues: [],
