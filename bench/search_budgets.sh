@@ -49,7 +49,10 @@ mib = plan["provenance"]["achievedMiB"]
 target, tol = cfg["targetMiB"], cfg["tolerance"]
 inside = abs(mib - target) <= tol * target
 bits = mib / target * b
-pruned = sum(sum(1 for x in m["bits"] if x == 0) for m in plan["matrices"].values()) / sum(len(m["bits"]) for m in plan["matrices"].values())
+# Pruned share of the weights (groups weighted by their size), as `aqbert inspect` reports it.
+size = lambda m: m["shape"][0] // len(m["bits"]) * m["shape"][1]
+pruned = sum(size(m) * sum(1 for x in m["bits"] if x == 0) for m in plan["matrices"].values()) \
+    / sum(size(m) * len(m["bits"]) for m in plan["matrices"].values())
 print(f"budget={b:g} target_mib={target:.3f} plan_mib={mib:.3f} avg_bits={bits:.3f} pruned={100*pruned:.1f}% "
       f"band=+-{100*tol:g}% inside={'yes' if inside else 'no'} seconds={secs}")
 PY

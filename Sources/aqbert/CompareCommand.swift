@@ -18,8 +18,8 @@ struct CompareCommand: ParsableCommand {
             runs this aqbert as a subprocess (its command is appended to OUTPUT/commands.sh), and is \
             skipped when already finished, so running the same command again resumes method by \
             method. After every step: OUTPUT/results.json, results.md (the paper's Table 1 layout \
-            plus AQ-BERT's margins), size_vs_metric.svg and bitmap.svg (the AQ-BERT plans of the \
-            first seed).
+            plus AQ-BERT's margins), size_vs_metric.svg, bitmap.svg (the AQ-BERT plans of the \
+            first seed, per matrix) and groups.svg (every group of the smallest budget's plan).
             """
     )
     @Option(help: "A Hugging Face BERT directory (pre-trained, or fine-tuned with --fine-tuned).") var model: String
@@ -114,6 +114,8 @@ struct CompareCommand: ParsableCommand {
             if !plans.isEmpty {
                 let top = (try? parseBits(bits))?.max() ?? 8
                 try writeAtomically(Data(BitMapPicture.svg(plans, maxBits: top).utf8), to: out.appendingPathComponent("bitmap.svg"))
+                try writeAtomically(Data(BitMapPicture.groupsSVG(plans[0].1, title: "AQ-BERT, seed \(first), " + plans[0].0).utf8),
+                                    to: out.appendingPathComponent("groups.svg"))
             }
         }
         func record(_ method: ComparisonMethod, budget: Double?, seed: UInt64, plan: BitPlan?, metric: Double, directory: URL) throws {
@@ -208,7 +210,7 @@ struct CompareCommand: ParsableCommand {
                 }
             }
         }
-        print("[compare] done: \(out.path)/results.md, results.json, size_vs_metric.svg, bitmap.svg")
+        print("[compare] done: \(out.path)/results.md, results.json, size_vs_metric.svg, bitmap.svg, groups.svg")
     }
 
     /// "2.5" -> "2.5", "2.0" -> "2".

@@ -90,9 +90,22 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "A bit plan file.") var plan: String
     @Option(help: "Check the plan against this model (paths and shapes).") var model: String?
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "Also draw the plan as a heat map (blocks x matrices, average bits, pruned share) into this SVG file.")
+    var bitmap: String?
+    @Option(help: "Also draw every row group's bit-width (one strip per matrix) into this SVG file.") var groupMap: String?
 
     func run() throws {
         let p = try TextIO.loadPlan(plan)
+        if let bitmap {
+            let title = String(format: "%@: %.3f average bits, %.1f%% pruned", (plan as NSString).lastPathComponent, p.averageBits,
+                               100 * p.prunedFraction)
+            try TextIO.write(BitMapPicture.svg([(title, p)], maxBits: p.candidates.max() ?? 8), to: bitmap)
+        }
+        if let groupMap {
+            let title = String(format: "%@: bit-width of every row group (%.3f average bits, %.1f%% pruned)",
+                               (plan as NSString).lastPathComponent, p.averageBits, 100 * p.prunedFraction)
+            try TextIO.write(BitMapPicture.groupsSVG(p, title: title), to: groupMap)
+        }
         // With a model: the exact size of the packed model.safetensors `export` would write.
         var fileBytes: Int? = nil
         if let model {

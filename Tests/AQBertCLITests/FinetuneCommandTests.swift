@@ -302,7 +302,7 @@ final class FinetuneCommandTests: XCTestCase {
         let md = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
         XCTAssertTrue(md.contains("| AQ-BERT (searched, QAT) | 2 |"), md)
         XCTAssertTrue(md.contains("AQ-BERT minus each baseline"), md)
-        for picture in ["size_vs_metric.svg", "bitmap.svg"] {
+        for picture in ["size_vs_metric.svg", "bitmap.svg", "groups.svg"] {
             let svg = try String(contentsOf: out.appendingPathComponent(picture), encoding: .utf8)
             XCTAssertTrue(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"), picture)
         }

@@ -50,6 +50,18 @@ final class ComparisonTests: XCTestCase {
         XCTAssertEqual(ComparisonMethod.aqBERT.setting(forBudget: 2.25), "2.25 bits")
     }
 
+    func testGroupMapDrawsEveryGroup() throws {
+        var c = BertConfig.tiny
+        c.numHiddenLayers = 2
+        let model = BertTaskModel(config: c, architecture: .base)
+        var plan = try BitPlan.uniform(model: model, bits: 2, groups: 4, candidates: [0, 2, 4])
+        plan.matrices["bert.encoder.layer.1.attention.self.key.weight"]!.bits = [0, 4, 2, 0]
+        let svg = BitMapPicture.groupsSVG(plan, title: "t")
+        XCTAssertEqual(svg.components(separatedBy: "<rect").count - 1, 1 + 12 * 4 + 3, "background, 12 matrices x 4 groups, legend")
+        XCTAssertEqual(svg.components(separatedBy: "fill=\"#ffffff\" stroke=\"#bbb\"").count - 1, 2, "the two pruned groups")
+        XCTAssertTrue(svg.contains(">block 1 K<"))
+    }
+
     func testBitMapCellsByPath() {
         XCTAssertEqual(BitMapPicture.cell(of: "bert.encoder.layer.3.attention.self.query.weight")?.column, 0)
         XCTAssertEqual(BitMapPicture.cell(of: "bert.encoder.layer.3.attention.output.dense.weight")?.column, 3)

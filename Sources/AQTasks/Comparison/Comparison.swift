@@ -300,6 +300,43 @@ public enum BitMapPicture {
     }
 }
 
+extension BitMapPicture {
+    /// Every group of every encoder matrix: one row per matrix (block order, then Q, K, V, attn
+    /// out, FFN in, FFN out), one cell per row group in group order, coloured by its bit-width
+    /// (0 = pruned, drawn white with a grey edge).
+    public static func groupsSVG(_ plan: BitPlan, title: String) -> String {
+        let rows = plan.matrices.compactMap { path, m in cell(of: path).map { (key: $0.block * columns.count + $0.column, cell: $0, matrix: m) } }
+            .sorted { $0.key < $1.key }
+        let widths = plan.candidates.filter { $0 > 0 }
+        let maxBits = max(1, plan.candidates.max() ?? 8)
+        let groups = rows.map(\.matrix.groups).max() ?? 1
+        let cellW = max(2, min(8, 640 / Double(groups))), cellH = 11.0, left = 120.0, top = 50.0
+        let width = left + cellW * Double(groups) + 30, height = top + cellH * Double(rows.count) + 70
+        var s = Plot.header(width: width, height: height)
+        s += Plot.text(x: 10, y: 22, title, size: 14, anchor: "start")
+        s += Plot.text(x: left, y: top - 8, "row groups 0 ... \(groups - 1) of each matrix", size: 10, anchor: "start")
+        for (r, row) in rows.enumerated() {
+            let y = top + Double(r) * cellH
+            s += Plot.text(x: left - 6, y: y + cellH - 2, "block \(row.cell.block) \(columns[row.cell.column].label)", size: 9, anchor: "end")
+            let w = cellW * Double(groups) / Double(row.matrix.groups)
+            for (g, b) in row.matrix.bits.enumerated() {
+                let x = left + Double(g) * w
+                let fill = b == 0 ? "#ffffff" : Plot.viridis(Double(b) / Double(maxBits))
+                s += "<rect x=\"\(Plot.f(x))\" y=\"\(Plot.f(y))\" width=\"\(Plot.f(w))\" height=\"\(Plot.f(cellH - 1))\" fill=\"\(fill)\"\(b == 0 ? " stroke=\"#bbb\" stroke-width=\"0.3\"" : "")/>\n"
+            }
+        }
+        // Legend: one swatch per width.
+        var x = left
+        let y = top + cellH * Double(rows.count) + 20
+        for b in [0] + widths {
+            s += "<rect x=\"\(Plot.f(x))\" y=\"\(Plot.f(y))\" width=\"14\" height=\"10\" fill=\"\(b == 0 ? "#ffffff" : Plot.viridis(Double(b) / Double(maxBits)))\" stroke=\"#888\" stroke-width=\"0.5\"/>\n"
+            s += Plot.text(x: x + 18, y: y + 9, b == 0 ? "0 bits (pruned)" : "\(b) bits", size: 10, anchor: "start")
+            x += b == 0 ? 110 : 60
+        }
+        return s + "</svg>\n"
+    }
+}
+
 /// Small SVG helpers (no dependencies).
 enum Plot {
     static let palette = ["#444444", "#8c564b", "#1f77b4", "#9467bd", "#7f7f7f", "#d62728"]
