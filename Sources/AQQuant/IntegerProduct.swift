@@ -5,7 +5,7 @@ import CAQKernels
 /// kernel (`PackedLinear`) and the exact evaluation of a quantization-aware model
 /// (`ExactQuantizedProduct`), so that both round the same way.
 ///
-/// Activations x = q * a + lo_x (q in 0...L, a = 1 / (L / (hi_x - lo_x)), L = 2^bits - 1) are
+/// Activations x = q * a + lo_x (u8 codes q in 0...255, a = 1 / (255 / (hi_x - lo_x))) are
 /// rewritten around an integer zero point z = round(-lo_x / a): x = (q - z) a + ea with
 /// ea = lo_x + z a. A weight row w = c * s + lo (c in 0...levels) likewise around
 /// zc = round(-lo / s): w = (c - zc) s + ew. For a row of K inputs and an output row:
@@ -20,9 +20,9 @@ struct IntegerProductTerms {
     let activationZero: Int32
     let activationOffset: Float
 
-    init(activationLow lo: Float, activationHigh hi: Float, levels: Int = 255) {
-        let step = 1 / (Float(levels) / (hi - lo))
-        let z = Int32(min(max((-lo / step).rounded(.toNearestOrEven), 0), Float(levels)))
+    init(activationLow lo: Float, activationHigh hi: Float) {
+        let step = 1 / (Float(255) / (hi - lo))
+        let z = Int32(min(max((-lo / step).rounded(.toNearestOrEven), 0), 255))
         activationStep = step
         activationZero = z
         activationOffset = lo + Float(z) * step
@@ -48,14 +48,14 @@ struct IntegerProductTerms {
 /// Inference only (nothing is recorded on a tape).
 public enum ExactQuantizedProduct {
     /// x: [..., K], weight: [O, K] fp32 (quantized here, per row group at `groupBits`),
-    /// bias: [O] -> [..., O]. The activation range must be non-empty (hi > lo).
+    /// bias: [O] -> [..., O]. Activations at 8 bits (u8 codes, `aq_quantize_rows_u8`) with a
+    /// non-empty range (hi > lo).
     public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, groupBits: [Int],
-                               activationLow lo: Float, activationHigh hi: Float, activationBits: Int = 8) -> Tensor {
+                               activationLow lo: Float, activationHigh hi: Float) -> Tensor {
         let rows = weight.shape[0], k = weight.shape[1], groups = groupBits.count
         precondition(x.shape.last == k && rows % groups == 0 && hi > lo, "ExactQuantizedProduct: shapes checked by the plan")
         let m = x.count / k, perGroup = rows / groups
-        let levels = (1 << activationBits) - 1
-        let terms = IntegerProductTerms(activationLow: lo, activationHigh: hi, levels: levels)
+        let terms = IntegerProductTerms(activationLow: lo, activationHigh: hi)
 
         // Weight codes per kept group (aq_quantize_codes: the ranges training uses) and row terms.
         let keptOutput = groupBits.enumerated().filter { $0.element > 0 }.flatMap { g, _ in (g * perGroup)..<((g + 1) * perGroup) }

@@ -34,11 +34,11 @@ public final class QuantizedBert {
             // packed kernel computes it (ExactQuantizedProduct); training keeps the fp32 simulation.
             guard let quantizer = activationQuantizers[String(path.dropLast(".weight".count))] else { continue }
             linear.forwardOverride = { [unowned linear] x, tape in
-                guard !quantizer.training, quantizer.initialized, quantizer.high > quantizer.low,
+                // (u8 codes: the exact path, like the packed format, is for 8-bit activations.)
+                guard !quantizer.training, quantizer.initialized, quantizer.high > quantizer.low, quantizer.bits == 8,
                       !tape.tracks(x, linear.weight, linear.bias) else { return nil }
                 return ExactQuantizedProduct.forward(x, weight: linear.weight, bias: linear.bias, groupBits: bits,
-                                                     activationLow: quantizer.low, activationHigh: quantizer.high,
-                                                     activationBits: quantizer.bits)
+                                                     activationLow: quantizer.low, activationHigh: quantizer.high)
             }
         }
     }
