@@ -57,7 +57,8 @@ final class ComparisonTests: XCTestCase {
         var plan = try BitPlan.uniform(model: model, bits: 2, groups: 4, candidates: [0, 2, 4])
         plan.matrices["bert.encoder.layer.1.attention.self.key.weight"]!.bits = [0, 4, 2, 0]
         let svg = BitMapPicture.groupsSVG(plan, title: "t")
-        XCTAssertEqual(svg.components(separatedBy: "<rect").count - 1, 1 + 12 * 4 + 3, "background, 12 matrices x 4 groups, legend")
+        XCTAssertEqual(svg.components(separatedBy: "<rect").count - 1, 1 + 11 + 4 + 3,
+                       "background, 11 uniform matrices as one run each, 4 runs for [0, 4, 2, 0], legend")
         XCTAssertEqual(svg.components(separatedBy: "fill=\"#ffffff\" stroke=\"#bbb\"").count - 1, 2, "the two pruned groups")
         XCTAssertTrue(svg.contains(">block 1 K<"))
     }

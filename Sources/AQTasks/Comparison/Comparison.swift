@@ -319,10 +319,16 @@ extension BitMapPicture {
             let y = top + Double(r) * cellH
             s += Plot.text(x: left - 6, y: y + cellH - 2, "block \(row.cell.block) \(columns[row.cell.column].label)", size: 9, anchor: "end")
             let w = cellW * Double(groups) / Double(row.matrix.groups)
-            for (g, b) in row.matrix.bits.enumerated() {
-                let x = left + Double(g) * w
+            // One rectangle per run of equal widths (keeps the file small).
+            var g = 0
+            let bits = row.matrix.bits
+            while g < bits.count {
+                var end = g + 1
+                while end < bits.count && bits[end] == bits[g] { end += 1 }
+                let b = bits[g], x = left + Double(g) * w
                 let fill = b == 0 ? "#ffffff" : Plot.viridis(Double(b) / Double(maxBits))
-                s += "<rect x=\"\(Plot.f(x))\" y=\"\(Plot.f(y))\" width=\"\(Plot.f(w))\" height=\"\(Plot.f(cellH - 1))\" fill=\"\(fill)\"\(b == 0 ? " stroke=\"#bbb\" stroke-width=\"0.3\"" : "")/>\n"
+                s += "<rect x=\"\(Plot.f(x))\" y=\"\(Plot.f(y))\" width=\"\(Plot.f(w * Double(end - g)))\" height=\"\(Plot.f(cellH - 1))\" fill=\"\(fill)\"\(b == 0 ? " stroke=\"#bbb\" stroke-width=\"0.3\"" : "")/>\n"
+                g = end
             }
         }
         // Legend: one swatch per width.
