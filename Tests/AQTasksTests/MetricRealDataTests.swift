@@ -22,7 +22,8 @@ final class MetricRealDataTests: XCTestCase {
                 var counts: Counts
             }
             struct Counts: Decodable { var total: [Int]; var per_type: [String: [Int]] }
-            var overrides: [String: String]
+            var rule: String
+            var changed: Int
             var sentences: Int
             var seqeval: Seqeval
         }
@@ -99,9 +100,18 @@ final class MetricRealDataTests: XCTestCase {
         XCTAssertEqual(valid.scheme, .iob2)
         XCTAssertEqual(valid.labels, ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER"])
 
-        let predicted = valid.sentences.map { s in zip(s.tags, s.lines).map { f.overrides[String($1)] ?? $0 } }
-        XCTAssertEqual(predicted.flatMap { $0 }.count - zip(predicted.flatMap { $0 }, valid.sentences.flatMap(\.tags)).filter { $0 == $1 }.count,
-                       f.overrides.count, "every override changes a tag")
+        // The fixture's rule (make_metric_fixtures.py conll_prediction): no CoNLL-derived data is stored.
+        let labels = valid.labels
+        XCTAssertTrue(f.rule.hasPrefix("token t of sentence s: h = splitmix64(2026 ^ (s << 16) ^ t); if h % 100 < 6"), f.rule)
+        let predicted = valid.sentences.enumerated().map { s, sentence in
+            sentence.tags.enumerated().map { t, tag -> String in
+                let h = DataSplits.splitmix64(2026 ^ (UInt64(s) << 16) ^ UInt64(t))
+                guard h % 100 < 6, let i = labels.firstIndex(of: tag) else { return tag }
+                return labels[(i + 1 + Int((h / 100) % 8)) % 9]
+            }
+        }
+        XCTAssertEqual(zip(predicted.flatMap { $0 }, valid.sentences.flatMap(\.tags)).filter { $0 != $1 }.count, f.changed,
+                       "the rule changes as many tags as when the fixture was made")
         let scores = ConllEval.evaluate(gold: valid.sentences.map(\.tags), predicted: predicted)
         check(scores, f.seqeval, "library")
         XCTAssertEqual(ConllEval.evaluateReference(gold: valid.sentences.map(\.tags), predicted: predicted), scores)
