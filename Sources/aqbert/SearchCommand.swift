@@ -81,11 +81,7 @@ struct SearchCommand: ParsableCommand {
         do { try SearchRunner.checkBudget(c, model: BertTaskModel(config: shapes, architecture: .base)) } catch {
             throw CLIError("\(error)")
         }
-        let tokenizer = try TextIO.loadTokenizer(modelDir)
-        let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: args, train: trainURL,
-                                              evaluation: trainURL)
-        let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
-                                                     numLabels: pipeline.labelNames?.count)
+        let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
         if !report.initialized.isEmpty {
             TextIO.warn("searching on a model without a fine-tuned head (\(report.initialized.joined(separator: ", "))): fine-tune it first for a meaningful search")
         }

@@ -46,14 +46,8 @@ struct SensitivityCommand: ParsableCommand {
         if let maxSeqLength { args.maxSeqLength = maxSeqLength }
         let trainURL = try TextIO.existingFile(train, option: "--train")
         let modelDir = try TextIO.modelDirectory(common.model)
-        let tokenizer = try TextIO.loadTokenizer(modelDir)
-        let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: args, train: trainURL,
-                                              evaluation: trainURL)
-        let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
-                                                     numLabels: pipeline.labelNames?.count)
-        if !report.initialized.isEmpty {
-            throw CLIError("--model \(common.model) has no fine-tuned \(pipeline.architecture.rawValue) head (missing \(report.initialized.joined(separator: ", "))): fine-tune it first with aqbert finetune")
-        }
+        let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
+        if !report.initialized.isEmpty { throw notFineTunedError(common, model, report) }
         let outURL = URL(fileURLWithPath: output)
         if !resume, FileManager.default.fileExists(atPath: outURL.path),
            let saved = try? SensitivityReport.read(outURL), !saved.complete {

@@ -88,7 +88,7 @@ struct FinetuneCommand: ParsableCommand {
                               padId: tokenizer.padTokenId)
         if distill != nil {
             if !report.initialized.isEmpty {
-                throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(pipeline.architecture.rawValue) head: fine-tune it first with aqbert finetune")
+                throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(model.className) head: fine-tune it first with aqbert finetune")
             }
             // The teacher is the fp32 starting model itself, loaded again (never quantized).
             trainer.teacher = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
@@ -132,6 +132,23 @@ struct FinetuneCommand: ParsableCommand {
     }
 }
 
+/// The tokenizer of `modelDir`, the task pipeline reading `train` (split and search data come
+/// from it), and the model with the task's head (search, sensitivity).
+func loadForTrainingData(_ common: TaskModelOptions, modelDir: URL, train: URL, arguments: TrainingArguments) throws
+    -> (tokenizer: BertTokenizer, pipeline: RunnableTask, model: BertTaskModel, report: BertLoadReport) {
+    let tokenizer = try TextIO.loadTokenizer(modelDir)
+    let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: arguments, train: train,
+                                          evaluation: train)
+    let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
+                                                 numLabels: pipeline.labelNames?.count)
+    return (tokenizer, pipeline, model, report)
+}
+
+/// The error for a model whose task head was not in its checkpoint (not fine-tuned).
+func notFineTunedError(_ common: TaskModelOptions, _ model: BertTaskModel, _ report: BertLoadReport) -> CLIError {
+    CLIError("--model \(common.model) has no fine-tuned \(model.className) head (missing \(report.initialized.joined(separator: ", "))): fine-tune it first with aqbert finetune")
+}
+
 /// Loads a fine-tuned model and the task's evaluation data.
 private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?, docStride: Int?,
                                planPath: String? = nil, calibration: (path: String, rows: Int)? = nil) throws
@@ -160,7 +177,7 @@ private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqL
     let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
                                                  numLabels: pipeline.labelNames?.count)
     if !report.initialized.isEmpty {
-        throw CLIError("--model \(common.model) has no fine-tuned \(model.className) head (missing \(report.initialized.joined(separator: ", "))): fine-tune it first with aqbert finetune")
+        throw notFineTunedError(common, model, report)
     }
     // A quantization-aware model evaluates with its quantization (plan, frozen ranges);
     // --plan applies a plan to an fp32 model without retraining (DirectQ).
