@@ -65,6 +65,12 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 
     /// A new independent generator derived from this one (for per-worker streams).
     public mutating func split() -> SeededGenerator { SeededGenerator(seed: next()) }
+
+    /// Fisher-Yates in place: for i = n-1 down to 1, swap element i with element next() % (i + 1).
+    /// Every seeded order in the project (batches, plan shuffles, subsets) comes from here.
+    public mutating func shuffle<T>(_ elements: inout [T]) {
+        for i in stride(from: elements.count - 1, to: 0, by: -1) { elements.swapAt(i, Int(next() % UInt64(i + 1))) }
+    }
 }
 
 #if canImport(Glibc)

@@ -216,11 +216,7 @@ extension BitPlan {
         var g = SeededGenerator(seed: seed)
         var out = self
         for path in matrices.keys.sorted() {
-            var bits = matrices[path]!.bits
-            for i in stride(from: bits.count - 1, to: 0, by: -1) {
-                bits.swapAt(i, Int(g.next() % UInt64(i + 1)))
-            }
-            out.matrices[path]!.bits = bits
+            g.shuffle(&out.matrices[path]!.bits)
         }
         out.provenance = Provenance(method: "random", task: provenance.task, seed: seed, targetMiB: provenance.targetMiB,
                                     achievedMiB: out.sizeMiB, dataSHA256: nil,

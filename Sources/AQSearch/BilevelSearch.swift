@@ -132,7 +132,7 @@ public final class BilevelSearch {
     func permutation(_ n: Int, salt: UInt64, round: Int) -> [Int] {
         var g = SeededGenerator(seed: configuration.seed ^ salt &+ 0x9E37_79B9 &* UInt64(round + 1))
         var order = Array(0..<n)
-        for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(g.next() % UInt64(i + 1))) }
+        g.shuffle(&order)
         return order
     }
 

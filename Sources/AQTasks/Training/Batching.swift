@@ -45,10 +45,7 @@ public func epochBatches(count: Int, batchSize: Int, seed: UInt64, epoch: Int, s
     var order = Array(0..<count)
     if shuffle {
         var g = SeededGenerator(seed: seed &+ 0x5851_F42D_4C95_7F2D &* UInt64(epoch + 1))
-        for i in stride(from: count - 1, to: 0, by: -1) {
-            let j = Int(g.next() % UInt64(i + 1))
-            order.swapAt(i, j)
-        }
+        g.shuffle(&order)
     }
     return stride(from: 0, to: count, by: batchSize).map { Array(order[$0..<min(count, $0 + batchSize)]) }
 }

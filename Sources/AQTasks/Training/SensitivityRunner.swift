@@ -105,7 +105,7 @@ public struct SensitivityRunner {
     public static func subset(_ s: Int, rows: Int, size: Int, seed: UInt64) -> [Int] {
         var order = Array(0..<rows)
         var g = SeededGenerator(seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(s + 1))
-        for i in stride(from: rows - 1, to: 0, by: -1) { order.swapAt(i, Int(g.next() % UInt64(i + 1))) }
+        g.shuffle(&order)
         return order.prefix(size).sorted()
     }
 
