@@ -184,6 +184,12 @@ public enum QuantizableMatrices {
         zip(paths(for: model.config), linears(model)).map { ($0, $1.weight) }
     }
 
+    /// Weights in those matrices, from the config alone (Q, K, V, attention output: H x H each;
+    /// FFN in and out: H x I each, per block).
+    public static func weightCount(_ config: BertConfig) -> Int {
+        config.numHiddenLayers * (4 * config.hiddenSize * config.hiddenSize + 2 * config.hiddenSize * config.intermediateSize)
+    }
+
     public static func paths(for config: BertConfig) -> [String] {
         BertCheckpointNames.denseWeightNames(layers: config.numHiddenLayers, family: config.family, prefixed: true)
     }

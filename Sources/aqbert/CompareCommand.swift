@@ -80,7 +80,7 @@ struct CompareCommand: ParsableCommand {
         let metricName = task == .conll2003 || task == .squad ? "f1" : "accuracy"
         // Matrix shapes for the fp32 size: from the model's config.
         let shapes = try BertConfig(contentsOf: modelDir)
-        let weights = shapes.numHiddenLayers * (4 * shapes.hiddenSize * shapes.hiddenSize + 2 * shapes.hiddenSize * shapes.intermediateSize)
+        let weights = QuantizableMatrices.weightCount(shapes)
         let seedList = (0..<seeds).map { seed + UInt64($0) }
         var settings: [String: String] = [
             "model": modelDir.path, "train": trainURL.path, "dev": devURL.path, "groups": String(groups),

@@ -73,7 +73,7 @@ struct SearchCommand: ParsableCommand {
         // An impossible budget fails at once, before any data is read: shapes from config.json.
         let shapes: BertConfig
         do { shapes = try BertConfig(contentsOf: modelDir) } catch { throw CLIError("\(error)") }
-        let weights = shapes.numHiddenLayers * (4 * shapes.hiddenSize * shapes.hiddenSize + 2 * shapes.hiddenSize * shapes.intermediateSize)
+        let weights = QuantizableMatrices.weightCount(shapes)
         var c = SearchConfiguration(targetMiB: targetMb ?? BitPlan.budgetMiB(averageBits: targetBits!, weights: weights))
         c.candidates = candidates
         c.groups = groups

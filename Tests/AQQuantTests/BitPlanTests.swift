@@ -101,3 +101,11 @@ final class BitPlanTests: XCTestCase {
         XCTAssertThrowsError(try BitPlan.uniform(model: m, bits: 3, groups: 1, candidates: [0, 2, 4]))
     }
 }
+
+extension BitPlanTests {
+    /// The config-only count equals the matrices a model holds.
+    func testWeightCountFromConfig() throws {
+        let m = try model()
+        XCTAssertEqual(QuantizableMatrices.weightCount(m.config), QuantizableMatrices.of(m).reduce(0) { $0 + $1.tensor.count })
+    }
+}
