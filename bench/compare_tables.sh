@@ -9,8 +9,8 @@
 #
 #   AQBERT=/path/to/release/aqbert OUT=DIR bash bench/compare_tables.sh
 #
-# Builds nothing (run `swift build -c release` first). Long: on 2 cores one SST-2 seed is several
-# hours (fine-tuning, the Q-BERT sensitivity, three searches and ten QAT runs). Resumable: run the
+# Builds nothing (run `swift build -c release` first). Long: each seed is a fine-tuning, the
+# Q-BERT sensitivity, three searches and ten QAT runs (not yet timed end to end). Resumable: run the
 # same command again after a kill and `compare` skips every finished step. Each task's
 # results.md, results.json, size_vs_metric.svg and bitmap.svg end up in $OUT/<task>/.
 #
