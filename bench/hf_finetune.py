@@ -5,7 +5,7 @@
     python bench/hf_finetune.py --model DIR --task sst2|mnli|conll2003|squad \
         --train FILE --dev FILE --output DIR [--epochs N] [--lr F] [--batch-size N]
         [--max-seq-length N] [--seed N] [--warmup-ratio F] [--threads N] [--eval-batch-size N]
-        [--doc-stride 128] [--max-answer-length 30] [--n-best 20] [--save-model]
+        [--doc-stride 128] [--max-answer-length 30] [--n-best 20] [--no-shuffle] [--save-model]
 
 A plain PyTorch loop (no `Trainer`, so nothing hidden differs from aqbert's loop):
 - model: AutoModelFor{SequenceClassification,TokenClassification,QuestionAnswering} from the
@@ -16,8 +16,8 @@ A plain PyTorch loop (no `Trainer`, so nothing hidden differs from aqbert's loop
 - per update: forward (train mode, dropout as in the config), loss, backward,
   clip_grad_norm_(1.0), optimizer step, scheduler step, zero_grad;
 - batches: a fresh permutation of the training features every epoch from a seeded
-  torch.Generator, the last partial batch kept; dynamic padding (each batch padded to its
-  longest row);
+  torch.Generator (file order with --no-shuffle), the last partial batch kept; dynamic
+  padding (each batch padded to its longest row);
 - evaluation on the dev file after every epoch; the best epoch (accuracy / F1 / F1) is reported.
 
 Data files are read in their original formats (the same files aqbert reads):
@@ -509,6 +509,9 @@ def parse_args(argv=None):
     p.add_argument("--max-answer-length", type=int, default=30)
     p.add_argument("--n-best", type=int, default=20)
     p.add_argument("--log-every", type=int, default=0, help="progress line every N updates (0 = ~20 per epoch)")
+    p.add_argument("--no-shuffle", action="store_true",
+                   help="training features in file order every epoch (as aqbert finetune --no-shuffle)")
+    p.add_argument("--step-losses", help="also write every update's training loss to this file, one per line")
     p.add_argument("--save-model", action="store_true", help="also save the final model weights and tokenizer in --output")
     a = p.parse_args(argv)
     for k, v in TASK_DEFAULTS[a.task].items():
@@ -689,9 +692,11 @@ def main(argv=None):
     model.train()
     t_train = time.time()
     step = 0
+    step_losses = open(args.step_losses, "w") if args.step_losses else None
     for epoch in range(1, args.epochs + 1):
         t_epoch = time.time()
-        order = torch.randperm(len(train_feats), generator=gen).tolist()
+        order = (list(range(len(train_feats))) if args.no_shuffle
+                 else torch.randperm(len(train_feats), generator=gen).tolist())
         loss_sum, loss_n = 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * args.batch_size:(b + 1) * args.batch_size]
@@ -706,6 +711,8 @@ def main(argv=None):
             step += 1
             loss_sum += loss.item()
             loss_n += 1
+            if step_losses:
+                step_losses.write(f"{loss.item()!r}\n")
             if step % log_every == 0 or b == steps_per_epoch - 1:
                 log(f"epoch {epoch} step {b + 1}/{steps_per_epoch} loss {loss.item():.4f} "
                     f"avg {loss_sum / loss_n:.4f} lr {scheduler.get_last_lr()[0]:.3e} "

@@ -47,6 +47,8 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "Weight decay (not on biases and LayerNorm).") var weightDecay: Float?
     @Option(help: "A resumable checkpoint every N updates (0: epoch ends only).") var saveSteps: Int?
     @Option(help: "A progress line every N updates.") var logEvery: Int = 50
+    @Flag(help: "Take the training examples in file order every epoch (default: a seeded shuffle per epoch).")
+    var noShuffle = false
     @Flag(help: "Continue from the last checkpoint in --output (after a kill).") var resume = false
     @Flag(help: "Progress as one JSON object per line.") var json = false
 
@@ -67,6 +69,7 @@ struct FinetuneCommand: ParsableCommand {
         if let weightDecay { a.weightDecay = weightDecay }
         if let saveSteps { a.saveSteps = saveSteps }
         if let distill { a.distillAlpha = distill.alpha; a.distillTemperature = distill.temperature }
+        if noShuffle { a.shuffle = false }
         a.threads = Runtime.threads
         do { try a.validate() } catch { throw CLIError("\(error)") }
         let trainURL = try TextIO.existingFile(train, option: "--train")

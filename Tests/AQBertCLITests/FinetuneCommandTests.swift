@@ -134,10 +134,11 @@ final class FinetuneCommandTests: XCTestCase {
         var dargs = finetuneArgs(distilled)
         dargs[0] = "retrain"
         dargs[2] = fp32.path
-        let d = try CLI.run(dargs + ["--plan", plan.path, "--distill", "--distill-alpha", "0.7"])
+        let d = try CLI.run(dargs + ["--plan", plan.path, "--distill", "--distill-alpha", "0.7", "--no-shuffle"])
         XCTAssertEqual(d.status, 0, d.stderr)
         let targs = try JSONSerialization.jsonObject(with: Data(contentsOf: distilled.appendingPathComponent("training_args.json"))) as! [String: Any]
         XCTAssertEqual(try XCTUnwrap(targs["distillAlpha"] as? Double), 0.7, accuracy: 1e-6)
+        XCTAssertEqual(targs["shuffle"] as? Bool, false, "--no-shuffle is recorded")
         var untrained = finetuneArgs(dir.appendingPathComponent("qat-untrained"))
         untrained[0] = "retrain"
         assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill"]), contains: "fine-tune it first")

@@ -154,6 +154,53 @@ final class TrainerTests: XCTestCase {
         XCTAssertNotNil((results["metrics"] as? [String: Double])?["accuracy"])
     }
 
+    /// `--no-shuffle`: file order every epoch; the default is a seeded permutation per epoch.
+    /// `training_args.json` files written before the option existed still load (as shuffled).
+    func testBatchOrderWithAndWithoutShuffle() throws {
+        for epoch in 0..<2 {
+            XCTAssertEqual(epochBatches(count: 10, batchSize: 4, seed: 3, epoch: epoch, shuffle: false),
+                           [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]])
+        }
+        let e0 = epochBatches(count: 10, batchSize: 4, seed: 3, epoch: 0, shuffle: true)
+        let e1 = epochBatches(count: 10, batchSize: 4, seed: 3, epoch: 1, shuffle: true)
+        XCTAssertEqual(e0.flatMap { $0 }.sorted(), Array(0..<10))
+        XCTAssertNotEqual(e0.flatMap { $0 }, Array(0..<10))
+        XCTAssertNotEqual(e0, e1)
+
+        var a = arguments()
+        XCTAssertTrue(a.shufflesBatches)
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(a)) as! [String: Any]
+        XCTAssertNil(json["shuffle"], "the default writes no key, as files from before the option")
+        a.shuffle = false
+        json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(a)) as! [String: Any]
+        XCTAssertEqual(json["shuffle"] as? Bool, false)
+        XCTAssertFalse(try JSONDecoder().decode(TrainingArguments.self, from: JSONEncoder().encode(a)).shufflesBatches)
+
+        // The trainer follows the option: the first update of a file-order run sees rows 0..<8.
+        func firstLosses(shuffle: Bool) throws -> [Float] {
+            let dir = try scratch()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            var a = arguments()
+            a.shuffle = shuffle
+            a.epochs = 1
+            let (model, _) = try BertTaskModel.load(directory: Self.tinyModel)
+            let t = Trainer(model: model, pipeline: SyntheticPipeline(seed: 5, train: 60, eval: 30), arguments: a,
+                            output: dir, tokenizerDirectory: Self.tinyModel, padId: 0)
+            var losses: [Float] = []
+            t.shouldStop = { losses.count == 2 }
+            _ = try? t.train(resume: false) { if case let .step(_, _, _, loss, _, _, _) = $0 { losses.append(loss) } }
+            return losses
+        }
+        let (model, _) = try BertTaskModel.load(directory: Self.tinyModel)
+        model.training = false
+        let rows = Array(SyntheticPipeline(seed: 5, train: 60, eval: 30).trainFeatures[0..<8])
+        let batch = FeatureBatch(rows, padId: 0)
+        let expected = model.taskLoss(model.forward(batch.inputs, tape: .inference), batch: batch, tape: .inference).scalar
+        let ordered = try firstLosses(shuffle: false)
+        XCTAssertEqual(ordered.first ?? .nan, expected, accuracy: 1e-6, "the tiny fixture has no dropout")
+        XCTAssertNotEqual(try firstLosses(shuffle: true).first, ordered.first)
+    }
+
     func testResumeWithOtherArgumentsIsRefused() throws {
         let dir = try scratch()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -123,7 +123,7 @@ public final class Trainer {
         while state.epoch < a.epochs {
             model.training = true
             quantization?.training = true
-            let batches = epochBatches(count: features.count, batchSize: a.batchSize, seed: a.seed, epoch: state.epoch, shuffle: true)
+            let batches = epochBatches(count: features.count, batchSize: a.batchSize, seed: a.seed, epoch: state.epoch, shuffle: a.shufflesBatches)
             while state.stepInEpoch < batches.count {
                 let rows = batches[state.stepInEpoch].map { features[$0] }
                 let batch = FeatureBatch(rows, padId: padId)

@@ -27,6 +27,13 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
     /// `(1 - alpha) CE + alpha T^2 softCE(student / T, softmax(teacher / T))`. nil = off.
     public var distillAlpha: Float? = nil
     public var distillTemperature: Float? = nil
+    /// Batch order: `false` takes the training features in file order every epoch (to line a
+    /// run up step by step with another trainer); nil or `true` shuffles them per epoch from the
+    /// seed. Optional so that `training_args.json` files written before the flag still load.
+    public var shuffle: Bool? = nil
+
+    /// Whether each epoch's batch order is a seeded shuffle.
+    public var shufflesBatches: Bool { shuffle ?? true }
 
     public static func defaults(for task: TaskName) -> TrainingArguments {
         var a = TrainingArguments(task: task, epochs: 3, learningRate: 2e-5, batchSize: 32, evalBatchSize: 64, maxSeqLength: 128,
