@@ -11,12 +11,16 @@
 #   AQBERT=.build/release/aqbert bash bench/trajectory_compare.sh
 #
 # Prints one line (stdout):
-#   task=squad examples=N steps=S aqbert_first=.. transformers_first=.. aqbert_last=..
-#       transformers_last=.. mean_abs_diff=.. max_abs_diff=.. mean_diff_last_half=..
-# (diff = aqbert - transformers, per update; mean_diff_last_half is the signed mean over the
-# second half of the updates: a systematic gap shows there).
+#   task=squad examples=N dropout=0 steps=S aqbert_first=.. transformers_first=.. aqbert_last=..
+#       transformers_last=.. mean_abs_diff=.. max_abs_diff=.. mean_diff=.. mean_diff_last_half=..
+# (diff = aqbert - transformers, per update; mean_diff and mean_diff_last_half are signed means
+# over all updates and over the second half: a systematic gap shows there).
 #
-# Environment: LIMIT (training questions: 480), THREADS (1), SEED (42), LR / BATCH_SIZE /
+# DROPOUT=1 keeps the model's dropout probabilities instead: then each side draws its own masks,
+# the per-update losses differ, and only their mean difference says something (a dropout that
+# one side applies more strongly shows as a systematic positive or negative mean).
+#
+# Environment: LIMIT (training questions: 480), DROPOUT (0), THREADS (1), SEED (42), LR / BATCH_SIZE /
 # MAX_SEQ_LENGTH (finetune's squad defaults: 3e-5, 12, 384), PYTHON (/work/venv/bin/python),
 # AQBERT (.build/release/aqbert), MODEL (~/.cache/aqbert/models/all-MiniLM-L6-v2), DATA
 # (/work/shared/data), LOGDIR (a new temp dir, kept: both logs, the step losses).
@@ -26,6 +30,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-/work/venv/bin/python}"
 AQBERT="${AQBERT:-.build/release/aqbert}"
 LIMIT="${LIMIT:-480}"
+DROPOUT="${DROPOUT:-0}"
 THREADS="${THREADS:-1}"
 SEED="${SEED:-42}"
 DATA="${DATA:-/work/shared/data}"
@@ -40,18 +45,20 @@ LOGDIR="$(cd "$LOGDIR" && pwd)"
 echo "logs and data: $LOGDIR" >&2
 
 # The starting model, written once by transformers: the pre-trained encoder plus a question-
-# answering head initialised with torch.manual_seed($SEED), every dropout probability 0, tokenizer
+# answering head initialised with torch.manual_seed($SEED), every dropout probability 0 (unless
+# DROPOUT=1), tokenizer
 # files copied. Both sides load this one checkpoint, so neither initialises a head of its own.
-start="$LOGDIR/model-no-dropout"
-"$PYTHON" - "$MODEL" "$start" "$SEED" <<'PY'
+start="$LOGDIR/start-model"
+"$PYTHON" - "$MODEL" "$start" "$SEED" "$DROPOUT" <<'PY'
 import shutil, sys
 from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForQuestionAnswering
-src, dst, seed = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+src, dst, seed, keep_dropout = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 config = AutoConfig.from_pretrained(src)
-config.hidden_dropout_prob = 0.0
-config.attention_probs_dropout_prob = 0.0
+if not keep_dropout:
+    config.hidden_dropout_prob = 0.0
+    config.attention_probs_dropout_prob = 0.0
 torch.manual_seed(seed)
 AutoModelForQuestionAnswering.from_pretrained(src, config=config).save_pretrained(dst, safe_serialization=True)
 for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -81,17 +88,17 @@ set -x
 { set +x; } 2>/dev/null
 grep '"event":"step"' "$LOGDIR/aqbert.log" | sed 's/.*"loss":\([^,]*\),.*/\1/' >"$LOGDIR/aqbert_losses.txt"
 
-"$PYTHON" - squad "$LIMIT" "$LOGDIR/aqbert_losses.txt" "$LOGDIR/transformers_losses.txt" <<'PY'
+"$PYTHON" - squad "$LIMIT" "$DROPOUT" "$LOGDIR/aqbert_losses.txt" "$LOGDIR/transformers_losses.txt" <<'PY'
 import sys
-task, limit, a_path, t_path = sys.argv[1:5]
+task, limit, dropout, a_path, t_path = sys.argv[1:6]
 a = [float(l) for l in open(a_path) if l.strip()]
 t = [float(l) for l in open(t_path) if l.strip()]
 if len(a) != len(t) or not a:
     sys.exit(f"error: {len(a)} aqbert updates, {len(t)} transformers updates")
 d = [x - y for x, y in zip(a, t)]
 half = d[len(d) // 2:]
-print(f"task={task} examples={limit} steps={len(a)} aqbert_first={a[0]:.6f} transformers_first={t[0]:.6f} "
+print(f"task={task} examples={limit} dropout={dropout} steps={len(a)} aqbert_first={a[0]:.6f} transformers_first={t[0]:.6f} "
       f"aqbert_last={a[-1]:.6f} transformers_last={t[-1]:.6f} "
       f"mean_abs_diff={sum(map(abs, d)) / len(d):.6f} max_abs_diff={max(map(abs, d)):.6f} "
-      f"mean_diff_last_half={sum(half) / len(half):+.6f}")
+      f"mean_diff={sum(d) / len(d):+.6f} mean_diff_last_half={sum(half) / len(half):+.6f}")
 PY
