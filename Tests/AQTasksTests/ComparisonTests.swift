@@ -21,7 +21,8 @@ final class ComparisonTests: XCTestCase {
             run(.aqBERT, 3, seed: 1, bits: 2.5, metric: 85),
             run(.qbert, 3, seed: 1, bits: 3, metric: 86),
         ]
-        let r = ComparisonResults(task: "sst2", metric: "accuracy", budgets: [2, 3], seeds: [1, 2], settings: [:], runs: runs)
+        let r = ComparisonResults(task: "sst2", metric: "accuracy", budgets: [2, 3], seeds: [1, 2],
+                                  settings: ["arch_optimizer": "adam", "arch_lr": "0.01"], runs: runs)
         XCTAssertEqual(r.rows.map(\.method), [.fp32, .qbert, .aqBERT, .uniform, .random, .aqBERT], "fp32, then budgets largest first")
         let u = r.row(.uniform, budget: 2)!
         XCTAssertEqual(u.metricMean, 52)
@@ -34,6 +35,7 @@ final class ComparisonTests: XCTestCase {
         XCTAssertTrue(md.contains("| 3 | Q-BERT-MP (Hessian mixed precision, QAT) | -1.00 |"), md)
         XCTAssertTrue(md.contains("Note: the AQ-BERT plans at 3 bits average 2.500 bits"), md)
         XCTAssertFalse(md.contains("plans at 2 bits"), "inside the band: no note")
+        XCTAssertTrue(md.hasSuffix("\nSeeds: 1, 2. Settings: arch_lr 0.01; arch_optimizer adam.\n"), md)
         let svg = r.sizeSVG()
         XCTAssertTrue(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"))
         XCTAssertTrue(svg.contains("fp32 (32.0 MiB): 90.00"))

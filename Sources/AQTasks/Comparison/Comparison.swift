@@ -180,7 +180,12 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
             s += "\nAQ-BERT minus each baseline at the same budget (difference of the means over seeds):\n\n"
             s += "| budget (bits) | baseline | AQ-BERT - baseline |\n|---:|---|---:|\n" + margins.joined(separator: "\n") + "\n"
         }
-        return s
+        // What produced the numbers (the search's architecture optimiser and rate among them).
+        s += "\nSeeds: " + seeds.map(String.init).joined(separator: ", ") + "."
+        if !settings.isEmpty {
+            s += " Settings: " + settings.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; ") + "."
+        }
+        return s + "\n"
     }
 
     /// Metric against encoder-weight size, one colour per method, error bars = spread over
