@@ -4,8 +4,8 @@ import Foundation
 import XCTest
 
 /// Directories written by `aqbert finetune` load in transformers (`AutoModelFor*`) and give
-/// the same logits: the fixtures (Scripts/fixtures/make_hf_load_fixture.sh and its DistilBERT
-/// twin) hold tiny fine-tuned models and the logits transformers computed after loading them.
+/// the same logits: the fixtures (Scripts/fixtures/make_hf_load_fixture.sh bert|distilbert)
+/// hold tiny fine-tuned models and the logits transformers computed after loading them.
 final class HFLoadTests: XCTestCase {
     static let tolerance: Float = 1e-4
 
@@ -13,7 +13,7 @@ final class HFLoadTests: XCTestCase {
         try check(golden: "golden.json", directories: ["seqcls": "seqcls", "tokcls": "tokcls"])
     }
 
-    /// The same for DistilBERT (Scripts/fixtures/make_hf_load_distilbert_fixture.sh): aqbert's
+    /// The same for DistilBERT (Scripts/fixtures/make_hf_load_fixture.sh distilbert): aqbert's
     /// output keeps DistilBERT names and keys, so AutoModelFor* builds DistilBertFor*.
     func testFineTunedDistilBertDirectoriesMatchTransformers() throws {
         try check(golden: "golden-distilbert.json", directories: ["seqcls": "distilbert-seqcls", "tokcls": "distilbert-tokcls"])
