@@ -94,6 +94,27 @@ enum Scratch {
             .appendingPathComponent("AQBertTests/Fixtures/distilbert/tiny-distilbertmodel")
     }
 
+    /// A learnable toy SST-2 in GLUE TSV (header, then `sentence<TAB>label`): "good" -> 1,
+    /// "bad" -> 0, between filler words, drawn from a seeded LCG. Writes `train.tsv` (`train`
+    /// rows) and `dev.tsv` (`dev` rows) into `dir`.
+    static func toySST2(in dir: URL, seed: UInt64, train: Int, dev: Int) throws -> (train: URL, dev: URL) {
+        var g = seed
+        func next() -> UInt64 { g = g &* 6364136223846793005 &+ 1442695040888963407; return g >> 33 }
+        let filler = ["the", "movie", "is", "a", "the movie", "a movie is"]
+        func rows(_ n: Int) -> String {
+            var s = "sentence\tlabel\n"
+            for _ in 0..<n {
+                let good = next() % 2 == 0
+                s += "\(filler[Int(next() % 6)]) \(good ? "good" : "bad") \(filler[Int(next() % 6)]) .\t\(good ? 1 : 0)\n"
+            }
+            return s
+        }
+        let trainURL = dir.appendingPathComponent("train.tsv"), devURL = dir.appendingPathComponent("dev.tsv")
+        try rows(train).write(to: trainURL, atomically: true, encoding: .utf8)
+        try rows(dev).write(to: devURL, atomically: true, encoding: .utf8)
+        return (trainURL, devURL)
+    }
+
     /// A model directory: the tiny BERT's (or `source`'s) config/weights plus a vocabulary of 99 tokens.
     static func tinyModelWithVocab(from source: URL = tinyModel) throws -> URL {
         let dir = try directory()

@@ -12,22 +12,7 @@ final class FinetuneCommandTests: XCTestCase {
     override func setUpWithError() throws {
         dir = try Scratch.directory()
         model = try Scratch.tinyModelWithVocab()
-        // A learnable toy SST-2: "good" -> 1, "bad" -> 0, with filler words.
-        var g = UInt64(7)
-        func next() -> UInt64 { g = g &* 6364136223846793005 &+ 1442695040888963407; return g >> 33 }
-        let filler = ["the", "movie", "is", "a", "the movie", "a movie is"]
-        func rows(_ n: Int) -> String {
-            var s = "sentence\tlabel\n"
-            for _ in 0..<n {
-                let good = next() % 2 == 0
-                s += "\(filler[Int(next() % 6)]) \(good ? "good" : "bad") \(filler[Int(next() % 6)]) .\t\(good ? 1 : 0)\n"
-            }
-            return s
-        }
-        train = dir.appendingPathComponent("train.tsv")
-        dev = dir.appendingPathComponent("dev.tsv")
-        try rows(240).write(to: train, atomically: true, encoding: .utf8)
-        try rows(40).write(to: dev, atomically: true, encoding: .utf8)
+        (train, dev) = try Scratch.toySST2(in: dir, seed: 7, train: 240, dev: 40)
     }
 
     override func tearDownWithError() throws {
