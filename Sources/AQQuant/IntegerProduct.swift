@@ -41,56 +41,75 @@ struct IntegerProductTerms {
 }
 
 /// A quantization-aware Linear evaluated exactly: the 8-bit activation codes and the weight
-/// codes of `fakeQuantize`, multiplied in integers (as doubles, whose sums of these products
-/// are exact) instead of summing dequantized fp32 values. The result is the quantized model
-/// itself, bit for bit what the packed kernel computes; the fp32 simulation differs from it by
-/// the rounding of fp32 sums, which is enough to move an 8-bit rounding in a later layer.
-/// Inference only (nothing is recorded on a tape).
+/// codes of `fakeQuantize`, multiplied in integers instead of summing dequantized fp32 values.
+/// The integer products go through a float GEMM whose sums are exact: fp32 (sgemm) when every
+/// partial sum stays below 2^24 (K * 255 * (2^b - 1) <= 2^24: any width up to 4 bits for
+/// K <= 4,386), fp64 otherwise. The result is the quantized model itself, bit for bit what the
+/// packed kernel computes; the fp32 simulation differs from it by the rounding of fp32 sums,
+/// which is enough to move an 8-bit rounding in a later layer. Inference only (nothing is
+/// recorded on a tape).
 public enum ExactQuantizedProduct {
     /// x: [..., K], weight: [O, K] fp32 (quantized here, per row group at `groupBits`),
     /// bias: [O] -> [..., O]. Activations at 8 bits (u8 codes, `aq_quantize_rows_u8`) with a
-    /// non-empty range (hi > lo).
+    /// non-empty range (hi > lo). `fp32Products: false` forces the fp64 GEMM (tests).
     public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, groupBits: [Int],
-                               activationLow lo: Float, activationHigh hi: Float) -> Tensor {
+                               activationLow lo: Float, activationHigh hi: Float, fp32Products: Bool = true) -> Tensor {
         let rows = weight.shape[0], k = weight.shape[1], groups = groupBits.count
         precondition(x.shape.last == k && rows % groups == 0 && hi > lo, "ExactQuantizedProduct: shapes checked by the plan")
         let m = x.count / k, perGroup = rows / groups
         let terms = IntegerProductTerms(activationLow: lo, activationHigh: hi)
 
-        // Weight codes per kept group (aq_quantize_codes: the ranges training uses) and row terms.
+        // Weight codes per kept group (aq_quantize_codes: the ranges training uses) and row terms;
+        // B holds c - zc (|value| <= 255: exact in Float).
         let keptOutput = groupBits.enumerated().filter { $0.element > 0 }.flatMap { g, _ in (g * perGroup)..<((g + 1) * perGroup) }
         let kept = keptOutput.count
-        let b = UnsafeMutablePointer<Double>.allocate(capacity: max(1, kept * k))
-        defer { b.deallocate() }
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: max(1, kept * k))
+        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, perGroup * k))
+        defer { b.deallocate(); codes.deallocate() }
         var alpha = [Float](repeating: 0, count: kept), beta = alpha, gamma = alpha
-        var codes = [UInt8](repeating: 0, count: perGroup * k)
         var r = 0
         for (g, bits) in groupBits.enumerated() where bits > 0 {
             var wlo: Float = 0, whi: Float = 0
-            aq_quantize_codes(weight.pointer + g * perGroup * k, &codes, perGroup * k, Int32(bits), &wlo, &whi)
+            aq_quantize_codes(weight.pointer + g * perGroup * k, codes, perGroup * k, Int32(bits), &wlo, &whi)
             let step = PackedFormat.step(lo: wlo, hi: whi, bits: bits)
             for i in 0..<perGroup {
-                let row = codes[(i * k)..<((i + 1) * k)]
-                let sum = row.reduce(Int32(0)) { $0 + Int32($1) }
+                let row = codes + i * k
+                var sum: Int32 = 0
+                for j in 0..<k { sum += Int32(row[j]) }
                 let t = terms.row(step: step, low: wlo, levels: (1 << bits) - 1, codeSum: sum, columns: k,
                                   bias: bias?.pointer[g * perGroup + i] ?? 0)
                 (alpha[r], beta[r], gamma[r]) = (t.alpha, t.beta, t.gamma)
-                for (j, c) in row.enumerated() { b[r * k + j] = Double(Int32(c) - t.zeroPoint) }
+                let out = b + r * k
+                for j in 0..<k { out[j] = Float(Int32(row[j]) - t.zeroPoint) }
                 r += 1
             }
         }
 
         // Activation codes (aq_quantize_rows_u8: the activation quantizer's rounding), q - z and S'.
         let q = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, m * k))
-        let a = UnsafeMutablePointer<Double>.allocate(capacity: max(1, m * k))
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: max(1, m * k))
         let sums = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, m))
-        let d = UnsafeMutablePointer<Double>.allocate(capacity: max(1, m * kept))
+        let d = UnsafeMutablePointer<Float>.allocate(capacity: max(1, m * kept))
         defer { q.deallocate(); a.deallocate(); sums.deallocate(); d.deallocate() }
         let z = terms.activationZero
         aq_quantize_rows_u8(x.pointer, m, k, k, lo, hi, q, k, sums)
-        for i in 0..<(m * k) { a[i] = Double(Int32(q[i]) - z) }
+        for i in 0..<(m * k) { a[i] = Float(Int32(q[i]) - z) }
         for t in 0..<m { sums[t] -= Int32(k) * z }
-        BLAS.dgemmABt(m: m, n: kept, k: k, a: a, b: b, c: d)
+
+        // D = A B^T: integer sums through a GEMM that keeps them exact, then as Float (the
+        // rounding Float(Int32(D)) would do).
+        if fp32Products && sumsFitFloat(columns: k, widestBits: groupBits.max() ?? 0) {
+            BLAS.sgemm(transA: false, transB: true, m: m, n: kept, k: k, a: a, lda: k, b: b, ldb: k, c: d, ldc: kept)
+        } else {
+            let a64 = UnsafeMutablePointer<Double>.allocate(capacity: max(1, m * k))
+            let b64 = UnsafeMutablePointer<Double>.allocate(capacity: max(1, kept * k))
+            let d64 = UnsafeMutablePointer<Double>.allocate(capacity: max(1, m * kept))
+            defer { a64.deallocate(); b64.deallocate(); d64.deallocate() }
+            for i in 0..<(m * k) { a64[i] = Double(a[i]) }
+            for i in 0..<(kept * k) { b64[i] = Double(b[i]) }
+            BLAS.dgemmABt(m: m, n: kept, k: k, a: a64, b: b64, c: d64)
+            for i in 0..<(m * kept) { d[i] = Float(d64[i]) }
+        }
 
         var outShape = x.shape
         outShape[outShape.count - 1] = rows
@@ -101,9 +120,15 @@ public enum ExactQuantizedProduct {
             let s = Float(sums[t])
             for (i, o) in keptOutput.enumerated() {
                 let inner = gamma[i].addingProduct(beta[i], s)
-                out[o] = inner.addingProduct(alpha[i], Float(Int32(d[t * kept + i])))
+                out[o] = inner.addingProduct(alpha[i], d[t * kept + i])
             }
         }
         return y
+    }
+
+    /// Whether every partial sum of K products (q - z)(c - zc), |q - z| <= 255 and
+    /// |c - zc| <= 2^b - 1, stays within 2^24, where fp32 holds every integer exactly.
+    static func sumsFitFloat(columns k: Int, widestBits b: Int) -> Bool {
+        k * 255 * ((1 << b) - 1) <= 1 << 24
     }
 }

@@ -166,5 +166,50 @@ final class ExactQuantizedProductTests: XCTestCase {
             XCTAssertEqual(y.array[t * o + 2], bias.array[2])
             XCTAssertEqual(y.array[t * o + 3], bias.array[3])
         }
+        // K * 255 * 255 < 2^24 here, so the integer sums went through sgemm; the fp64 GEMM gives
+        // the same integers, hence the same floats.
+        let y64 = ExactQuantizedProduct.forward(x, weight: w, bias: bias, groupBits: bits, activationLow: lo,
+                                                activationHigh: hi, fp32Products: false)
+        XCTAssertEqual(y.array, y64.array)
+    }
+
+    /// The fp32 GEMM is used only while K * 255 * (2^b - 1) <= 2^24.
+    func testFloatSumBound() {
+        XCTAssertTrue(ExactQuantizedProduct.sumsFitFloat(columns: 4386, widestBits: 4))
+        XCTAssertFalse(ExactQuantizedProduct.sumsFitFloat(columns: 4387, widestBits: 4))
+        XCTAssertTrue(ExactQuantizedProduct.sumsFitFloat(columns: 258, widestBits: 8))
+        XCTAssertFalse(ExactQuantizedProduct.sumsFitFloat(columns: 259, widestBits: 8))
+        XCTAssertTrue(ExactQuantizedProduct.sumsFitFloat(columns: 3072, widestBits: 4), "bert-base's widest K at 4 bits")
+    }
+
+    /// Sums too large for fp32 (K * 255 * 255 > 2^24 with an 8-bit group) take the fp64 GEMM
+    /// and stay exact; at 4 bits the same K fits fp32 and agrees with it bit for bit. The data
+    /// push the sums up: codes near the top of one-sided ranges (zero points near 0), so D is
+    /// about 600 * 235 * 186 = 2.6e7 > 2^24 at 8 bits, where an fp32 sum would round.
+    func testLargeSumsStayExact() {
+        var gen = SeededGenerator(seed: 8)
+        let (m, k, o) = (3, 600, 4)
+        let (lo, hi): (Float, Float) = (-0.1, 3)
+        let x = Tensor(shape: [m, k], values: (0..<(m * k)).map { _ in hi * (0.9 + 0.1 * gen.nextFloat()) })
+        let w = Tensor(shape: [o, k], values: (0..<(o * k)).map { i in
+            i % k == 0 ? -0.001 : 0.05 * (0.5 + 0.5 * gen.nextFloat())
+        })
+        let aq = ActivationQuantizer(bits: 8)
+        aq.setRange(low: lo, high: hi)
+        let xq = aq(x, tape: .inference).array
+        for bits in [[8, 2], [4, 4]] {
+            let y = ExactQuantizedProduct.forward(x, weight: w, bias: nil, groupBits: bits, activationLow: lo, activationHigh: hi)
+            let wq = Tape.inference.fakeQuantize(w, groupBits: bits).array
+            for t in 0..<m {
+                for r in 0..<o {
+                    var ref = 0.0
+                    for j in 0..<k { ref += Double(xq[t * k + j]) * Double(wq[r * k + j]) }
+                    XCTAssertEqual(Double(y.array[t * o + r]), ref, accuracy: 2e-6 * max(1, abs(ref)), "bits \(bits) row \(t) col \(r)")
+                }
+            }
+            let y64 = ExactQuantizedProduct.forward(x, weight: w, bias: nil, groupBits: bits, activationLow: lo,
+                                                    activationHigh: hi, fp32Products: false)
+            XCTAssertEqual(y.array, y64.array, "bits \(bits)")
+        }
     }
 }
