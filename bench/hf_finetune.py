@@ -265,8 +265,9 @@ def conll_features(tok, sents, label_to_id, max_len):
     return feats
 
 
-def squad_train_features(tok, examples, max_seq_length, doc_stride):
-    """run_qa.py prepare_train_features (commit in HF_QA_EXAMPLES_COMMIT), no padding."""
+def squad_tokenize(tok, examples, max_seq_length, doc_stride):
+    """The windows of run_qa.py's two prepare_*_features: question first (padding side right),
+    the context truncated into overlapping windows, offsets kept, no padding."""
     pad_on_right = tok.padding_side == "right"
     questions = [e["question"].lstrip() for e in examples]
     contexts = [e["context"] for e in examples]
@@ -280,6 +281,12 @@ def squad_train_features(tok, examples, max_seq_length, doc_stride):
         return_offsets_mapping=True,
         padding=False,
     )
+    return tokenized, pad_on_right
+
+
+def squad_train_features(tok, examples, max_seq_length, doc_stride):
+    """run_qa.py prepare_train_features (commit in HF_QA_EXAMPLES_COMMIT), no padding."""
+    tokenized, pad_on_right = squad_tokenize(tok, examples, max_seq_length, doc_stride)
     sample_mapping = tokenized["overflow_to_sample_mapping"]
     offset_mapping = tokenized["offset_mapping"]
     feats = []
@@ -321,19 +328,7 @@ def squad_train_features(tok, examples, max_seq_length, doc_stride):
 
 def squad_validation_features(tok, examples, max_seq_length, doc_stride):
     """run_qa.py prepare_validation_features, no padding: offsets outside the context are None."""
-    pad_on_right = tok.padding_side == "right"
-    questions = [e["question"].lstrip() for e in examples]
-    contexts = [e["context"] for e in examples]
-    tokenized = tok(
-        questions if pad_on_right else contexts,
-        contexts if pad_on_right else questions,
-        truncation="only_second" if pad_on_right else "only_first",
-        max_length=max_seq_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding=False,
-    )
+    tokenized, pad_on_right = squad_tokenize(tok, examples, max_seq_length, doc_stride)
     sample_mapping = tokenized["overflow_to_sample_mapping"]
     context_index = 1 if pad_on_right else 0
     feats = []
