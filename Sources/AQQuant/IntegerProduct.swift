@@ -114,15 +114,14 @@ public enum ExactQuantizedProduct {
         var outShape = x.shape
         outShape[outShape.count - 1] = rows
         let y = Tensor(uninitialized: outShape)
-        for t in 0..<m {
-            let out = y.pointer + t * rows
-            for o in 0..<rows { out[o] = bias?.pointer[o] ?? 0 }  // pruned rows: W = 0
-            let s = Float(sums[t])
-            for (i, o) in keptOutput.enumerated() {
-                let inner = gamma[i].addingProduct(beta[i], s)
-                out[o] = inner.addingProduct(alpha[i], d[t * kept + i])
+        if kept < rows {  // pruned rows: W = 0, y = bias
+            for t in 0..<m {
+                let out = y.pointer + t * rows
+                for o in 0..<rows { out[o] = bias?.pointer[o] ?? 0 }
             }
         }
+        let columns = keptOutput.map { Int32($0) }
+        aq_affine_epilogue(d, sums, m, kept, alpha, beta, gamma, y.pointer, rows, columns)
         return y
     }
 

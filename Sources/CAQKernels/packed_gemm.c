@@ -35,6 +35,42 @@ static void gemm_portable(const uint8_t *A, size_t lda, const int32_t *a_sums, c
     }
 }
 
+// ---- the epilogue alone (aq_affine_epilogue) ----------------------------------------------------
+
+// One body, compiled twice: with FMA the compiler emits vfmadd for fmaf, without it calls libm's
+// fmaf; both are the correctly rounded fused multiply-add.
+#define AQ_EPILOGUE_BODY                                                                                 \
+    for (size_t m = 0; m < M; m++) {                                                                     \
+        const float as = (float)a_sums[m];                                                               \
+        const float *dm = d + m * N;                                                                     \
+        float *ym = Y + m * ldy;                                                                         \
+        for (size_t n = 0; n < N; n++)                                                                   \
+            ym[y_cols ? (size_t)y_cols[n] : n] = fmaf(alpha[n], dm[n], fmaf(beta[n], as, gamma[n]));    \
+    }
+
+static void epilogue_portable(const float *d, const int32_t *a_sums, size_t M, size_t N, const float *alpha,
+                              const float *beta, const float *gamma, float *Y, size_t ldy, const int32_t *y_cols) {
+    AQ_EPILOGUE_BODY
+}
+
+#if defined(__x86_64__)
+AQ_TGT_AVX2 static void epilogue_fma(const float *d, const int32_t *a_sums, size_t M, size_t N, const float *alpha,
+                                     const float *beta, const float *gamma, float *Y, size_t ldy, const int32_t *y_cols) {
+    AQ_EPILOGUE_BODY
+}
+#endif
+
+void aq_affine_epilogue(const float *d, const int32_t *a_sums, size_t M, size_t N, const float *alpha,
+                        const float *beta, const float *gamma, float *Y, size_t ldy, const int32_t *y_cols) {
+#if defined(__x86_64__)
+    if (aq_int8_level() >= LEVEL_AVX2) {
+        epilogue_fma(d, a_sums, M, N, alpha, beta, gamma, Y, ldy, y_cols);
+        return;
+    }
+#endif
+    epilogue_portable(d, a_sums, M, N, alpha, beta, gamma, Y, ldy, y_cols);
+}
+
 #if defined(__x86_64__)
 
 // ---- u8 x s8 GEMM: blocked x86-64 paths ---------------------------------------------------------

@@ -180,6 +180,33 @@ final class PackedKernelTests: XCTestCase {
         }
     }
 
+    /// aq_affine_epilogue: the GEMM's epilogue on given products, the same bits on every path
+    /// (fmaf inlined as vfmadd or libm's), written to the mapped columns only.
+    func testAffineEpilogueIsTheGemmEpilogueOnEveryPath() {
+        var rng = PackedTestRNG(seed: 6)
+        let (m, n, ldy) = (5, 9, 13)
+        let d = (0..<(m * n)).map { _ in Float(Int32(truncatingIfNeeded: rng.next()) % 5_000_000) }
+        let aSums = (0..<m).map { _ in Int32(rng.next() % 100_000) - 50_000 }
+        let alpha = (0..<n).map { _ in 1e-3 * (rng.unit() - 0.5) }
+        let beta = (0..<n).map { _ in 1e-2 * (rng.unit() - 0.5) }
+        let gamma = (0..<n).map { _ in rng.unit() - 0.5 }
+        let cols: [Int32] = [12, 0, 3, 4, 5, 11, 7, 8, 1]
+        for level in availableLevels() {
+            aq_set_int8_level(Int32(level))
+            var y = [Float](repeating: .nan, count: m * ldy)
+            aq_affine_epilogue(d, aSums, m, n, alpha, beta, gamma, &y, ldy, cols)
+            var bad = 0
+            for i in 0..<m {
+                for j in 0..<n {
+                    let expected = gamma[j].addingProduct(beta[j], Float(aSums[i])).addingProduct(alpha[j], d[i * n + j])
+                    if y[i * ldy + Int(cols[j])].bitPattern != expected.bitPattern { bad += 1 }
+                }
+                for c in 0..<ldy where !cols.contains(Int32(c)) && !y[i * ldy + c].isNaN { bad += 1 }
+            }
+            XCTAssertEqual(bad, 0, "\(levelName(level)): \(bad) entries differ")
+        }
+    }
+
     /// The integer part is exact at the extremes: A = 255 against B = -128 / 127 (the widened AVX2
     /// path), B = +-64 (the largest |B| vpmaddubsw takes unsaturated), and the small |B| for which
     /// the AVX2 path sums several vpmaddubsw results in s16 lanes before widening.

@@ -88,6 +88,14 @@ void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, 
                            const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
                            const int32_t *y_cols, const int32_t *wz, const int32_t *c0);
 
+/// The same epilogue on products computed elsewhere (the exact evaluation of a QAT model, whose
+/// integer sums come from a float GEMM as exact integers d):
+///   Y[m*ldy + y_cols[n]] = fmaf(alpha[n], d[m*N + n], fmaf(beta[n], (float)a_sums[m], gamma[n]))
+/// for m < M, n < N (y_cols NULL: column n). The AVX2+FMA path (picked as aq_int8_level() >= 1)
+/// and the portable one (libm fmaf) round identically.
+void aq_affine_epilogue(const float *d, const int32_t *a_sums, size_t M, size_t N, const float *alpha,
+                        const float *beta, const float *gamma, float *Y, size_t ldy, const int32_t *y_cols);
+
 /// B packed once for many products (the weights of a packed model): the kernel layout of the
 /// int8 level current at packing time. The caller keeps B alive (it is the fallback when the
 /// level has changed since, or on the portable path). NULL only when out of memory.
