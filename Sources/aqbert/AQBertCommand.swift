@@ -19,6 +19,9 @@ struct AQBertCommand: ParsableCommand {
     /// Every failure ends as one line on stderr ("error: ...") and exit status 1 (64 for usage
     /// errors); help and --version print as usual.
     static func main() {
+        // Progress is one line per event: flush each line, so that a log file (or a pipe, such
+        // as compare's steps) shows it when it happens rather than a buffer later.
+        setvbuf(stdout, nil, _IOLBF, 0)
         do {
             var command = try parseAsRoot()
             try command.run()
