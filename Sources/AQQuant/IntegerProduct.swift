@@ -61,7 +61,9 @@ public enum ExactQuantizedProduct {
 
         // Weight codes per kept group (aq_quantize_codes: the ranges training uses) and row terms;
         // B holds c - zc (|value| <= 255: exact in Float).
-        let keptOutput = groupBits.enumerated().filter { $0.element > 0 }.flatMap { g, _ in (g * perGroup)..<((g + 1) * perGroup) }
+        // Output rows of the kept groups, in order: where the epilogue writes each product column.
+        let keptOutput = groupBits.enumerated().filter { $0.element > 0 }
+            .flatMap { g, _ in (g * perGroup)..<((g + 1) * perGroup) }.map { Int32($0) }
         let kept = keptOutput.count
         let b = UnsafeMutablePointer<Float>.allocate(capacity: max(1, kept * k))
         let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, perGroup * k))
@@ -120,8 +122,7 @@ public enum ExactQuantizedProduct {
                 for o in 0..<rows { out[o] = bias?.pointer[o] ?? 0 }
             }
         }
-        let columns = keptOutput.map { Int32($0) }
-        aq_affine_epilogue(d, sums, m, kept, alpha, beta, gamma, y.pointer, rows, columns)
+        aq_affine_epilogue(d, sums, m, kept, alpha, beta, gamma, y.pointer, rows, keptOutput)
         return y
     }
 

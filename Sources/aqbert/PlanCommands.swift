@@ -96,15 +96,13 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         let p = try TextIO.loadPlan(plan)
+        let name = (plan as NSString).lastPathComponent
+        let summary = String(format: "%.3f average bits, %.1f%% pruned", p.averageBits, 100 * p.prunedFraction)
         if let bitmap {
-            let title = String(format: "%@: %.3f average bits, %.1f%% pruned", (plan as NSString).lastPathComponent, p.averageBits,
-                               100 * p.prunedFraction)
-            try TextIO.write(BitMapPicture.svg([(title, p)], maxBits: p.candidates.max() ?? 8), to: bitmap)
+            try TextIO.write(BitMapPicture.svg([("\(name): \(summary)", p)], maxBits: p.candidates.max() ?? 8), to: bitmap)
         }
         if let groupMap {
-            let title = String(format: "%@: bit-width of every row group (%.3f average bits, %.1f%% pruned)",
-                               (plan as NSString).lastPathComponent, p.averageBits, 100 * p.prunedFraction)
-            try TextIO.write(BitMapPicture.groupsSVG(p, title: title), to: groupMap)
+            try TextIO.write(BitMapPicture.groupsSVG(p, title: "\(name): bit-width of every row group (\(summary))"), to: groupMap)
         }
         // With a model: the exact size of the packed model.safetensors `export` would write.
         var fileBytes: Int? = nil

@@ -314,6 +314,7 @@ extension BitMapPicture {
             .sorted { $0.key < $1.key }
         let widths = plan.candidates.filter { $0 > 0 }
         let maxBits = max(1, plan.candidates.max() ?? 8)
+        func fill(_ bits: Int) -> String { bits == 0 ? "#ffffff" : Plot.viridis(Double(bits) / Double(maxBits)) }
         let groups = rows.map(\.matrix.groups).max() ?? 1
         let cellW = max(2, min(8, 640 / Double(groups))), cellH = 11.0, left = 120.0, top = 50.0
         let width = left + cellW * Double(groups) + 30, height = top + cellH * Double(rows.count) + 70
@@ -331,8 +332,7 @@ extension BitMapPicture {
                 var end = g + 1
                 while end < bits.count && bits[end] == bits[g] { end += 1 }
                 let b = bits[g], x = left + Double(g) * w
-                let fill = b == 0 ? "#ffffff" : Plot.viridis(Double(b) / Double(maxBits))
-                s += "<rect x=\"\(Plot.f(x))\" y=\"\(Plot.f(y))\" width=\"\(Plot.f(w * Double(end - g)))\" height=\"\(Plot.f(cellH - 1))\" fill=\"\(fill)\"\(b == 0 ? " stroke=\"#bbb\" stroke-width=\"0.3\"" : "")/>\n"
+                s += "<rect x=\"\(Plot.f(x))\" y=\"\(Plot.f(y))\" width=\"\(Plot.f(w * Double(end - g)))\" height=\"\(Plot.f(cellH - 1))\" fill=\"\(fill(b))\"\(b == 0 ? " stroke=\"#bbb\" stroke-width=\"0.3\"" : "")/>\n"
                 g = end
             }
         }
@@ -340,7 +340,7 @@ extension BitMapPicture {
         var x = left
         let y = top + cellH * Double(rows.count) + 20
         for b in [0] + widths {
-            s += "<rect x=\"\(Plot.f(x))\" y=\"\(Plot.f(y))\" width=\"14\" height=\"10\" fill=\"\(b == 0 ? "#ffffff" : Plot.viridis(Double(b) / Double(maxBits)))\" stroke=\"#888\" stroke-width=\"0.5\"/>\n"
+            s += "<rect x=\"\(Plot.f(x))\" y=\"\(Plot.f(y))\" width=\"14\" height=\"10\" fill=\"\(fill(b))\" stroke=\"#888\" stroke-width=\"0.5\"/>\n"
             s += Plot.text(x: x + 18, y: y + 9, b == 0 ? "0 bits (pruned)" : "\(b) bits", size: 10, anchor: "start")
             x += b == 0 ? 110 : 60
         }
