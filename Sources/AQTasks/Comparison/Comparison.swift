@@ -281,7 +281,7 @@ public enum BitMapPicture {
             for b in 0..<blocks where pi == 0 {
                 s += Plot.text(x: left - 8, y: top + (Double(b) + 0.6) * cellH, "block \(b)", size: 11, anchor: "end")
             }
-            for (path, m) in entry.plan.matrices {
+            for (path, m) in entry.plan.matrices.sorted(by: { $0.key < $1.key }) {
                 guard let (b, c) = cell(of: path) else { continue }
                 let avg = Double(m.bits.reduce(0, +)) / Double(max(1, m.bits.count))
                 let pruned = Double(m.bits.filter { $0 == 0 }.count) / Double(max(1, m.bits.count))
