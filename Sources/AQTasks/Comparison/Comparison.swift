@@ -152,6 +152,15 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
         rows.first { $0.method == method && $0.budgetBits == budget }
     }
 
+    /// AQ-BERT's metric minus `baseline`'s, seed by seed (in seed order), over the seeds that
+    /// have both at `budget`.
+    public func pairedDifferences(_ baseline: ComparisonMethod, budget: Double) -> [Double] {
+        let aq = runs.filter { $0.method == .aqBERT && $0.budgetBits == budget }
+        return aq.sorted { $0.seed < $1.seed }.compactMap { a in
+            runs.first { $0.method == baseline && $0.budgetBits == budget && $0.seed == a.seed }.map { a.metric - $0.metric }
+        }
+    }
+
     /// The paper's Table 1 layout (method, size, average bits, metric), then AQ-BERT's margin
     /// over uniform QAT, Q-BERT-MP and the random control at each budget.
     public func markdown() -> String {
@@ -173,12 +182,21 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
             guard let aq = row(.aqBERT, budget: b) else { continue }
             for other in [ComparisonMethod.uniform, .qbert, .random, .directQ] {
                 guard let o = row(other, budget: b) else { continue }
-                margins.append(String(format: "| %g | %@ | %+.2f |", b, other.title, aq.metricMean - o.metricMean))
+                let paired = pairedDifferences(other, budget: b)
+                var perSeed = paired.map { String(format: "%+.2f", $0) }.joined(separator: ", ")
+                if paired.count > 1 {
+                    let mean = paired.reduce(0, +) / Double(paired.count)
+                    let sd = (paired.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(paired.count - 1)).squareRoot()
+                    perSeed += String(format: " (sd %.2f)", sd)
+                }
+                margins.append(String(format: "| %g | %@ | %+.2f | %@ |", b, other.title, aq.metricMean - o.metricMean, perSeed))
             }
         }
         if !margins.isEmpty {
-            s += "\nAQ-BERT minus each baseline at the same budget (difference of the means over seeds):\n\n"
-            s += "| budget (bits) | baseline | AQ-BERT - baseline |\n|---:|---|---:|\n" + margins.joined(separator: "\n") + "\n"
+            s += "\nAQ-BERT minus each baseline at the same budget: the difference of the means over seeds, and per seed "
+                + "(both runs of a seed share its data order), with the spread of those differences:\n\n"
+            s += "| budget (bits) | baseline | AQ-BERT - baseline | per seed |\n|---:|---|---:|---|\n"
+                + margins.joined(separator: "\n") + "\n"
         }
         // What produced the numbers (the search's architecture optimiser and rate among them).
         s += "\nSeeds: " + seeds.map(String.init).joined(separator: ", ") + "."
