@@ -62,7 +62,8 @@ compare_args() {  # task train dev qat-epochs -> $args
 # 1. Subsets and fp32 fine-tunings (one at a time, all threads).
 jobs_a=(); jobs_b=()
 for task in $TASKS; do
-    read -r src dev percent seeds train qat_epochs <<< "$(spec "$task")"
+    line="$(spec "$task")" || exit 1
+    read -r src dev percent seeds train qat_epochs <<< "$line"
     [[ -f "$src" && -f "$dev" ]] || { echo "error: $src or $dev missing" >&2; exit 1; }
     if [[ ! -f "$train" ]]; then
         "$AQBERT" split --task "$task" --data "$src" --held-out-percent "$percent" --seed "$SPLIT_SEED" \
@@ -101,7 +102,7 @@ for job in "${jobs_a[@]}" "${jobs_b[@]}"; do
     running=$((running + 1))
 done
 while ((running > 0)); do wait -n || failed=1; running=$((running - 1)); done
-((failed == 0)) || { echo "error: a compare run failed; see its compare.log, then run this again" >&2; exit 1; }
+((failed == 0)) || { echo "error: a compare run failed; see its compare-*.log under $OUT/<task>-runs, then run this again" >&2; exit 1; }
 
 # 3. One table per task over all its seeds (every step is found finished).
 for task in $TASKS; do

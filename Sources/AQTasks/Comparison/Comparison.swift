@@ -139,13 +139,20 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
             let rs = runs.filter { $0.method == method && $0.budgetBits == budget }
             guard !rs.isEmpty else { return nil }
             let n = Double(rs.count)
-            let mean = rs.reduce(0) { $0 + $1.metric } / n
-            let std = rs.count > 1 ? (rs.reduce(0) { $0 + ($1.metric - mean) * ($1.metric - mean) } / (n - 1)).squareRoot() : 0
+            let (mean, std) = meanAndSampleStd(rs.map(\.metric))
             return ComparisonRow(method: method, budgetBits: budget, averageBits: rs.reduce(0) { $0 + $1.averageBits } / n,
                                  sizeMiB: rs.reduce(0) { $0 + $1.sizeMiB } / n,
                                  prunedFraction: rs.reduce(0) { $0 + $1.prunedFraction } / n,
                                  metricMean: mean, metricStd: std, seeds: rs.count)
         }
+    }
+
+    /// The mean and the sample standard deviation (0 for fewer than two values).
+    static func meanAndSampleStd(_ values: [Double]) -> (mean: Double, std: Double) {
+        let n = Double(values.count)
+        let mean = values.reduce(0, +) / n
+        let std = values.count > 1 ? (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot() : 0
+        return (mean, std)
     }
 
     public func row(_ method: ComparisonMethod, budget: Double?) -> ComparisonRow? {
@@ -184,11 +191,7 @@ public struct ComparisonResults: Codable, Equatable, Sendable {
                 guard let o = row(other, budget: b) else { continue }
                 let paired = pairedDifferences(other, budget: b)
                 var perSeed = paired.map { String(format: "%+.2f", $0) }.joined(separator: ", ")
-                if paired.count > 1 {
-                    let mean = paired.reduce(0, +) / Double(paired.count)
-                    let sd = (paired.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(paired.count - 1)).squareRoot()
-                    perSeed += String(format: " (sd %.2f)", sd)
-                }
+                if paired.count > 1 { perSeed += String(format: " (sd %.2f)", Self.meanAndSampleStd(paired).std) }
                 margins.append(String(format: "| %g | %@ | %+.2f | %@ |", b, other.title, aq.metricMean - o.metricMean, perSeed))
             }
         }
