@@ -40,6 +40,8 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     /// Straight-through one-hot samples.
     public var hardSamples: Bool = false
     public var tieBreak: TieBreak = .widest
+    /// Starting logit of each candidate (every group alike); nil = all 0, the uniform start.
+    public var initialLogits: [Float]? = nil
     public var seed: UInt64 = 42
     /// xi of Eq. 14: when set, the logits take the one-step unrolled second-order gradient with
     /// this virtual weight step (DARTS uses the weight learning rate); nil = first order.
@@ -225,6 +227,7 @@ public final class BilevelSearch {
                             "lambda": c.lambda.map { String($0) } ?? "auto (final \(lambda))",
                             "tie_break": c.tieBreak.rawValue, "temperature": "\(c.initialTemperature) -> \(c.finalTemperature)",
                             "hard_samples": String(c.hardSamples), "groups": String(c.groups),
+                            "initial_logits": c.initialLogits.map { $0.map { String($0) }.joined(separator: ",") } ?? "0 (uniform)",
                             "gradient": c.unrolledStep.map { "second order (xi \($0))" } ?? "first order"]
         return network.argmaxPlan(tieBreak: c.tieBreak, provenance: provenance)
     }

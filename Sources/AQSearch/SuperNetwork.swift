@@ -40,9 +40,16 @@ public final class SuperNetwork {
 
     /// Installs mixed weights on every encoder matrix of `model`, `groups` row groups each, and
     /// the fixed parts (8-bit embeddings and Linear inputs) unless their bits are 0.
-    public init(model: BertTaskModel, candidates: [Int], groups: Int, seed: UInt64, embeddingBits: Int = 8,
-                activationBits: Int = 8) throws {
+    /// `initialLogits` (one per candidate, the same for every group) start the logits; nil or
+    /// all equal is the uniform start of METHOD.md section 3.
+    public init(model: BertTaskModel, candidates: [Int], groups: Int, seed: UInt64, initialLogits: [Float]? = nil,
+                embeddingBits: Int = 8, activationBits: Int = 8) throws {
         try BitPlan.validateCandidates(candidates)
+        if let initialLogits {
+            guard initialLogits.count == candidates.count, initialLogits.allSatisfy(\.isFinite) else {
+                throw PlanError("initial logits: \(initialLogits.count) values for \(candidates.count) candidates (one finite value per candidate)")
+            }
+        }
         self.candidates = candidates
         generator = SeededGenerator(seed: seed)
         self.model = model
@@ -53,6 +60,9 @@ public final class SuperNetwork {
                 throw PlanError("--groups \(groups) does not divide the \(w.shape[0]) rows of \(path)")
             }
             let theta = Tensor(zeros: [groups, candidates.count], requiresGrad: true)
+            if let initialLogits {
+                for j in 0..<groups { for k in 0..<candidates.count { theta.pointer[j * candidates.count + k] = initialLogits[k] } }
+            }
             theta.name = "theta." + path
             paths.append(path)
             logits.append(theta)

@@ -1,5 +1,6 @@
 import AQBert
 import AQQuant
+import AQSearch
 import AQTasks
 import ArgumentParser
 import Foundation
@@ -39,7 +40,8 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "AQ-BERT search epochs.") var searchEpochs: Int = 3
     @Option(help: "AQ-BERT candidate bit-widths.") var bits: String = "0,2,4"
     @Option(help: "Row groups per matrix (every method).") var groups: Int = 128
-    @Option(help: "Architecture optimiser of the search (sgd or adam).") var archOptimizer: String = "adam"
+    @Option(help: "Architecture optimiser of the search: \(ArchitectureOptimizer.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var archOptimizer: String = "adam"
     @Option(help: "Its learning rate.") var archLr: Float = 0.01
     @Option(help: "Q-BERT sensitivity: random subsets.") var sensitivitySubsets: Int = 10
     @Option(help: "Q-BERT sensitivity: share of the training rows per subset.") var sensitivityFraction: Double = 0.1
@@ -55,7 +57,9 @@ struct CompareCommand: ParsableCommand {
         if parsedMethods == nil {
             throw ValidationError("--methods takes names from \(ComparisonMethod.allCases.map(\.rawValue).joined(separator: ", ")), comma-separated")
         }
-        if !["sgd", "adam"].contains(archOptimizer) { throw ValidationError("--arch-optimizer must be sgd or adam") }
+        if ArchitectureOptimizer(rawValue: archOptimizer) == nil {
+            throw ValidationError("--arch-optimizer must be one of \(ArchitectureOptimizer.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
     }
 
     var parsedBudgets: [Double]? {

@@ -44,6 +44,8 @@ struct SearchCommand: ParsableCommand {
     @Flag(help: "One-step unrolled second-order architecture gradient (Eq. 14, DARTS); about 2x the step cost.")
     var secondOrder = false
     @Option(help: "xi of Eq. 14, the virtual weight step of --second-order (default: --lr).") var unrolledLr: Float?
+    @Option(help: "Starting logit of each candidate, comma-separated in --bits order (default: all 0, uniform).")
+    var initialLogits: String?
     @Option(help: "Argmax tie-break: widest or first.") var tieBreak: TieBreak = .widest
     @Option(help: "Seed of the validation split, noise and batch order.") var seed: UInt64 = 42
     @Option(help: "Output directory: plan.json, search_log.jsonl, search_config.json.") var output: String
@@ -66,6 +68,14 @@ struct SearchCommand: ParsableCommand {
         common.apply()
         let candidates = try parseBits(bits)
         do { try BitPlan.validateCandidates(candidates) } catch { throw CLIError("--bits: \(error)") }
+        var startLogits: [Float]? = nil
+        if let initialLogits {
+            let values = initialLogits.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard values.count == candidates.count, values.allSatisfy({ $0?.isFinite == true }) else {
+                throw CLIError("--initial-logits needs \(candidates.count) numbers, one per candidate of --bits \(bits), got '\(initialLogits)'")
+            }
+            startLogits = values.compactMap { $0 }
+        }
         var args = TrainingArguments.defaults(for: common.task)
         if let maxSeqLength { args.maxSeqLength = maxSeqLength }
         let trainURL = try TextIO.existingFile(train, option: "--train")
@@ -97,6 +107,7 @@ struct SearchCommand: ParsableCommand {
         c.hardSamples = hard
         c.unrolledStep = secondOrder ? (unrolledLr ?? learningRate) : nil
         c.tieBreak = tieBreak
+        c.initialLogits = startLogits
         c.seed = seed
         var runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
                                   validationPercent: Int((valFraction * 100).rounded()), padId: tokenizer.padTokenId,

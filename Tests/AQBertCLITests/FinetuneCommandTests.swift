@@ -204,6 +204,10 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(notes?["gradient"], "second order (xi 0.001)")
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-d")) + ["--unrolled-lr", "0.1"]),
                         contains: "--second-order")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-e")) + ["--initial-logits", "0,1"]),
+                        contains: "--initial-logits needs 3 numbers")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-f")) + ["--initial-logits", "0,x,1"]),
+                        contains: "--initial-logits needs 3 numbers")
     }
 
     /// Q-BERT end to end: sensitivity (resumable per subset, byte-identical after a kill),

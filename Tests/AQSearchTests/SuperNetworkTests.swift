@@ -64,6 +64,27 @@ final class SuperNetworkTests: XCTestCase {
         XCTAssertEqual(Double(above), Foundation.log(Double(net.expectedSize(tape: .inference).scalar)), accuracy: 1e-5)
     }
 
+    /// Initial logits start every group of every matrix alike; their softmax sets E[C] and their
+    /// argmax the starting plan. A wrong count or a non-finite value is an error.
+    func testInitialLogits() throws {
+        let m = try model()
+        let net = try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1, initialLogits: [0, 1, 0.5])
+        XCTAssertEqual(net.logits.count, 12)
+        for theta in net.logits {
+            XCTAssertEqual(theta.array, [0, 1, 0.5])
+        }
+        let p = [Foundation.exp(0.0), Foundation.exp(1.0), Foundation.exp(0.5)]
+        let meanBits = (2 * p[1] + 4 * p[2]) / p.reduce(0, +)
+        let weights = 2 * (4 * 32 * 32 + 37 * 32 + 32 * 37)
+        XCTAssertEqual(Double(net.expectedSize(tape: .inference).scalar), Double(weights) * meanBits / 8 / 1_048_576, accuracy: 1e-7)
+        XCTAssertEqual(net.argmaxPlan(tieBreak: .widest, provenance: .init(method: "aq-bert")).averageBits, 2)
+        net.uninstall()
+        XCTAssertThrowsError(try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1, initialLogits: [0, 1])) {
+            XCTAssertTrue("\($0)".contains("3 candidates"), "\($0)")
+        }
+        XCTAssertThrowsError(try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1, initialLogits: [0, .nan, 1]))
+    }
+
     /// With the mixed weights installed the model still trains end to end: the loss has
     /// gradients for the weights and for every matrix's logits.
     func testMixedModelBackpropagatesToWeightsAndLogits() throws {

@@ -63,7 +63,7 @@ public struct SearchRunner {
             throw DataError("--val-fraction leaves \(train.count) training and \(val.count) validation rows: use more data or another fraction")
         }
         let network = try SuperNetwork(model: model, candidates: configuration.candidates, groups: configuration.groups,
-                                       seed: configuration.seed)
+                                       seed: configuration.seed, initialLogits: configuration.initialLogits)
         defer { network.uninstall() }
         let search = BilevelSearch(model: model, network: network, configuration: configuration, trainCount: train.count,
                                    validationCount: val.count) { idx, isVal, tape in
