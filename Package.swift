@@ -35,10 +35,12 @@ let package = Package(
         ),
         // Layers and losses built from core ops.
         .target(name: "AQNN", dependencies: ["AQCore"], swiftSettings: optimised),
+        // Atomic file writes (temporary file, fsync, rename) for every output.
+        .target(name: "AQFiles"),
         // safetensors reading (memory-mapped) and writing.
-        .target(name: "AQSafeTensors", swiftSettings: optimised),
+        .target(name: "AQSafeTensors", dependencies: ["AQFiles"], swiftSettings: optimised),
         // WordPiece with BertTokenizerFast semantics.
-        .target(name: "AQTokenizer", swiftSettings: optimised),
+        .target(name: "AQTokenizer", dependencies: ["AQFiles"], swiftSettings: optimised),
         // BERT config, model, heads, checkpoint name map.
         .target(
             name: "AQBert",
@@ -50,7 +52,7 @@ let package = Package(
         // The AQ-BERT super-network and bilevel search.
         .target(name: "AQSearch", dependencies: ["AQQuant"], swiftSettings: optimised),
         // Model resolution: a directory, the local Hugging Face cache, or a hub download.
-        .target(name: "AQHub"),
+        .target(name: "AQHub", dependencies: ["AQFiles"]),
         // Task readers, features, metrics and the trainer.
         .target(name: "AQTasks", dependencies: ["AQBert", "AQQuant", "AQSearch"], swiftSettings: optimised),
         .executableTarget(

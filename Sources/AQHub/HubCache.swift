@@ -1,3 +1,4 @@
+import AQFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -123,19 +124,12 @@ func createDirectory(_ url: URL) throws {
     }
 }
 
-/// Writes a small file through a temporary sibling and rename(2).
+/// Writes a small file atomically (`AQFiles.writeAtomically`), as a `HubError`.
 func writeAtomically(_ data: Data, to url: URL) throws {
-    let temporary = url.deletingLastPathComponent()
-        .appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
     do {
-        try data.write(to: temporary)
-    } catch {
-        throw HubError(.cacheWrite, "cannot write \(url.path): \(systemMessage(error))")
-    }
-    guard rename(temporary.path, url.path) == 0 else {
-        let code = errno
-        unlink(temporary.path)
-        throw HubError(.cacheWrite, "cannot write \(url.path): \(errnoMessage(code))")
+        try AQFiles.writeAtomically(data, toPath: url.path)
+    } catch let e as FileWriteError {
+        throw HubError(.cacheWrite, e.description)
     }
 }
 
@@ -162,11 +156,6 @@ final class FileLock {
         _ = flock(fd, LOCK_UN)
         close(fd)
     }
-}
-
-func errnoMessage(_ code: Int32) -> String {
-    guard let p = strerror(code) else { return "error \(code)" }
-    return String(cString: p)
 }
 
 /// The short reason of a Foundation error (its localized description without a trailing period).

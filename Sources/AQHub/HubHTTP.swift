@@ -1,3 +1,4 @@
+import AQFiles
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking

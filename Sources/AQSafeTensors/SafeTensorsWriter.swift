@@ -1,3 +1,4 @@
+import AQFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -71,7 +72,7 @@ public struct SafeTensorsWriter {
     public static func write(_ tensors: [Tensor], metadata: [String: String] = ["format": "pt"], to url: URL) throws {
         let path = url.path
         let layout = try plan(tensors, metadata: metadata, path: path)
-        try withAtomicFile(path) { file in
+        try atomically(path) { file in
             try emit(layout) { try file.write($0) }
         }
     }
@@ -166,7 +167,7 @@ public struct SafeTensorsWriter {
         json += weightMap.map { "    \(jsonQuoted($0.0)): \(jsonQuoted($0.1))" }.joined(separator: ",\n")
         json += "\n  }\n}\n"
         let indexURL = directory.appendingPathComponent(indexName)
-        try withAtomicFile(indexURL.path) { try $0.write(Array(json.utf8)) }
+        try atomically(indexURL.path) { try $0.write(Array(json.utf8)) }
         written.append(indexURL)
         removeStale(in: dirPath, baseName: baseName, keep: Set(shardNames + [indexName]))
         return written
@@ -390,4 +391,13 @@ public struct SafeTensorsWriter {
 
 private extension Character {
     var isASCIIDigit: Bool { isASCII && isNumber }
+}
+
+/// `AQFiles.withAtomicFile` with its write errors as `SafeTensorsError` (errors of `body` pass).
+private func atomically(_ path: String, _ body: (AtomicFile) throws -> Void) throws {
+    do {
+        try withAtomicFile(path, body)
+    } catch let e as FileWriteError {
+        throw SafeTensorsError.file(.cannotWrite, e.path, e.reason)
+    }
 }

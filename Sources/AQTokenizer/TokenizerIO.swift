@@ -1,3 +1,4 @@
+import AQFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -111,30 +112,13 @@ public enum TokenizerIO {
         out.append(0x22)
     }
 
-    /// Writes `data` to `path` atomically: a temporary file in the same directory, then
-    /// `rename(2)` over the destination. Throws a one-line `TokenizerError`.
+    /// Writes `data` to `path` atomically (`AQFiles.writeAtomically`: a temporary file in the same
+    /// directory, fsync, then `rename(2)` over the destination). Throws a one-line `TokenizerError`.
     public static func writeAtomically(_ data: Data, toPath path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
-            throw TokenizerError(.io, "output \(path) is a directory, expected a file")
-        }
-        let dir = url.deletingLastPathComponent()
-        guard fm.fileExists(atPath: dir.path, isDirectory: &isDir), isDir.boolValue else {
-            throw TokenizerError(.io, "cannot write \(path): directory \(dir.path) does not exist")
-        }
-        let temp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         do {
-            try data.write(to: temp)
-        } catch {
-            try? fm.removeItem(at: temp)
-            throw TokenizerError(.io, "cannot write \(path): \(BertTokenizer.reason(error))")
-        }
-        if rename(temp.path, url.path) != 0 {
-            let reason = String(cString: strerror(errno))
-            try? fm.removeItem(at: temp)
-            throw TokenizerError(.io, "cannot write \(path): \(reason)")
+            try AQFiles.writeAtomically(data, toPath: path)
+        } catch let e as FileWriteError {
+            throw TokenizerError(.io, e.description)
         }
     }
 }

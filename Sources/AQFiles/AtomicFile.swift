@@ -1,0 +1,182 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// The one implementation of "write a file so that a killed run never leaves half of it": every
+// output of aqbert (checkpoints, plans, JSON, caches) goes through `AtomicFile`.
+
+/// A failed write: which file, and why (strerror or the check that failed).
+public struct FileWriteError: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let reason: String
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+    public var description: String { "cannot write \(path): \(reason)" }
+}
+
+/// strerror(3) of an errno value.
+public func errnoMessage(_ code: Int32) -> String {
+    guard let p = strerror(code) else { return "error \(code)" }
+    return String(cString: p)
+}
+
+/// open(2), close(2) and write(2) under names that do not clash with methods called `open`.
+@inline(__always) public func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+    #if canImport(Glibc)
+    return Glibc.open(path, flags, mode)
+    #else
+    return Darwin.open(path, flags, mode)
+    #endif
+}
+
+@inline(__always) public func posixClose(_ fd: Int32) -> Int32 {
+    #if canImport(Glibc)
+    return Glibc.close(fd)
+    #else
+    return Darwin.close(fd)
+    #endif
+}
+
+@inline(__always) func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
+    #if canImport(Glibc)
+    return Glibc.write(fd, p, n)
+    #else
+    return Darwin.write(fd, p, n)
+    #endif
+}
+
+/// Writes a file atomically: everything goes to a temporary file in the destination directory,
+/// which is fsync'ed and then rename(2)d over the destination. Until `commit()` succeeds the
+/// destination is untouched; `abort()` (called on any error by `withAtomicFile`) removes the
+/// temporary file.
+public final class AtomicFile {
+    public let path: String
+    let tempPath: String
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    private let bufferCapacity = 1 << 20
+    public private(set) var bytesWritten = 0
+
+    public init(path: String) throws {
+        self.path = path
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        tempPath = directory + "/." + url.lastPathComponent + ".tmp-\(getpid())-" + suffix
+        let fd = posixOpen(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 { throw FileWriteError(path: path, reason: errnoMessage(errno)) }
+        self.fd = fd
+        buffer.reserveCapacity(bufferCapacity)
+    }
+
+    deinit {
+        if fd >= 0 {
+            _ = posixClose(fd)
+            _ = unlink(tempPath)
+        }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard bytes.count > 0 else { return }
+        bytesWritten += bytes.count
+        if buffer.count + bytes.count <= bufferCapacity {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        try flush()
+        if bytes.count >= bufferCapacity {
+            try writeFully(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    private func flush() throws {
+        guard !buffer.isEmpty else { return }
+        try buffer.withUnsafeBytes { try writeFully($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeFully(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let n = posixWrite(fd, base + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileWriteError(path: path, reason: errnoMessage(errno))
+            }
+            if n == 0 { throw FileWriteError(path: path, reason: "write returned 0 bytes") }
+            done += n
+        }
+    }
+
+    public func commit() throws {
+        try flush()
+        if fsync(fd) != 0 { throw FileWriteError(path: path, reason: errnoMessage(errno)) }
+        let rc = posixClose(fd)
+        fd = -1
+        if rc != 0 {
+            let code = errno
+            _ = unlink(tempPath)
+            throw FileWriteError(path: path, reason: errnoMessage(code))
+        }
+        if rename(tempPath, path) != 0 {
+            let code = errno
+            _ = unlink(tempPath)
+            throw FileWriteError(path: path, reason: errnoMessage(code))
+        }
+        // Make the rename itself durable; not every filesystem supports fsync on a directory.
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let dfd = posixOpen(directory, O_RDONLY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            _ = posixClose(dfd)
+        }
+    }
+
+    public func abort() {
+        if fd >= 0 {
+            _ = posixClose(fd)
+            fd = -1
+        }
+        _ = unlink(tempPath)
+    }
+}
+
+/// Runs `body` on a new `AtomicFile` for `path` and commits it; on any error nothing is left.
+public func withAtomicFile(_ path: String, _ body: (AtomicFile) throws -> Void) throws {
+    let file = try AtomicFile(path: path)
+    do {
+        try body(file)
+        try file.commit()
+    } catch {
+        file.abort()
+        throw error
+    }
+}
+
+/// Writes `data` to `path` atomically, with one-line reasons for the usual mistakes (the path
+/// is a directory, its directory does not exist).
+public func writeAtomically(_ data: Data, toPath path: String) throws {
+    var st = stat()
+    if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+        throw FileWriteError(path: path, reason: "it is a directory, expected a file")
+    }
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    guard stat(directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+        throw FileWriteError(path: path, reason: "directory \(directory) does not exist")
+    }
+    try withAtomicFile(path) { file in
+        try data.withUnsafeBytes { try file.write($0) }
+    }
+}
