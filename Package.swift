@@ -44,7 +44,7 @@ let package = Package(
         // BERT config, model, heads, checkpoint name map.
         .target(
             name: "AQBert",
-            dependencies: ["AQNN", "AQSafeTensors", "AQTokenizer"],
+            dependencies: ["AQNN", "AQFiles", "AQSafeTensors", "AQTokenizer"],
             swiftSettings: optimised
         ),
         // Sub-group quantization: bit plans, fake-quant ops, quantized models.

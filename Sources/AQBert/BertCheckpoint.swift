@@ -1,3 +1,4 @@
+import AQFiles
 import AQNN
 import AQSafeTensors
 import AQTokenizer
@@ -230,7 +231,7 @@ extension BertTaskModel {
 }
 
 /// Writes `data` to a temporary file beside `url`, then renames it over `url`
-/// (one implementation: `TokenizerIO.writeAtomically`), as a one-line `BertError`.
+/// (`AQFiles.writeAtomically`), as a one-line `BertError`.
 public func writeAtomically(_ data: Data, to url: URL) throws {
-    do { try TokenizerIO.writeAtomically(data, toPath: url.path) } catch { throw BertError("\(error)") }
+    do { try AQFiles.writeAtomically(data, toPath: url.path) } catch let e as FileWriteError { throw BertError(e.description) }
 }

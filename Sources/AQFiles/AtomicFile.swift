@@ -25,6 +25,13 @@ public func errnoMessage(_ code: Int32) -> String {
     return String(cString: p)
 }
 
+/// Whether `path` exists (stat(2), following links) and is a directory.
+public func fileExists(_ path: String) -> (exists: Bool, isDirectory: Bool) {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return (false, false) }
+    return (true, (st.st_mode & S_IFMT) == S_IFDIR)
+}
+
 /// open(2), close(2) and write(2) under names that do not clash with methods called `open`.
 @inline(__always) public func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
     #if canImport(Glibc)
@@ -168,12 +175,11 @@ public func withAtomicFile(_ path: String, _ body: (AtomicFile) throws -> Void) 
 /// Writes `data` to `path` atomically, with one-line reasons for the usual mistakes (the path
 /// is a directory, its directory does not exist).
 public func writeAtomically(_ data: Data, toPath path: String) throws {
-    var st = stat()
-    if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+    if fileExists(path).isDirectory {
         throw FileWriteError(path: path, reason: "it is a directory, expected a file")
     }
     let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-    guard stat(directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+    guard fileExists(directory).isDirectory else {
         throw FileWriteError(path: path, reason: "directory \(directory) does not exist")
     }
     try withAtomicFile(path) { file in

@@ -61,9 +61,3 @@ func readWholeFile(_ path: String, limit: Int, kindIfTooLarge: SafeTensorsError.
     if done < out.count { out.removeLast(out.count - done) }
     return out
 }
-
-func fileExists(_ path: String) -> (exists: Bool, isDirectory: Bool) {
-    var st = stat()
-    guard stat(path, &st) == 0 else { return (false, false) }
-    return (true, (st.st_mode & S_IFMT) == S_IFDIR)
-}
