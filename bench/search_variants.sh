@@ -36,6 +36,7 @@ DEFAULT_VARIANTS="
 --bits 2,3,4
 --hard
 --arch-optimizer normalized
+--lr 0 --arch-start 0
 --bits 0,2,3,4 --initial-logits 0,0,3,0
 --bits 0,2,3,4 --initial-logits 0,0,3,0 --temperature 1 --final-temperature 0.2"
 VARIANTS="${VARIANTS-$DEFAULT_VARIANTS}"
