@@ -46,6 +46,11 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     /// xi of Eq. 14: when set, the logits take the one-step unrolled second-order gradient with
     /// this virtual weight step (DARTS uses the weight learning rate); nil = first order.
     public var unrolledStep: Float? = nil
+    /// No weight steps: every step is an architecture step on a D_val batch against the
+    /// fine-tuned weights as they are (a [choice] beyond the paper; needs architectureStart 0 and
+    /// first order). An epoch is still as many steps as D_train has batches, and the activation
+    /// ranges follow the architecture batches (D_val, carved from the training data).
+    public var freezeWeights: Bool = false
 
     public init(targetMiB: Double) { self.targetMiB = targetMiB }
 
@@ -61,7 +66,8 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
 public struct SearchLogEntry: Codable, Sendable, Equatable {
     public var epoch: Int
     public var step: Int
-    public var trainLoss: Double
+    /// nil when the weights are frozen (no training pass).
+    public var trainLoss: Double?
     public var validationLoss: Double?
     public var expectedMiB: Double
     public var argmaxMiB: Double
@@ -79,7 +85,8 @@ public struct SearchLogEntry: Codable, Sendable, Equatable {
 /// L_val = CE + lambda * L_size on a D_val batch (weights frozen). With `unrolledStep` set the logits'
 /// gradient is Eq. 14's one-step unrolled one, taken at the weights before their step (see
 /// `unrolledArchitectureGradient`); the weight step then uses the same training gradient.
-/// The plan is the argmax.
+/// With `freezeWeights` there is no training pass at all: every step is an architecture step
+/// against the weights the search started from. The plan is the argmax.
 public final class BilevelSearch {
     public let model: BertTaskModel
     public let network: SuperNetwork
@@ -142,6 +149,10 @@ public final class BilevelSearch {
     public func run(resume: State? = nil, log: (SearchLogEntry) -> Void) throws -> BitPlan {
         let c = configuration
         guard trainCount > 0, validationCount > 0 else { throw PlanError("the search needs training and validation examples") }
+        if c.freezeWeights {
+            guard c.architectureStart == 0 else { throw PlanError("frozen weights: the architecture steps start at epoch 0 (N1 = 0)") }
+            guard c.unrolledStep == nil else { throw PlanError("frozen weights have no weight step to unroll: drop the second-order gradient") }
+        }
         let weightParams = model.parameters
         let stepsPerEpoch = (trainCount + c.batchSize - 1) / c.batchSize
         var state = resume ?? State(lambda: lambda)
@@ -159,33 +170,40 @@ public final class BilevelSearch {
                 model.training = true
                 network.training = true
                 model.bert.generator = SeededGenerator(seed: c.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(step + 1)))
-                // (1) weights gradient on a D_train batch, logits frozen.
-                setTrainable(weights: true)
-                let batch = Array(order[(b * c.batchSize)..<min(trainCount, (b + 1) * c.batchSize)])
-                let trainNoise = network.generator, trainDropout = model.bert.generator
-                let tape = Tape()
-                let trainLoss = lossOf(batch, false, tape)
-                tape.backward(from: trainLoss)
+                // (1) weights gradient on a D_train batch, logits frozen (no training pass when the
+                // weights are frozen).
+                var trainLoss: Double? = nil
                 var valLoss: Double? = nil
                 let architectureStep = epoch >= c.architectureStart
-                if architectureStep, let xi = c.unrolledStep {
-                    // (2') Eq. 14 before the weights move: the unrolled gradient needs w and
-                    // the training gradient at w, which the weight step below then uses.
-                    let trainGradients = weightParams.map { p -> Storage? in defer { p.grad = nil }; return p.grad }
-                    network.training = false
-                    valLoss = unrolledArchitectureGradient(trainBatch: batch, trainGradients: trainGradients,
-                                                           validationBatch: validationBatch(state.architectureSteps),
-                                                           xi: xi,
-                                                           trainNoise: trainNoise, trainDropout: trainDropout)
-                    for (p, g) in zip(weightParams, trainGradients) { p.grad = g }
+                if !c.freezeWeights {
+                    setTrainable(weights: true)
+                    let batch = Array(order[(b * c.batchSize)..<min(trainCount, (b + 1) * c.batchSize)])
+                    let trainNoise = network.generator, trainDropout = model.bert.generator
+                    let tape = Tape()
+                    let loss = lossOf(batch, false, tape)
+                    tape.backward(from: loss)
+                    trainLoss = Double(loss.scalar)
+                    if architectureStep, let xi = c.unrolledStep {
+                        // (2') Eq. 14 before the weights move: the unrolled gradient needs w and
+                        // the training gradient at w, which the weight step below then uses.
+                        let trainGradients = weightParams.map { p -> Storage? in defer { p.grad = nil }; return p.grad }
+                        network.training = false
+                        valLoss = unrolledArchitectureGradient(trainBatch: batch, trainGradients: trainGradients,
+                                                               validationBatch: validationBatch(state.architectureSteps),
+                                                               xi: xi,
+                                                               trainNoise: trainNoise, trainDropout: trainDropout)
+                        for (p, g) in zip(weightParams, trainGradients) { p.grad = g }
+                    }
+                    clipGradientNorm(weightParams, maxNorm: 1)
+                    weightOptimizer.update()
                 }
-                clipGradientNorm(weightParams, maxNorm: 1)
-                weightOptimizer.update()
                 // (2) architecture step from epoch N1, weights frozen (first order: at the new weights).
                 if architectureStep {
                     if c.unrolledStep == nil {
                         setTrainable(weights: false)
-                        network.training = false  // activation ranges follow the training split only
+                        // Activation ranges follow the training split only: the training pass's
+                        // batches, or with frozen weights (no training pass) these, carved from it.
+                        network.training = c.freezeWeights
                         let vt = Tape()
                         let loss = validationObjective(validationBatch(state.architectureSteps), tape: vt)
                         vt.backward(from: loss)
@@ -200,7 +218,7 @@ public final class BilevelSearch {
                 }
                 for p in weightParams { p.grad = nil }
                 for t in network.logits { t.grad = nil }
-                log(SearchLogEntry(epoch: epoch, step: step, trainLoss: Double(trainLoss.scalar), validationLoss: valLoss,
+                log(SearchLogEntry(epoch: epoch, step: step, trainLoss: trainLoss, validationLoss: valLoss,
                                    expectedMiB: Double(network.expectedSize(tape: .inference).scalar), argmaxMiB: argmaxMiB,
                                    temperature: Double(network.temperature), lambda: lambda))
                 state.step += 1
@@ -228,7 +246,8 @@ public final class BilevelSearch {
                             "tie_break": c.tieBreak.rawValue, "temperature": "\(c.initialTemperature) -> \(c.finalTemperature)",
                             "hard_samples": String(c.hardSamples), "groups": String(c.groups),
                             "initial_logits": c.initialLogits.map { $0.map { String($0) }.joined(separator: ",") } ?? "0 (uniform)",
-                            "gradient": c.unrolledStep.map { "second order (xi \($0))" } ?? "first order"]
+                            "gradient": c.unrolledStep.map { "second order (xi \($0))" } ?? "first order",
+                            "weights": c.freezeWeights ? "frozen" : "trained (AdamW \(c.weightLearningRate))"]
         return network.argmaxPlan(tieBreak: c.tieBreak, provenance: provenance)
     }
 

@@ -43,6 +43,7 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Architecture optimiser of the search: \(ArchitectureOptimizer.allCases.map(\.rawValue).joined(separator: ", ")).")
     var archOptimizer: String = "adam"
     @Option(help: "Its learning rate.") var archLr: Float = 0.01
+    @Flag(help: "AQ-BERT search with frozen weights (search --freeze-weights).") var freezeWeights = false
     @Option(help: "Q-BERT sensitivity: random subsets.") var sensitivitySubsets: Int = 10
     @Option(help: "Q-BERT sensitivity: share of the training rows per subset.") var sensitivityFraction: Double = 0.1
     @Option(help: "Q-BERT sensitivity: at most this many rows per subset (0: no cap). Each Hessian-vector product is two gradient passes over the subset (MiniLM, SST-2: ~22 ms of CPU per row).")
@@ -90,6 +91,7 @@ struct CompareCommand: ParsableCommand {
             "model": modelDir.path, "train": trainURL.path, "dev": devURL.path, "groups": String(groups),
             "search_candidates": bits, "search_epochs": String(searchEpochs), "arch_optimizer": archOptimizer,
             "arch_lr": String(archLr), "fine_tuned_input": String(fineTuned),
+            "search_weights": freezeWeights ? "frozen" : "trained",
             "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction) (at most \(sensitivityMaxRows > 0 ? String(sensitivityMaxRows) : "all") rows), <= \(sensitivityIterations) products",
         ]
         var training: [String] = []
@@ -200,6 +202,7 @@ struct CompareCommand: ParsableCommand {
                     try runner.trainingStep(["search", "--model", fp32.path, "--task", task.rawValue, "--train", trainURL.path,
                                              "--target-bits", String(b), "--bits", bits, "--groups", String(groups),
                                              "--epochs", String(searchEpochs), "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr)]
+                                            + (freezeWeights ? ["--freeze-weights"] : [])
                                             + (batchSize.map { ["--batch-size", String($0)] } ?? [])
                                             + (maxSeqLength.map { ["--max-seq-length", String($0)] } ?? []) + common,
                                             directory: search, title: "seed \(s): AQ-BERT search at \(tag) bits")

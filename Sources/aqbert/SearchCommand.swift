@@ -16,9 +16,10 @@ struct SearchCommand: ParsableCommand {
             Installs Gumbel-softmax mixed weights on the fine-tuned model and alternates, per \
             mini-batch, AdamW on the weights (training split) and a step on the architecture logits \
             (validation split carved from --train; the dev set is never used). The plan is the \
-            argmax. Departure from the paper: its SGD at 0.1 barely moves the logits (METHOD.md \
-            section 9), so the default architecture optimiser is Adam at 0.01; both are options and \
-            are recorded in the plan.
+            argmax. With --freeze-weights there are no weight steps: the logits are searched \
+            against the fine-tuned weights as they are. Departure from the paper: its SGD at 0.1 \
+            barely moves the logits (METHOD.md section 9), so the default architecture optimiser is \
+            Adam at 0.01; both are options and are recorded in the plan.
             """
     )
 
@@ -30,12 +31,17 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Row groups per matrix.") var groups: Int = 128
     @Option(help: "Share of the training examples held out for the architecture steps.") var valFraction: Double = 0.1
     @Option(help: "Search epochs.") var epochs: Int = 3
-    @Option(help: "N1: first epoch with architecture steps.") var archStart: Int = 1
+    @Option(help: "N1: first epoch with architecture steps (default: 1; 0 with --freeze-weights).") var archStart: Int?
     @Option(help: "lambda of the size penalty, or 'auto'.") var lambda: String = "auto"
     @Option(help: "eps of the budget band (1 +- eps).") var tolerance: Double = 0.02
     @Option(help: "Optimiser of the architecture logits.") var archOptimizer: ArchitectureOptimizer = .adam
     @Option(help: "Its learning rate.") var archLr: Float = 0.01
     @Option(name: .customLong("lr"), help: "AdamW rate of the weight steps.") var learningRate: Float = 2e-5
+    @Flag(help: """
+        No weight steps: every step is an architecture step against the fine-tuned weights \
+        (beyond the paper; half the step cost).
+        """)
+    var freezeWeights = false
     @Option(help: "Examples per step.") var batchSize: Int = 32
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
     @Option(help: "Initial Gumbel-softmax temperature t0.") var temperature: Float = 5
@@ -57,7 +63,12 @@ struct SearchCommand: ParsableCommand {
     func validate() throws {
         if (targetMb == nil) == (targetBits == nil) { throw ValidationError("give exactly one of --target-mb or --target-bits") }
         if !(valFraction > 0 && valFraction < 1) { throw ValidationError("--val-fraction must be between 0 and 1") }
-        if epochs < 1 || archStart < 0 || archStart >= epochs { throw ValidationError("--arch-start must be below --epochs") }
+        if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+        if let archStart, archStart < 0 || archStart >= epochs { throw ValidationError("--arch-start must be between 0 and --epochs - 1") }
+        if freezeWeights, let archStart, archStart != 0 {
+            throw ValidationError("--freeze-weights has no weight steps to start with: its architecture steps start at epoch 0 (drop --arch-start)")
+        }
+        if freezeWeights && secondOrder { throw ValidationError("--second-order unrolls a weight step, and --freeze-weights has none: use one of them") }
         if lambda != "auto" && Double(lambda) == nil { throw ValidationError("--lambda must be a number or 'auto'") }
         if groups < 1 { throw ValidationError("--groups must be at least 1") }
         if unrolledLr != nil && !secondOrder { throw ValidationError("--unrolled-lr needs --second-order") }
@@ -96,7 +107,8 @@ struct SearchCommand: ParsableCommand {
             TextIO.warn("searching on a model without a fine-tuned head (\(report.initialized.joined(separator: ", "))): fine-tune it first for a meaningful search")
         }
         c.epochs = epochs
-        c.architectureStart = archStart
+        c.architectureStart = archStart ?? (freezeWeights ? 0 : 1)
+        c.freezeWeights = freezeWeights
         c.lambda = Double(lambda)
         c.architectureOptimizer = archOptimizer
         c.architectureLearningRate = archLr
@@ -123,8 +135,9 @@ struct SearchCommand: ParsableCommand {
             if json, let d = try? JSONEncoder().encode(e) {
                 print(String(decoding: d, as: UTF8.self))
             } else {
-                print(String(format: "epoch %d step %d train loss %.4f val loss %@ E[C] %.3f MiB argmax %.3f MiB t %.2f lambda %.3g",
-                             e.epoch + 1, e.step, e.trainLoss, e.validationLoss.map { String(format: "%.4f", $0) } ?? "-",
+                print(String(format: "epoch %d step %d train loss %@ val loss %@ E[C] %.3f MiB argmax %.3f MiB t %.2f lambda %.3g",
+                             e.epoch + 1, e.step, e.trainLoss.map { String(format: "%.4f", $0) } ?? "-",
+                             e.validationLoss.map { String(format: "%.4f", $0) } ?? "-",
                              e.expectedMiB, e.argmaxMiB, e.temperature, e.lambda))
             }
             fflush(stdout)

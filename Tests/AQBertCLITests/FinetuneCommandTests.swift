@@ -208,6 +208,22 @@ final class FinetuneCommandTests: XCTestCase {
                         contains: "--initial-logits needs 3 numbers")
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-f")) + ["--initial-logits", "0,x,1"]),
                         contains: "--initial-logits needs 3 numbers")
+
+        // Frozen weights: architecture steps from the first step, no training loss in the log.
+        let g = dir.appendingPathComponent("search-g")
+        var frozenArgs = args(g)
+        let at = try XCTUnwrap(frozenArgs.firstIndex(of: "--arch-start"))
+        frozenArgs.removeSubrange(at...(at + 1))
+        frozenArgs.append("--freeze-weights")
+        let frozen = try CLI.run(frozenArgs)
+        XCTAssertEqual(frozen.status, 0, frozen.stderr)
+        let planG = try JSONSerialization.jsonObject(with: Data(contentsOf: g.appendingPathComponent("plan.json"))) as? [String: Any]
+        XCTAssertEqual(((planG?["provenance"] as? [String: Any])?["notes"] as? [String: String])?["weights"], "frozen")
+        let frozenLog = try String(contentsOf: g.appendingPathComponent("search_log.jsonl"), encoding: .utf8).split(separator: "\n")
+        let entry = try JSONSerialization.jsonObject(with: Data(frozenLog[0].utf8)) as! [String: Any]
+        XCTAssertNil(entry["train_loss"])
+        XCTAssertNotNil(entry["val_loss"], "an architecture step at step 0")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-h")) + ["--freeze-weights"]), contains: "drop --arch-start")
     }
 
     /// Q-BERT end to end: sensitivity (resumable per subset, byte-identical after a kill),

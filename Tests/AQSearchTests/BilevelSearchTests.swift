@@ -202,4 +202,29 @@ final class BilevelSearchTests: XCTestCase {
         XCTAssertNotNil(log.last!.validationLoss)
         XCTAssertLessThan(log.last!.argmaxMiB, log.first!.argmaxMiB, "the size penalty moved the argmax")
     }
+
+    /// Frozen weights: no training pass (no training loss), an architecture step from the first
+    /// step on, the weights bit for bit as they were, the plan still moved by the size penalty
+    /// and fixed by the seed; N1 > 0 and the second-order gradient are refused.
+    func testFrozenWeightsSearchOnlyTheLogits() throws {
+        func run() throws -> (BitPlan, [SearchLogEntry], before: [[Float]], after: [[Float]]) {
+            let (model, _, search) = try makeSearch { $0.freezeWeights = true; $0.architectureStart = 0; $0.epochs = 2 }
+            let before = model.parameters.map(\.array)
+            var log: [SearchLogEntry] = []
+            let plan = try search.run { log.append($0) }
+            return (plan, log, before, model.parameters.map(\.array))
+        }
+        let (plan, log, before, after) = try run()
+        XCTAssertEqual(after, before, "the weights do not move")
+        XCTAssertTrue(log.allSatisfy { $0.trainLoss == nil && $0.validationLoss != nil }, "every step is an architecture step only")
+        let widest = plan.provenance.targetMiB! * 4 / 2.5
+        XCTAssertLessThan(log.first!.argmaxMiB, widest, "the first step already moved the argmax off the widest candidate")
+        XCTAssertEqual(plan.provenance.notes["weights"], "frozen")
+        let (again, _, _, _) = try run()
+        XCTAssertEqual(try plan.jsonData(), try again.jsonData(), "same seed, byte-identical plan")
+        let (_, _, late) = try makeSearch { $0.freezeWeights = true; $0.architectureStart = 1 }
+        XCTAssertThrowsError(try late.run { _ in }) { XCTAssertTrue("\($0)".contains("N1 = 0"), "\($0)") }
+        let (_, _, unrolled) = try makeSearch { $0.freezeWeights = true; $0.architectureStart = 0; $0.unrolledStep = 1e-3 }
+        XCTAssertThrowsError(try unrolled.run { _ in }) { XCTAssertTrue("\($0)".contains("second-order"), "\($0)") }
+    }
 }
