@@ -24,7 +24,10 @@
 # and CONLL_QAT_EPOCHS (2): epochs of every QAT of the task, SEARCH_EPOCHS (3), SENSITIVITY
 # ("--sensitivity-subsets 3 --sensitivity-max-rows 64 --sensitivity-iterations 15"), PARALLEL (2),
 # THREADS (1), MODEL (~/.cache/aqbert/models/all-MiniLM-L6-v2), DATA (/work/shared/data), EXTRA
-# (more compare flags, e.g. "--arch-lr 0.02"). The defaults are sized so that the whole run
+# (more compare flags, e.g. "--arch-lr 0.02"), BASELINES (the methods of the second run of a seed,
+# "fp32,directq,uniform,qbert"). The README's 3.0-bit table with candidates 0/3/4 and frozen
+# search weights is BUDGETS=3.0 EXTRA="--bits 0,3,4 --freeze-weights" BASELINES=fp32,uniform.
+# The defaults are sized so that the whole run
 # fits in about 2.5 hours on 2 cores (README, "The comparison tables"); the 8,000 SST-2
 # and 4,000 CoNLL sentences, more QAT epochs and Q-BERT's 10 subsets are a matter of setting them.
 set -euo pipefail
@@ -82,7 +85,7 @@ for task in $TASKS; do
     # Each seed in two runs with disjoint steps: the searches with AQ-BERT and the random control
     # (the longer part, queued first), then DirectQ, uniform and Q-BERT.
     for ((i = 0; i < seeds; i++)); do jobs_a+=("$task $((FT_SEED + i)) aq-bert,random"); done
-    for ((i = 0; i < seeds; i++)); do jobs_b+=("$task $((FT_SEED + i)) fp32,directq,uniform,qbert"); done
+    for ((i = 0; i < seeds; i++)); do jobs_b+=("$task $((FT_SEED + i)) ${BASELINES:-fp32,directq,uniform,qbert}"); done
 done
 
 # 2. The compare runs, $PARALLEL at a time (two runs of one seed write disjoint steps of one directory).
