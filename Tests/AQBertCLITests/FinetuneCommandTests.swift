@@ -194,6 +194,13 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(planB, plan, "first differing line: \(differing.map { "\($0.0) vs \($0.1)" } ?? "-")")
         XCTAssertEqual(try Data(contentsOf: b.appendingPathComponent("search_log.jsonl")),
                        try Data(contentsOf: a.appendingPathComponent("search_log.jsonl")))
+        // A checkpoint whose settings lack a key (an older aqbert's) is a one-line error, not a trap.
+        let pointer = try JSONSerialization.jsonObject(with: Data(contentsOf: b.appendingPathComponent("last-checkpoint.json"))) as? [String: String]
+        let config = b.appendingPathComponent(try XCTUnwrap(pointer?["checkpoint"])).appendingPathComponent("search_config.json")
+        var settings = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as? [String: Any])
+        XCTAssertNotNil(settings.removeValue(forKey: "freezeWeights"))
+        try JSONSerialization.data(withJSONObject: settings).write(to: config)
+        assertUserError(try CLI.run(args(b) + ["--resume"]), contains: "cannot read the search settings")
 
         // The second-order variant through the CLI: a plan that says how it was searched.
         let c = dir.appendingPathComponent("search-c")

@@ -113,7 +113,13 @@ public struct SearchRunner {
 
     func loadCheckpoint(search: BilevelSearch, network: SuperNetwork) throws -> (BilevelSearch.State, String)? {
         guard let dir = CheckpointFolders(output: output).latest() else { return nil }
-        let saved = try JSONDecoder().decode(SearchConfiguration.self, from: Data(contentsOf: dir.appendingPathComponent("search_config.json")))
+        let configURL = dir.appendingPathComponent("search_config.json")
+        let saved: SearchConfiguration
+        do {
+            saved = try JSONDecoder().decode(SearchConfiguration.self, from: Data(contentsOf: configURL))
+        } catch {
+            throw DataError("--resume: cannot read the search settings in \(configURL.path) (written by another aqbert version, or damaged); start again with a new --output")
+        }
         guard saved == configuration else {
             throw DataError("--resume: \(output.path) holds a search with other settings; use the same flags or a new --output")
         }
