@@ -147,8 +147,9 @@ public final class BertModel: Module {
         training && p > 0 ? tape.dropout(x, probability: p, generator: &generator) : x
     }
 
-    /// Last hidden state [B, T, H].
-    public func encode(_ batch: BertBatch, tape: Tape) -> Tensor {
+    /// Last hidden state [B, T, H]. With a `trace`, also records the hidden states and (if
+    /// asked) each layer's attention scores for layer-wise distillation.
+    public func encode(_ batch: BertBatch, tape: Tape, trace: EncoderTrace? = nil) -> Tensor {
         let b = batch.batchSize, t = batch.sequenceLength, c = config
         precondition(t <= c.maxPositionEmbeddings, "sequence \(t) longer than max_position_embeddings")
         let positions = (0..<b).flatMap { _ in (0..<t).map(Int32.init) }
@@ -158,6 +159,7 @@ public final class BertModel: Module {
             h = tape.add(h, tokenType(batch.tokenTypeIds, shape: [b, t], tape: tape))
         }
         h = dropout(embeddings.norm(h, tape: tape), c.hiddenDropoutProb, tape: tape)
+        trace?.hiddenStates.append(h)
         // DistilBERT adds out_lin's output to the residual without a dropout
         // (modeling_distilbert.py TransformerBlock.forward); BERT drops it out (BertSelfOutput).
         let attentionOutputDropout = c.family == .bert ? c.hiddenDropoutProb : 0
@@ -165,6 +167,10 @@ public final class BertModel: Module {
         let attnDrop = training ? c.attentionProbsDropoutProb : 0
         for layer in layers {
             let q = layer.query(h, tape: tape), k = layer.key(h, tape: tape), v = layer.value(h, tape: tape)
+            if let trace, trace.recordsAttentionScores {
+                trace.queries.append(q)
+                trace.keys.append(k)
+            }
             let ctx = tape.attention(query: q, key: k, value: v, keyMask: mask, heads: c.numAttentionHeads,
                                      dropout: attnDrop, generator: &generator)
             let a = dropout(layer.attentionOutput(ctx, tape: tape), attentionOutputDropout, tape: tape)
@@ -177,6 +183,7 @@ public final class BertModel: Module {
             }
             let o = dropout(layer.output(i, tape: tape), c.hiddenDropoutProb, tape: tape)
             h = layer.outputNorm(tape.add(o, h1), tape: tape)
+            trace?.hiddenStates.append(h)
         }
         return h
     }
@@ -211,4 +218,22 @@ public final class BertModel: Module {
 /// How `encode` turns token states into one vector.
 public enum Pooling: String, Sendable, CaseIterable {
     case cls, mean
+}
+
+/// What `BertModel.encode` records for layer-wise distillation (TinyBERT, TernaryBERT): the
+/// hidden states as transformers' `output_hidden_states` gives them (the embedding output, then
+/// each layer's output) and, when asked, each layer's query and key projections, from which
+/// the attention scores Q K^T / sqrt(D) are formed (`Tape.attentionScores`,
+/// `Tape.attentionScoreError`) without keeping [B, NH, T, T] maps alive.
+public final class EncoderTrace {
+    public let recordsAttentionScores: Bool
+    /// L + 1 tensors [B, T, H].
+    public internal(set) var hiddenStates: [Tensor] = []
+    /// L tensors [B, T, H] each (empty unless `recordsAttentionScores`).
+    public internal(set) var queries: [Tensor] = []
+    public internal(set) var keys: [Tensor] = []
+
+    public init(attentionScores: Bool) {
+        recordsAttentionScores = attentionScores
+    }
 }

@@ -74,8 +74,9 @@ public final class BertTaskModel: Module {
 
     /// Logits: [B, L] (sequence classification), [B, T, L] (token classification),
     /// [B, T, 2] (question answering: start, end), or the last hidden state [B, T, H] (base).
-    public func forward(_ batch: BertBatch, tape: Tape) -> Tensor {
-        let hidden = bert.encode(batch, tape: tape)
+    /// With a `trace`, the encoder also records what layer-wise distillation compares.
+    public func forward(_ batch: BertBatch, tape: Tape, trace: EncoderTrace? = nil) -> Tensor {
+        let hidden = bert.encode(batch, tape: tape, trace: trace)
         let dropP = config.headDropout(for: architecture)
         switch architecture {
         case .base:

@@ -2,9 +2,12 @@
 public struct ParameterGroup {
     public var parameters: [Tensor]
     public var weightDecay: Float
-    public init(_ parameters: [Tensor], weightDecay: Float) {
+    /// The group's rate is the optimizer's `learningRate` times this.
+    public var learningRateScale: Float
+    public init(_ parameters: [Tensor], weightDecay: Float, learningRateScale: Float = 1) {
         self.parameters = parameters
         self.weightDecay = weightDecay
+        self.learningRateScale = learningRateScale
     }
 }
 
@@ -36,7 +39,7 @@ public final class AdamW {
                 let state = moments[ObjectIdentifier(p)] ?? (Storage(zeros: p.count), Storage(zeros: p.count))
                 moments[ObjectIdentifier(p)] = state
                 Kernels.adamwStep(parameter: p.pointer, gradient: g.pointer, firstMoment: state.m.pointer,
-                                  secondMoment: state.v.pointer, count: p.count, lr: learningRate, beta1: beta1,
+                                  secondMoment: state.v.pointer, count: p.count, lr: learningRate * group.learningRateScale, beta1: beta1,
                                   beta2: beta2, eps: eps, weightDecay: group.weightDecay,
                                   biasCorrection1: bc1, biasCorrection2Sqrt: bc2Sqrt)
             }

@@ -129,3 +129,162 @@ extension Kernels {
 }
 
 import CAQKernels
+
+extension Tape {
+    /// The scaled attention scores of every head, `S = Q K^T / sqrt(D)` before the softmax (what
+    /// TinyBERT and TernaryBERT distil), with every position whose query or key is padding set
+    /// to 0 (constant, no gradient), so both sides of a distillation loss agree there.
+    /// Backward: dQ += dS K / sqrt(D);  dK += dS^T Q / sqrt(D)  (dS zero at masked positions).
+    /// q, k: [B, T, H]; keyMask: [B, T] of 0/1 (nil = no padding) -> [B, NH, T, T]
+    public func attentionScores(query q: Tensor, key k: Tensor, keyMask: Tensor?, heads: Int) -> Tensor {
+        precondition(q.rank == 3 && q.shape == k.shape, "attentionScores shapes \(q.shape) \(k.shape)")
+        let b = q.shape[0], t = q.shape[1], h = q.shape[2]
+        precondition(heads > 0 && h % heads == 0, "hidden \(h) not divisible by \(heads) heads")
+        if let keyMask { precondition(keyMask.count == b * t, "attention mask \(keyMask.shape) vs \(q.shape)") }
+        let d = h / heads, tt = t * t
+        let scale = 1 / Float(d).squareRoot()
+        let tracked = tracks(q, k)
+        let y = output([b, heads, t, t], tracked: tracked)
+        let qp = q.pointer, kp = k.pointer, yp = y.pointer
+        // Zeroes row i and column j of one [T, T] block where the mask of sequence bi is 0.
+        // (It reads the mask through the tensor, which the backward rule thereby keeps alive.)
+        func applyMask(_ s: UnsafeMutablePointer<Float>, _ bi: Int) {
+            guard let m = keyMask.map({ $0.pointer + bi * t }) else { return }
+            for i in 0..<t {
+                if m[i] == 0 {
+                    (s + i * t).update(repeating: 0, count: t)
+                } else {
+                    for j in 0..<t where m[j] == 0 { s[i * t + j] = 0 }
+                }
+            }
+        }
+        Runtime.parallelFor(b * heads, grain: 1) { r in
+            for bh in r {
+                let bi = bh / heads, hi = bh % heads
+                let off = bi * t * h + hi * d
+                BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: qp + off, lda: h, b: kp + off, ldb: h,
+                           c: yp + bh * tt, ldc: t, threads: 1)
+                applyMask(yp + bh * tt, bi)
+            }
+        }
+        if tracked {
+            record(y) {
+                guard let dy = y.grad else { return }
+                let dq = q.requiresGrad ? q.ensureGrad().pointer : nil
+                let dk = k.requiresGrad ? k.ensureGrad().pointer : nil
+                let workers = min(Runtime.threads, b * heads)
+                let scratch = Storage(uninitializedCount: workers * tt)
+                let chunk = (b * heads + workers - 1) / workers
+                Runtime.parallelFor(workers, grain: 1) { wr in
+                    for w in wr {
+                        let ds = scratch.pointer + w * tt
+                        for bh in (w * chunk)..<min(b * heads, (w + 1) * chunk) {
+                            let bi = bh / heads, hi = bh % heads
+                            let off = bi * t * h + hi * d
+                            ds.update(from: dy.pointer + bh * tt, count: tt)
+                            applyMask(ds, bi)
+                            if let dq {
+                                BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: t, alpha: scale, a: ds, lda: t,
+                                           b: kp + off, ldb: h, beta: 1, c: dq + off, ldc: h, threads: 1)
+                            }
+                            if let dk {
+                                BLAS.sgemm(transA: true, transB: false, m: t, n: d, k: t, alpha: scale, a: ds, lda: t,
+                                           b: qp + off, ldb: h, beta: 1, c: dk + off, ldc: h, threads: 1)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+}
+
+extension Tape {
+    /// The attention-score term of layer-wise distillation, fused:
+    /// `sum_{b, head, i, j real} (S[b, head, i, j] - S_t[b, head, i, j])^2 / normalizer` with
+    /// `S = Q K^T / sqrt(D)` (the student's scores) and `S_t = Q_t K_t^T / sqrt(D)` (the
+    /// teacher's, constant), over the (query, key) pairs of real tokens. Equal to
+    /// `squaredError(attentionScores(q, k), target: attentionScores(tq, tk))` (tested), but it
+    /// keeps only the [B, T, H] projections alive instead of two [B, NH, T, T] score maps: each
+    /// block is recomputed in backward.
+    /// Backward: dS = 2 dy (S - S_t) / normalizer on real pairs;  dQ += dS K / sqrt(D);
+    ///           dK += dS^T Q / sqrt(D).
+    /// q, k, tq, tk: [B, T, H]; keyMask: [B, T] of 0/1 (nil = no padding) -> [1]
+    public func attentionScoreError(query q: Tensor, key k: Tensor, targetQuery tq: Tensor, targetKey tk: Tensor,
+                                    keyMask: Tensor?, heads: Int, normalizer: Float) -> Tensor {
+        precondition(q.rank == 3 && q.shape == k.shape && q.shape == tq.shape && q.shape == tk.shape,
+                     "attentionScoreError shapes \(q.shape) \(k.shape) \(tq.shape) \(tk.shape)")
+        let b = q.shape[0], t = q.shape[1], h = q.shape[2]
+        precondition(heads > 0 && h % heads == 0, "hidden \(h) not divisible by \(heads) heads")
+        if let keyMask { precondition(keyMask.count == b * t, "attention mask \(keyMask.shape) vs \(q.shape)") }
+        let d = h / heads, tt = t * t, blocks = b * heads
+        let scale = 1 / Float(d).squareRoot()
+        let tracked = tracks(q, k)
+        let y = output([1], tracked: tracked)
+        // S - S_t of block bh into `diff` (scratch for S_t in `other`), 0 where masked. It reads
+        // every input through its tensor, which the backward rule thereby keeps alive.
+        func difference(_ bh: Int, _ diff: UnsafeMutablePointer<Float>, _ other: UnsafeMutablePointer<Float>) {
+            let bi = bh / heads, off = bi * t * h + (bh % heads) * d
+            BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: q.pointer + off, lda: h,
+                       b: k.pointer + off, ldb: h, c: diff, ldc: t, threads: 1)
+            BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: tq.pointer + off, lda: h,
+                       b: tk.pointer + off, ldb: h, c: other, ldc: t, threads: 1)
+            let m = keyMask.map { $0.pointer + bi * t }
+            for i in 0..<t {
+                let rowReal = m.map { $0[i] != 0 } ?? true
+                for j in 0..<t {
+                    let real = rowReal && (m.map { $0[j] != 0 } ?? true)
+                    diff[i * t + j] = real ? diff[i * t + j] - other[i * t + j] : 0
+                }
+            }
+        }
+        // Per-block sums in Double, added in block order: the result does not depend on threads.
+        let partial = UnsafeMutablePointer<Double>.allocate(capacity: blocks)
+        defer { partial.deallocate() }
+        let workers = min(Runtime.threads, blocks)
+        let chunk = (blocks + workers - 1) / workers
+        let scratch = Storage(uninitializedCount: workers * 2 * tt)
+        Runtime.parallelFor(workers, grain: 1) { wr in
+            for w in wr {
+                let diff = scratch.pointer + w * 2 * tt, other = diff + tt
+                for bh in (w * chunk)..<min(blocks, (w + 1) * chunk) {
+                    difference(bh, diff, other)
+                    var s = 0.0
+                    for i in 0..<tt { s += Double(diff[i]) * Double(diff[i]) }
+                    partial[bh] = s
+                }
+            }
+        }
+        var total = 0.0
+        for bh in 0..<blocks { total += partial[bh] }
+        y.pointer[0] = Float(total / Double(normalizer))
+        if tracked {
+            record(y) {
+                guard let dy = y.grad else { return }
+                let dq = q.requiresGrad ? q.ensureGrad().pointer : nil
+                let dk = k.requiresGrad ? k.ensureGrad().pointer : nil
+                let w2 = 2 * dy.pointer[0] / normalizer * scale
+                let scratch = Storage(uninitializedCount: workers * 2 * tt)
+                Runtime.parallelFor(workers, grain: 1) { wr in
+                    for w in wr {
+                        let diff = scratch.pointer + w * 2 * tt, other = diff + tt
+                        for bh in (w * chunk)..<min(blocks, (w + 1) * chunk) {
+                            let off = (bh / heads) * t * h + (bh % heads) * d
+                            difference(bh, diff, other)
+                            if let dq {
+                                BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: t, alpha: w2, a: diff, lda: t,
+                                           b: k.pointer + off, ldb: h, beta: 1, c: dq + off, ldc: h, threads: 1)
+                            }
+                            if let dk {
+                                BLAS.sgemm(transA: true, transB: false, m: t, n: d, k: t, alpha: w2, a: diff, lda: t,
+                                           b: q.pointer + off, ldb: h, beta: 1, c: dk + off, ldc: h, threads: 1)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+}

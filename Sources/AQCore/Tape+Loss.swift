@@ -67,3 +67,45 @@ private func logSumExp(_ row: UnsafePointer<Float>, _ c: Int) -> Double {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension Tape {
+    /// The masked squared error used by layer-wise distillation:
+    /// `sum_{rows r with mask[r] != 0} sum_c (x[r, c] - target[r, c])^2 / normalizer`, rows of
+    /// `x.count / mask.count` values (every value when `rowMask` is nil). The target is a
+    /// constant (the teacher's). Returns shape [1].
+    /// Backward: dx[r, c] += dy * 2 (x - target) / normalizer on the kept rows.
+    /// x, target: same shape; rowMask: R values (R divides x.count)
+    public func squaredError(_ x: Tensor, target: Tensor, rowMask: [Float]? = nil, normalizer: Float) -> Tensor {
+        precondition(x.count == target.count, "squaredError: \(x.shape) against target \(target.shape)")
+        let rows = rowMask?.count ?? 1
+        precondition(rows > 0 && x.count % rows == 0, "squaredError: \(rows) row flags for \(x.shape)")
+        let width = x.count / rows
+        let tracked = tracks(x)
+        let y = output([1], tracked: tracked)
+        let xp = x.pointer, tp = target.pointer
+        var total = 0.0
+        for r in 0..<rows where rowMask?[r] ?? 1 != 0 {
+            var s = 0.0
+            for c in (r * width)..<((r + 1) * width) {
+                let d = Double(xp[c]) - Double(tp[c])
+                s += d * d
+            }
+            total += s
+        }
+        y.pointer[0] = Float(total / Double(normalizer))
+        if tracked {
+            // The rule holds `target` itself (not only its pointer): the caller's teacher
+            // tensors may be gone by the time backward runs.
+            record(y) {
+                guard let dy = y.grad else { return }
+                let g = x.ensureGrad().pointer
+                let xp = x.pointer, tp = target.pointer
+                let w = 2 * dy.pointer[0] / normalizer
+                for r in 0..<rows where rowMask?[r] ?? 1 != 0 {
+                    for c in (r * width)..<((r + 1) * width) { g[c] += w * (xp[c] - tp[c]) }
+                }
+            }
+        }
+        return y
+    }
+}

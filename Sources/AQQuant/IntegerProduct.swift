@@ -49,10 +49,11 @@ struct IntegerProductTerms {
 /// which is enough to move an 8-bit rounding in a later layer. Inference only (nothing is
 /// recorded on a tape).
 public enum ExactQuantizedProduct {
-    /// x: [..., K], weight: [O, K] fp32 (quantized here, per row group at `groupBits`),
-    /// bias: [O] -> [..., O]. Activations at 8 bits (u8 codes, `aq_quantize_rows_u8`) with a
+    /// x: [..., K], weight: [O, K] fp32 (quantized here, per row group at `groupBits`, on each
+    /// group's min/max range or, when given, on `ranges`: 2G effective fp16 bounds of learned
+    /// ranges, `LearnedRanges.effective`), bias: [O] -> [..., O]. Activations at 8 bits (u8 codes, `aq_quantize_rows_u8`) with a
     /// non-empty range (hi > lo). `fp32Products: false` forces the fp64 GEMM (tests).
-    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, groupBits: [Int],
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, groupBits: [Int], ranges: [Float]? = nil,
                                activationLow lo: Float, activationHigh hi: Float, fp32Products: Bool = true) -> Tensor {
         let rows = weight.shape[0], k = weight.shape[1], groups = groupBits.count
         precondition(x.shape.last == k && rows % groups == 0 && hi > lo, "ExactQuantizedProduct: shapes checked by the plan")
@@ -72,7 +73,12 @@ public enum ExactQuantizedProduct {
         var r = 0
         for (g, bits) in groupBits.enumerated() where bits > 0 {
             var wlo: Float = 0, whi: Float = 0
-            aq_quantize_codes(weight.pointer + g * perGroup * k, codes, perGroup * k, Int32(bits), &wlo, &whi)
+            if let ranges {
+                (wlo, whi) = (ranges[2 * g], ranges[2 * g + 1])
+                aq_quantize_codes_range(weight.pointer + g * perGroup * k, codes, perGroup * k, Int32(bits), wlo, whi)
+            } else {
+                aq_quantize_codes(weight.pointer + g * perGroup * k, codes, perGroup * k, Int32(bits), &wlo, &whi)
+            }
             let step = PackedFormat.step(lo: wlo, hi: whi, bits: bits)
             for i in 0..<perGroup {
                 let row = codes + i * k

@@ -41,9 +41,12 @@ public final class PackedBert {
                 let k = t.shape[1], r = m.rowsPerGroup
                 var codes: [UInt8] = [], ranges: [UInt16] = []
                 var row = [UInt8](repeating: 0, count: PackedFormat.rowBytes(columns: k, bits: 8))
+                // Learned ranges: the fp16 bounds the quantization-aware model quantized with.
+                let learned = PackedFormat.plannedKey(name, in: q.plan).flatMap { q.weightRanges[$0] }.map(LearnedRanges.effective)
                 for (g, b) in m.bits.enumerated() where b > 0 {
                     let group = UnsafeBufferPointer(start: t.pointer + g * r * k, count: r * k)
-                    let (c, lo, hi) = try PackedFormat.encode(group, bits: b)
+                    let (c, lo, hi) = try learned.map { try PackedFormat.encode(group, bits: b, lo: $0[2 * g], hi: $0[2 * g + 1]) }
+                        ?? PackedFormat.encode(group, bits: b)
                     ranges += [lo, hi]
                     let bytes = PackedFormat.rowBytes(columns: k, bits: b)
                     for i in 0..<r {
@@ -79,6 +82,9 @@ public final class PackedBert {
         try writeAtomically(try config.jsonData(), to: directory.appendingPathComponent("config.json"))
         var qc = q.config
         qc.packed = true
+        // The packed tensors carry the effective ranges, learned or not: the packed format is one.
+        qc.version = 1
+        qc.weightRangesFile = nil
         try q.plan.write(to: directory.appendingPathComponent(qc.planFile))
         try QuantizationConfig.insert(qc, intoConfigAt: directory.appendingPathComponent("config.json"))
         let bytes = (try FileManager.default.attributesOfItem(atPath: weightsURL.path)[.size] as? Int) ?? 0

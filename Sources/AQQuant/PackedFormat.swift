@@ -37,7 +37,12 @@ public enum PackedFormat {
     /// The plan's entry for a checkpoint tensor name (`bert.`/`distilbert.`-prefixed or bare;
     /// the two families' bare names never collide).
     public static func planned(_ name: String, in plan: BitPlan) -> BitPlan.Matrix? {
-        plan.matrices[name] ?? plan.matrices["bert." + name] ?? plan.matrices["distilbert." + name]
+        plannedKey(name, in: plan).flatMap { plan.matrices[$0] }
+    }
+
+    /// The plan's key (matrix path) for a checkpoint tensor name, as `planned` finds it.
+    public static func plannedKey(_ name: String, in plan: BitPlan) -> String? {
+        [name, "bert." + name, "distilbert." + name].first { plan.matrices[$0] != nil }
     }
 
     public static func isEmbeddingTable(_ name: String) -> Bool { embeddingSuffixes.contains { name.hasSuffix($0) } }
@@ -81,6 +86,20 @@ public enum PackedFormat {
         guard halfBitsToFloat(l).isFinite, halfBitsToFloat(h).isFinite else {
             throw PackedModelError("weights outside the fp16 range (min \(lo), max \(hi))")
         }
+        return (codes, l, h)
+    }
+
+    /// Codes of `values` at `bits` bits within learned bounds `lo` < `hi` (already fp16, from
+    /// `LearnedRanges.effective`), exactly as `Tape.fakeQuantize(_:groupBits:ranges:)` quantizes:
+    /// code = clamp(round_half_even(s * (x - lo)), 0, 2^b - 1). Returns the range as fp16 bits.
+    static func encode(_ values: UnsafeBufferPointer<Float>, bits: Int, lo: Float, hi: Float) throws -> (codes: [UInt8], lo: UInt16, hi: UInt16) {
+        let l = floatToHalfBits(lo), h = floatToHalfBits(hi)
+        guard halfBitsToFloat(l) == lo, halfBitsToFloat(h) == hi, lo.isFinite, hi.isFinite, hi > lo else {
+            throw PackedModelError("learned range [\(lo), \(hi)] is not a finite fp16 range")
+        }
+        guard let base = values.baseAddress, !values.isEmpty else { return ([], l, h) }
+        var codes = [UInt8](repeating: 0, count: values.count)
+        aq_quantize_codes_range(base, &codes, values.count, Int32(bits), lo, hi)
         return (codes, l, h)
     }
 

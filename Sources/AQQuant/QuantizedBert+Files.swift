@@ -16,6 +16,12 @@ public struct QuantizationConfig: Codable, Sendable, Equatable {
     public var activationRanges: [String: [Float]]
     /// Per-matrix bit-widths, for readers that do not open the plan.
     public var weightBits: [String: [Int]]
+    /// Learned weight ranges (`--ranges learned`): the safetensors file beside the model holding
+    /// each planned matrix's [G, 2] bounds as `<path>.ranges` (fp32, as trained; the quantizer
+    /// uses them rounded to fp16). Present only in a quantization-aware fp32 directory, which then
+    /// has version 2 (so a reader that knows only min/max ranges refuses it); a packed directory
+    /// stores the effective ranges in its own tensors.
+    public var weightRangesFile: String? = nil
     /// True for a packed directory (`aqbert export`, Docs/PACKED_FORMAT.md): the weights are
     /// codes, not fp32. Absent (nil) in a quantization-aware fp32 directory.
     public var packed: Bool? = nil
@@ -25,6 +31,7 @@ public struct QuantizationConfig: Codable, Sendable, Equatable {
         case quantMethod = "quant_method", groupAxis = "group_axis", planFile = "plan_file"
         case embeddingBits = "embedding_bits", activationBits = "activation_bits"
         case activationRanges = "activation_ranges", weightBits = "weight_bits", packed
+        case weightRangesFile = "weight_ranges_file"
     }
 
     /// The `quantization_config` of a model directory's config.json; nil when it has none, an
@@ -37,8 +44,11 @@ public struct QuantizationConfig: Codable, Sendable, Equatable {
         do { config = try JSONDecoder().decode(QuantizationConfig.self, from: JSONSerialization.data(withJSONObject: q)) } catch {
             throw PlanError("\(url.path): quantization_config is not an aqbert one (\(error.localizedDescription))")
         }
-        guard config.quantMethod == "aq-bert", config.version == 1 else {
+        guard config.quantMethod == "aq-bert", config.version == 1 || config.version == 2 else {
             throw PlanError("\(url.path): unsupported quantization_config \(config.quantMethod) v\(config.version)")
+        }
+        guard (config.version == 2) == (config.weightRangesFile != nil), config.weightRangesFile == nil || config.packed != true else {
+            throw PlanError("\(url.path): quantization_config v\(config.version) must name weight_ranges_file exactly when it is version 2 (and not packed)")
         }
         return config
     }
@@ -56,15 +66,29 @@ public struct QuantizationConfig: Codable, Sendable, Equatable {
 }
 
 extension QuantizedBert {
+    /// The name of the learned weight ranges' file in a quantization-aware directory.
+    public static let weightRangesFileName = "weight_ranges.safetensors"
+
     public var config: QuantizationConfig {
-        QuantizationConfig(embeddingBits: embeddingBits, activationBits: activationQuantizers.values.first?.bits ?? 0,
-                           activationRanges: activationRanges, weightBits: plan.matrices.mapValues(\.bits))
+        var c = QuantizationConfig(embeddingBits: embeddingBits, activationBits: activationQuantizers.values.first?.bits ?? 0,
+                                   activationRanges: activationRanges, weightBits: plan.matrices.mapValues(\.bits))
+        if rangeMode == .learned {
+            c.version = 2
+            c.weightRangesFile = Self.weightRangesFileName
+        }
+        return c
     }
 
-    /// Writes `plan.json` and adds `quantization_config` to the `config.json` already in `directory`.
+    /// Writes `plan.json` (and the learned weight ranges) and adds `quantization_config` to the
+    /// `config.json` already in `directory`.
     public func save(to directory: URL) throws {
-        try plan.write(to: directory.appendingPathComponent(config.planFile))
-        try QuantizationConfig.insert(config, intoConfigAt: directory.appendingPathComponent("config.json"))
+        let c = config
+        try plan.write(to: directory.appendingPathComponent(c.planFile))
+        if let file = c.weightRangesFile {
+            try SafeTensorsWriter.write(rangeParameters.map { (name: $0.name, shape: $0.tensor.shape, values: $0.tensor.array) },
+                                        to: directory.appendingPathComponent(file))
+        }
+        try QuantizationConfig.insert(c, intoConfigAt: directory.appendingPathComponent("config.json"))
     }
 
     /// The quantization a model directory records, installed on `model` with frozen ranges;
@@ -76,8 +100,23 @@ extension QuantizedBert {
         }
         let plan = try BitPlan(contentsOf: directory.appendingPathComponent(config.planFile))
         let quantized = try QuantizedBert(plan: plan, model: model, embeddingBits: config.embeddingBits,
-                                          activationBits: config.activationBits)
+                                          activationBits: config.activationBits,
+                                          ranges: config.weightRangesFile == nil ? .minmax : .learned, rangeInitialization: .minmax)
         try quantized.setActivationRanges(config.activationRanges)
+        if let file = config.weightRangesFile {
+            let url = directory.appendingPathComponent(file)
+            var saved: [String: [Float]] = [:]
+            do {
+                let f = try SafeTensorsFile(url: url)
+                for name in f.names {
+                    guard name.hasSuffix(".ranges") else { throw PlanError("unexpected tensor \(name)") }
+                    saved[String(name.dropLast(".ranges".count))] = try f.floats(name)
+                }
+                try quantized.setWeightRanges(saved)
+            } catch {
+                throw PlanError("\(url.path): \(error)")
+            }
+        }
         return quantized
     }
 }

@@ -5,6 +5,8 @@ import AQBert
 /// are exactly 0), the input of every quantized Linear is fake-quantized at 8 bits with a
 /// running range, and the word/position/token-type embeddings are fake-quantized at 8 bits per
 /// row. Parameters stay fp32 (gradients flow straight through), so training continues normally.
+/// Weight groups quantize on their min/max range, or (`ranges: .learned`) within trainable
+/// clipping bounds (`LearnedRanges`), which are then parameters to train with the weights.
 /// Outside training (frozen ranges, nothing recorded) the planned Linears compute exactly in
 /// integers (`ExactQuantizedProduct`), which is what the packed model computes too.
 public final class QuantizedBert {
@@ -12,6 +14,11 @@ public final class QuantizedBert {
     public let embeddingBits: Int
     /// Activation quantizers by Linear path (the matrix path without ".weight").
     public private(set) var activationQuantizers: [String: ActivationQuantizer] = [:]
+    /// How weight groups get their ranges.
+    public let rangeMode: RangeMode
+    /// Learned bounds (`ranges: .learned`) by matrix path: [G, 2] (lo, hi) per group,
+    /// trainable; empty for min/max ranges.
+    public private(set) var weightRanges: [String: Tensor] = [:]
     private weak var model: BertTaskModel?
 
     /// Running ranges update while true (training); frozen otherwise.
@@ -19,17 +26,33 @@ public final class QuantizedBert {
         didSet { for q in activationQuantizers.values { q.training = training } }
     }
 
-    /// Installs the plan's transforms on `model` (validated against it first).
-    public init(plan: BitPlan, model: BertTaskModel, embeddingBits: Int = 8, activationBits: Int = 8) throws {
+    /// Installs the plan's transforms on `model` (validated against it first). With
+    /// `ranges: .learned` every planned matrix gets bounds initialised from its current weights
+    /// by `rangeInitialization` (restore saved ones with `setWeightRanges`).
+    public init(plan: BitPlan, model: BertTaskModel, embeddingBits: Int = 8, activationBits: Int = 8,
+                ranges: RangeMode = .minmax, rangeInitialization: RangeInitialization = .mse) throws {
         try plan.validate(against: model)
         self.plan = plan
         self.embeddingBits = embeddingBits
+        self.rangeMode = ranges
         self.model = model
         activationQuantizers = Self.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
         for (path, linear) in zip(QuantizableMatrices.paths(for: model.config), QuantizableMatrices.linears(model)) {
             guard let matrix = plan.matrices[path] else { continue }
             let bits = matrix.bits
-            linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits) }
+            var bounds: Tensor? = nil
+            if ranges == .learned {
+                let t = LearnedRanges.initial(linear.weight, groupBits: bits, method: rangeInitialization)
+                t.requiresGrad = true
+                t.name = LearnedRanges.tensorName(path)
+                weightRanges[path] = t
+                bounds = t
+            }
+            if let bounds {
+                linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits, ranges: bounds) }
+            } else {
+                linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits) }
+            }
             // Outside training the quantized model is evaluated exactly, in integers, as the
             // packed kernel computes it (ExactQuantizedProduct); training keeps the fp32 simulation.
             guard let quantizer = activationQuantizers[String(path.dropLast(".weight".count))] else { continue }
@@ -38,6 +61,7 @@ public final class QuantizedBert {
                 guard !quantizer.training, quantizer.initialized, quantizer.high > quantizer.low, quantizer.bits == 8,
                       !tape.tracks(x, linear.weight, linear.bias) else { return nil }
                 return ExactQuantizedProduct.forward(x, weight: linear.weight, bias: linear.bias, groupBits: bits,
+                                                     ranges: bounds.map(LearnedRanges.effective),
                                                      activationLow: quantizer.low, activationHigh: quantizer.high)
             }
         }
@@ -85,6 +109,27 @@ public final class QuantizedBert {
     /// Frozen activation ranges, for saving with the model.
     public var activationRanges: [String: [Float]] {
         activationQuantizers.compactMapValues { $0.initialized ? [$0.low, $0.high] : nil }
+    }
+
+    /// The learned bounds as trainable tensors, named `LearnedRanges.tensorName(path)`, in the
+    /// plan's matrix order (for the optimizer and checkpoints); empty for min/max ranges.
+    public var rangeParameters: [(name: String, tensor: Tensor)] {
+        weightRanges.sorted { $0.key < $1.key }.map { (LearnedRanges.tensorName($0.key), $0.value) }
+    }
+
+    /// Restores learned bounds (keys: matrix paths, values: 2G floats), every planned matrix.
+    public func setWeightRanges(_ ranges: [String: [Float]]) throws {
+        guard rangeMode == .learned else { throw PlanError("weight ranges given for a model with min/max ranges") }
+        for (path, t) in weightRanges {
+            guard let v = ranges[path] else { throw PlanError("no learned weight ranges for \(path)") }
+            guard v.count == t.count, v.allSatisfy(\.isFinite) else {
+                throw PlanError("learned weight ranges of \(path): \(v.count) values (expected \(t.count), finite)")
+            }
+            t.assign(v)
+        }
+        if let extra = ranges.keys.first(where: { weightRanges[$0] == nil }) {
+            throw PlanError("learned weight ranges for \(extra), which the plan does not quantize")
+        }
     }
 
     /// Restores saved ranges (keys as `activationRanges`).

@@ -31,6 +31,52 @@ extension Tape {
         return y
     }
 
+    /// Fake quantization of each row group at its own bit-width within learned clipping bounds
+    /// (LSQ, Esser et al. 2020, with a learned offset): group j is quantized on the grid of
+    /// `ranges[j] = (lo, hi)` rounded to fp16 (`aq_learned_range`), values outside it clamp to
+    /// the bounds. Backward (`aq_fake_quantize_range_backward`): dW = dY inside the bounds and 0
+    /// where clamped; d lo and d hi by LSQ's straight-through rules. Pruned groups output 0 and
+    /// pass no gradient.
+    /// w: [O, I], groupBits: G values, ranges: [G, 2] -> [O, I]
+    public func fakeQuantize(_ w: Tensor, groupBits: [Int], ranges: Tensor) -> Tensor {
+        let g = groupBits.count
+        precondition(w.rank == 2 && g > 0 && w.shape[0] % g == 0 && ranges.shape == [g, 2],
+                     "fakeQuantize: \(g) groups, ranges \(ranges.shape) for \(w.shape)")
+        let n = w.count / g
+        let tracked = tracks(w, ranges)
+        let y = Tensor(uninitialized: w.shape)
+        y.requiresGrad = tracked
+        let bounds = LearnedRanges.effective(ranges)
+        Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n))) { r in
+            for j in r {
+                if groupBits[j] > 0 {
+                    aq_fake_quantize_range(w.pointer + j * n, y.pointer + j * n, n, Int32(groupBits[j]), bounds[2 * j], bounds[2 * j + 1])
+                } else {
+                    (y.pointer + j * n).update(repeating: 0, count: n)
+                }
+            }
+        }
+        if tracked {
+            record(y) {
+                guard let dy = y.grad else { return }
+                let dw = w.requiresGrad ? w.ensureGrad().pointer : nil
+                let dr = ranges.requiresGrad ? ranges.ensureGrad().pointer : nil
+                Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n))) { r in
+                    for j in r where groupBits[j] > 0 {
+                        var dlo = 0.0, dhi = 0.0
+                        aq_fake_quantize_range_backward(w.pointer + j * n, dy.pointer + j * n, dw.map { $0 + j * n }, n,
+                                                        Int32(groupBits[j]), bounds[2 * j], bounds[2 * j + 1], &dlo, &dhi)
+                        if let dr {
+                            dr[2 * j] += Float(dlo)
+                            dr[2 * j + 1] += Float(dhi)
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
     /// The super-network's mixed weight (METHOD.md section 3):
     /// W_eff[j] = sum_k O[j, k] * Q_{b_k}(W[j]), computed group by group (no per-candidate copies).
     /// Backward: dW[j] += (sum_{k: b_k > 0} O[j, k]) * dW_eff[j]   (straight-through per candidate)

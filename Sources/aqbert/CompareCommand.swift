@@ -49,6 +49,7 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Q-BERT sensitivity: at most this many rows per subset (0: no cap). Each Hessian-vector product is two gradient passes over the subset (MiniLM, SST-2: ~22 ms of CPU per row).")
     var sensitivityMaxRows: Int = 256
     @Option(help: "Q-BERT sensitivity: most Hessian-vector products per eigenvalue.") var sensitivityIterations: Int = 30
+    @OptionGroup(title: "The QAT recipe of every method") var recipe: QATRecipeOptions
     @Option(help: "Worker threads of every step (default: all cores).") var threads: Int?
     @Option(help: "Output directory.") var output: String
 
@@ -94,6 +95,7 @@ struct CompareCommand: ParsableCommand {
             "search_weights": freezeWeights ? "frozen" : "trained",
             "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction) (at most \(sensitivityMaxRows > 0 ? String(sensitivityMaxRows) : "all") rows), <= \(sensitivityIterations) products",
         ]
+        settings.merge(recipe.settings) { $1 }
         var training: [String] = []
         if let epochs { training += ["--epochs", String(epochs)]; settings["epochs"] = String(epochs) }
         if let learningRate { training += ["--lr", String(learningRate)]; settings["lr"] = String(learningRate) }
@@ -160,7 +162,7 @@ struct CompareCommand: ParsableCommand {
             }
             func qat(_ method: ComparisonMethod, budget: Double, plan planURL: URL) throws {
                 let dir = seedDir.appendingPathComponent("\(method.rawValue)-\(Self.tag(budget))")
-                try runner.trainingStep(["retrain", "--model", fp32.path, "--plan", planURL.path] + data + training + common,
+                try runner.trainingStep(["retrain", "--model", fp32.path, "--plan", planURL.path] + data + training + recipe.flags + common,
                                         directory: dir, title: "seed \(s): \(method.title) at \(Self.tag(budget)) bits")
                 try record(method, budget: budget, seed: s, plan: try BitPlan(contentsOf: planURL),
                            metric: try runner.bestMetric(dir, metricName), directory: dir)

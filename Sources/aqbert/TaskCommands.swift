@@ -54,9 +54,10 @@ struct FinetuneCommand: ParsableCommand {
 
     func run() throws { try train(plan: nil) }
 
-    /// Fine-tuning, or with `plan` quantization-aware retraining (METHOD.md section 5), with
-    /// `distill` (alpha, T) distilled from the fp32 starting model.
-    func train(plan planPath: String?, distill: (alpha: Float, temperature: Float)? = nil) throws {
+    /// Fine-tuning, or with `plan` quantization-aware retraining (METHOD.md section 5);
+    /// `configure` sets retrain's own arguments (distillation from the fp32 starting model,
+    /// weight ranges).
+    func train(plan planPath: String?, configure: (inout TrainingArguments) -> Void = { _ in }) throws {
         common.apply()
         var a = TrainingArguments.defaults(for: common.task)
         if let epochs { a.epochs = epochs }
@@ -68,7 +69,7 @@ struct FinetuneCommand: ParsableCommand {
         if let warmupRatio { a.warmupRatio = warmupRatio }
         if let weightDecay { a.weightDecay = weightDecay }
         if let saveSteps { a.saveSteps = saveSteps }
-        if let distill { a.distillAlpha = distill.alpha; a.distillTemperature = distill.temperature }
+        configure(&a)
         if noShuffle { a.shuffle = false }
         a.threads = Runtime.threads
         do { try a.validate() } catch { throw CLIError("\(error)") }
@@ -89,9 +90,9 @@ struct FinetuneCommand: ParsableCommand {
         }
         let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
                               padId: tokenizer.padTokenId)
-        if distill != nil {
+        if a.distill != nil || a.distillAlpha != nil {
             if !report.initialized.isEmpty {
-                throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(model.className) head: fine-tune it first with aqbert finetune")
+                throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(model.className) head: fine-tune it first with aqbert finetune, or pass --distill none")
             }
             // The teacher is the fp32 starting model itself, loaded again (never quantized).
             trainer.teacher = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
@@ -99,10 +100,16 @@ struct FinetuneCommand: ParsableCommand {
         }
         if let planPath {
             let plan = try TextIO.loadPlan(planPath)
-            do { trainer.quantization = try QuantizedBert(plan: plan, model: model) } catch { throw CLIError("--plan \(planPath): \(error)") }
+            do {
+                trainer.quantization = try QuantizedBert(plan: plan, model: model, ranges: a.ranges ?? .minmax,
+                                                         rangeInitialization: a.rangeInitialization ?? .mse)
+            } catch { throw CLIError("--plan \(planPath): \(error)") }
             if !json {
                 print(String(format: "quantization-aware training with %@: %.3f MiB, %.3f average bits, %.1f%% pruned",
                              planPath, plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction))
+                let ranges = a.ranges == .learned ? "learned (from \((a.rangeInitialization ?? .mse).rawValue), lr \(a.rangeLearningRate ?? a.learningRate))" : "min/max"
+                let distill = a.distill.map { "\($0.rawValue) (alpha \(a.distillAlpha ?? 0.5), T \(a.distillTemperature ?? 2), hidden \(a.distillHiddenWeight ?? 1), attention \(a.distillAttentionWeight ?? 1))" } ?? "none"
+                print("weight ranges \(ranges); distillation \(distill)")
             }
         }
         let json = self.json, logEvery = max(1, self.logEvery)
@@ -273,6 +280,100 @@ struct PredictCommand: ParsableCommand {
 
 extension PredictionFormat: ExpressibleByArgument {}
 
+/// `--distill none` or a `DistillMode`.
+enum DistillChoice: String, ExpressibleByArgument, CaseIterable {
+    case none, logits, layers, all
+
+    var mode: DistillMode? { DistillMode(rawValue: rawValue) }
+}
+
+extension RangeMode: ExpressibleByArgument {}
+extension RangeInitialization: ExpressibleByArgument {}
+
+/// The quantization-aware training recipe: distillation from the fp32 model and the weight
+/// ranges. Shared by `retrain` and `compare` (which passes it to every QAT it runs, so every
+/// method trains the same way).
+struct QATRecipeOptions: ParsableArguments {
+    @Option(help: "Distil from the fp32 --model (a fine-tuned teacher): none, logits, layers (hidden states and attention scores) or all.")
+    var distill: DistillChoice = .none
+    @Option(help: "alpha of the logit term of --distill logits|all (default 0.5).") var distillAlpha: Float?
+    @Option(help: "Temperature T of the logit term (default 2).") var distillTemperature: Float?
+    @Option(help: "Weight of the hidden-state MSE of --distill layers|all (default 1).") var distillHiddenWeight: Float?
+    @Option(help: "Weight of the attention-score MSE of --distill layers|all (default 1).") var distillAttentionWeight: Float?
+    @Option(help: "Weight group ranges: minmax (the group's min/max) or learned (trainable clipping bounds, LSQ).")
+    var ranges: RangeMode = .minmax
+    @Option(help: "Where learned ranges start: mse (least squared error) or minmax (default mse).") var rangeInit: RangeInitialization?
+    @Option(name: .customLong("range-lr"), help: "Learning rate of learned ranges (default: --lr).") var rangeLearningRate: Float?
+
+    func validate() throws {
+        if distill.mode == nil && [distillAlpha, distillTemperature, distillHiddenWeight, distillAttentionWeight].contains(where: { $0 != nil }) {
+            throw ValidationError("--distill-alpha, --distill-temperature, --distill-hidden-weight and --distill-attention-weight need --distill logits|layers|all")
+        }
+        if distill == .logits && (distillHiddenWeight != nil || distillAttentionWeight != nil) {
+            throw ValidationError("--distill-hidden-weight and --distill-attention-weight need --distill layers or all")
+        }
+        if distill == .layers && (distillAlpha != nil || distillTemperature != nil) {
+            throw ValidationError("--distill-alpha and --distill-temperature need --distill logits or all")
+        }
+        if ranges == .minmax && (rangeInit != nil || rangeLearningRate != nil) {
+            throw ValidationError("--range-init and --range-lr need --ranges learned")
+        }
+    }
+
+    /// Writes the recipe into the run's arguments (validated there, with the other ranges).
+    func apply(to a: inout TrainingArguments) {
+        if let mode = distill.mode {
+            a.distill = mode
+            if mode.matchesLogits {
+                a.distillAlpha = distillAlpha ?? 0.5
+                a.distillTemperature = distillTemperature ?? 2
+            }
+            if mode.matchesLayers {
+                a.distillHiddenWeight = distillHiddenWeight ?? 1
+                a.distillAttentionWeight = distillAttentionWeight ?? 1
+            }
+        }
+        if ranges == .learned {
+            a.ranges = .learned
+            a.rangeInitialization = rangeInit ?? .mse
+            a.rangeLearningRate = rangeLearningRate
+        }
+    }
+
+    /// The recipe as explicit `retrain` flags (every default spelled out) and as settings to record.
+    var flags: [String] {
+        var f = ["--distill", distill.rawValue, "--ranges", ranges.rawValue]
+        if let mode = distill.mode {
+            if mode.matchesLogits {
+                f += ["--distill-alpha", String(distillAlpha ?? 0.5), "--distill-temperature", String(distillTemperature ?? 2)]
+            }
+            if mode.matchesLayers {
+                f += ["--distill-hidden-weight", String(distillHiddenWeight ?? 1),
+                      "--distill-attention-weight", String(distillAttentionWeight ?? 1)]
+            }
+        }
+        if ranges == .learned {
+            f += ["--range-init", (rangeInit ?? .mse).rawValue]
+            if let rangeLearningRate { f += ["--range-lr", String(rangeLearningRate)] }
+        }
+        return f
+    }
+
+    var settings: [String: String] {
+        var out: [String: String] = [:]
+        var key: String?
+        for item in flags {
+            if let k = key {
+                out["qat_" + k] = item
+                key = nil
+            } else {
+                key = String(item.dropFirst(2)).replacingOccurrences(of: "-", with: "_")
+            }
+        }
+        return out
+    }
+}
+
 struct RetrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retrain",
@@ -280,21 +381,18 @@ struct RetrainCommand: ParsableCommand {
         discussion: """
             Starts from the fp32 checkpoint, fake-quantizes every planned matrix per row group (0-bit \
             groups are exactly 0), 8-bit embeddings and Linear inputs, and fine-tunes with straight-through \
-            gradients and the finetune options. The output records plan.json and a quantization_config in \
-            config.json; evaluate and predict apply the quantization.
+            gradients and the finetune options. --distill matches the fp32 --model as a teacher: logits \
+            ((1 - alpha) CE + alpha T^2 soft CE), layers (CE + MSE of every hidden state and attention \
+            score map), or all (both). --ranges learned trains each group's clipping bounds (LSQ) \
+            from --range-init. The output records plan.json, the learned ranges and a \
+            quantization_config in config.json; evaluate, predict and export apply them.
             """
     )
     @Option(help: "The bit plan (aqbert plan / search).") var plan: String
-    @Flag(help: "Also distil from the fp32 --model (the teacher): (1 - alpha) CE + alpha T^2 soft CE.") var distill = false
-    @Option(help: "alpha of --distill.") var distillAlpha: Float = 0.5
-    @Option(help: "Temperature T of --distill.") var distillTemperature: Float = 2
+    @OptionGroup var recipe: QATRecipeOptions
     @OptionGroup var finetune: FinetuneCommand
 
-    func validate() throws {
-        if !distill && (distillAlpha != 0.5 || distillTemperature != 2) {
-            throw ValidationError("--distill-alpha and --distill-temperature need --distill")
-        }
+    func run() throws {
+        try finetune.train(plan: plan) { recipe.apply(to: &$0) }
     }
-
-    func run() throws { try finetune.train(plan: plan, distill: distill ? (distillAlpha, distillTemperature) : nil) }
 }

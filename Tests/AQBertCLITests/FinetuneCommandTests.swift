@@ -114,20 +114,45 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(inspected["avg_bits"] as? Double, 2)
         XCTAssertEqual((inspected["matrices"] as? [String: Any])?.count, 12)
 
-        // --distill: the fp32 model teaches; the settings are recorded; an untrained teacher is refused.
+        // --distill all with learned ranges: the fp32 model teaches; the settings are recorded;
+        // the learned ranges are saved, and evaluate and export apply them; an untrained
+        // teacher is refused.
         let distilled = dir.appendingPathComponent("qat-distilled")
         var dargs = finetuneArgs(distilled)
         dargs[0] = "retrain"
         dargs[2] = fp32.path
-        let d = try CLI.run(dargs + ["--plan", plan.path, "--distill", "--distill-alpha", "0.7", "--no-shuffle"])
+        let d = try CLI.run(dargs + ["--plan", plan.path, "--distill", "all", "--distill-alpha", "0.7", "--distill-attention-weight", "0.5",
+                                     "--ranges", "learned", "--range-lr", "0.001", "--no-shuffle"])
         XCTAssertEqual(d.status, 0, d.stderr)
         let targs = try JSONSerialization.jsonObject(with: Data(contentsOf: distilled.appendingPathComponent("training_args.json"))) as! [String: Any]
         XCTAssertEqual(try XCTUnwrap(targs["distillAlpha"] as? Double), 0.7, accuracy: 1e-6)
+        XCTAssertEqual(targs["distill"] as? String, "all")
+        XCTAssertEqual(try XCTUnwrap(targs["distillHiddenWeight"] as? Double), 1, accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(targs["distillAttentionWeight"] as? Double), 0.5, accuracy: 1e-9)
+        XCTAssertEqual(targs["ranges"] as? String, "learned")
+        XCTAssertEqual(targs["rangeInitialization"] as? String, "mse")
+        XCTAssertEqual(try XCTUnwrap(targs["rangeLearningRate"] as? Double), 0.001, accuracy: 1e-9)
         XCTAssertEqual(targs["shuffle"] as? Bool, false, "--no-shuffle is recorded")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: distilled.appendingPathComponent("weight_ranges.safetensors").path))
+        let distilledBest = (try results(distilled)["metrics"] as! [String: Double])["accuracy"]!
+        let de = try CLI.run(["evaluate", "--model", distilled.path, "--task", "sst2", "--data", dev.path, "--json"])
+        XCTAssertEqual(de.status, 0, de.stderr)
+        let dreport = try JSONSerialization.jsonObject(with: Data(de.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((dreport["metrics"] as! [String: Double])["accuracy"]!, distilledBest, accuracy: 1e-9, "evaluate applies the learned ranges")
+        let dpacked = dir.appendingPathComponent("packed-distilled")
+        let dx = try CLI.run(["export", "--model", distilled.path, "--output", dpacked.path])
+        XCTAssertEqual(dx.status, 0, dx.stderr)
+        let dpe = try CLI.run(["evaluate", "--model", dpacked.path, "--task", "sst2", "--data", dev.path, "--json"])
+        XCTAssertEqual(dpe.status, 0, dpe.stderr)
+        let dpreport = try JSONSerialization.jsonObject(with: Data(dpe.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((dpreport["metrics"] as! [String: Double])["accuracy"]!, distilledBest, accuracy: 1e-9, "the packed model keeps the learned ranges")
         var untrained = finetuneArgs(dir.appendingPathComponent("qat-untrained"))
         untrained[0] = "retrain"
-        assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill"]), contains: "fine-tune it first")
+        assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill", "logits"]), contains: "fine-tune it first")
         assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill-alpha", "0.3"]), contains: "--distill")
+        assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--range-lr", "0.1"]), contains: "--ranges learned")
+        assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill", "layers", "--distill-hidden-weight", "nan"]),
+                        contains: "--distill-hidden-weight")
 
         // export: the packed model scores and predicts as the simulated one, has the size
         // inspect predicts, and encode / bench infer run it.

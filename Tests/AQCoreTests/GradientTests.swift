@@ -65,6 +65,66 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// The distillation ops: scaled attention scores (padded queries and keys 0) against the
+    /// per-head definition and finite differences; the masked squared error likewise.
+    func testAttentionScoresAndSquaredError() {
+        let b = 2, t = 4, heads = 2, d = 3, h = heads * d
+        let q = randomTensor([b, t, h], seed: 60), k = randomTensor([b, t, h], seed: 61)
+        let mask = Tensor(shape: [b, t], values: [1, 1, 1, 0, 1, 1, 1, 1])
+        let s = Tape.inference.attentionScores(query: q, key: k, keyMask: mask, heads: heads)
+        XCTAssertEqual(s.shape, [b, heads, t, t])
+        for bi in 0..<b {
+            for hi in 0..<heads {
+                for i in 0..<t {
+                    for j in 0..<t {
+                        var dot: Float = 0
+                        for c in 0..<d { dot += q.array[(bi * t + i) * h + hi * d + c] * k.array[(bi * t + j) * h + hi * d + c] }
+                        let real = mask.array[bi * t + i] != 0 && mask.array[bi * t + j] != 0
+                        XCTAssertEqual(s.array[((bi * heads + hi) * t + i) * t + j], real ? dot / Float(d).squareRoot() : 0,
+                                       accuracy: 1e-5, "score \(bi) \(hi) \(i) \(j)")
+                    }
+                }
+            }
+        }
+        checkGradients("attentionScores", inputs: [q, k]) { tape, i in
+            tape.attentionScores(query: i[0], key: i[1], keyMask: mask, heads: heads)
+        }
+        checkGradients("attentionScores unmasked", inputs: [q, k]) { tape, i in
+            tape.attentionScores(query: i[0], key: i[1], keyMask: nil, heads: heads)
+        }
+        // The fused score error equals the composition, value and gradients.
+        let tq = randomTensor([b, t, h], seed: 63), tk = randomTensor([b, t, h], seed: 64)
+        let teacherScores = Tape.inference.attentionScores(query: tq, key: tk, keyMask: mask, heads: heads)
+        let fused = Tape.inference.attentionScoreError(query: q, key: k, targetQuery: tq, targetKey: tk, keyMask: mask,
+                                                       heads: heads, normalizer: 7)
+        let composed = Tape.inference.squaredError(s, target: teacherScores, normalizer: 7)
+        XCTAssertEqual(fused.scalar, composed.scalar, accuracy: 1e-5 * max(1, abs(composed.scalar)))
+        checkGradients("attentionScoreError", inputs: [q, k]) { tape, i in
+            tape.attentionScoreError(query: i[0], key: i[1], targetQuery: tq, targetKey: tk, keyMask: mask, heads: heads, normalizer: 7)
+        }
+        for x in [q, k] { x.grad = nil; x.requiresGrad = true }
+        let t1 = Tape()
+        t1.backward(from: t1.attentionScoreError(query: q, key: k, targetQuery: tq, targetKey: tk, keyMask: mask, heads: heads, normalizer: 7))
+        let fusedGrads = [q.gradArray!, k.gradArray!]
+        for x in [q, k] { x.grad = nil }
+        let t2 = Tape()
+        t2.backward(from: t2.squaredError(t2.attentionScores(query: q, key: k, keyMask: mask, heads: heads), target: teacherScores, normalizer: 7))
+        XCTAssertLessThan(maxAbsDiff(fusedGrads[0], q.gradArray!), 1e-5)
+        XCTAssertLessThan(maxAbsDiff(fusedGrads[1], k.gradArray!), 1e-5)
+
+        let target = randomTensor([b, t, h], seed: 62)
+        let rows: [Float] = [1, 0, 1, 1, 1, 1, 0, 1]
+        checkGradients("squaredError", inputs: [q]) { tape, i in
+            tape.squaredError(i[0], target: target, rowMask: rows, normalizer: 5)
+        }
+        var expected = 0.0
+        for r in 0..<(b * t) where rows[r] != 0 {
+            for c in 0..<h { expected += pow(Double(q.array[r * h + c] - target.array[r * h + c]), 2) }
+        }
+        XCTAssertEqual(Double(Tape.inference.squaredError(q, target: target, rowMask: rows, normalizer: 5).scalar), expected / 5,
+                       accuracy: 1e-5)
+    }
+
     func testEmbeddingScatterAdd() {
         let table = randomTensor([7, 5], seed: 14)
         let ids: [Int32] = [3, 0, 3, 6, 3, 1]  // repeated ids exercise the scatter-add

@@ -66,8 +66,8 @@ public final class Trainer {
     /// Quantization-aware training: the fake quantization installed on `model` (its activation
     /// ranges follow the training mode, are checkpointed, and are saved with the best model).
     public var quantization: QuantizedBert?
-    /// Knowledge distillation: the fp32 teacher whose outputs the loss also matches (with
-    /// `arguments.distillAlpha` / `distillTemperature`); run in eval mode, no gradients.
+    /// Knowledge distillation: the fp32 teacher whose outputs the loss also matches, as
+    /// `arguments.distillation(teacher:)` sets it up; run in eval mode, no gradients.
     public var teacher: BertTaskModel?
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, arguments: TrainingArguments, output: URL,
@@ -98,8 +98,13 @@ public final class Trainer {
                                       totalSteps: totalSteps)
         let named = model.checkpointParameters
         let noDecay = BertCheckpointNames.isNoDecay
+        // Learned quantization ranges train beside the weights, without decay, at their own rate
+        // (the schedule scales both).
+        let ranges = quantization?.rangeParameters.map(\.tensor) ?? []
         let optimizer = AdamW(groups: [ParameterGroup(named.filter { !noDecay($0.name) }.map(\.tensor), weightDecay: a.weightDecay),
-                                       ParameterGroup(named.filter { noDecay($0.name) }.map(\.tensor), weightDecay: 0)],
+                                       ParameterGroup(named.filter { noDecay($0.name) }.map(\.tensor), weightDecay: 0),
+                                       ParameterGroup(ranges, weightDecay: 0,
+                                                      learningRateScale: (a.rangeLearningRate ?? a.learningRate) / a.learningRate)],
                               learningRate: a.learningRate)
         var state = TrainerState(epoch: 0, stepInEpoch: 0, globalStep: 0, lossSum: 0, lossCount: 0, bestMetric: nil,
                                  bestEpoch: nil, history: [], arguments: a, trainSeconds: 0)
@@ -128,10 +133,13 @@ public final class Trainer {
                 let rows = batches[state.stepInEpoch].map { features[$0] }
                 let batch = FeatureBatch(rows, padId: padId)
                 for p in model.parameters { p.grad = nil }
+                for p in ranges { p.grad = nil }
                 model.bert.generator = SeededGenerator(seed: a.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(state.globalStep + 1)))
                 let tape = Tape()
                 let loss = lossOf(batch, tape: tape)
                 tape.backward(from: loss)
+                // Clipping covers the weights only: the ranges have their own rate and Adam's
+                // per-parameter normalisation.
                 if a.maxGradNorm > 0 { clipGradientNorm(model.parameters, maxNorm: a.maxGradNorm) }
                 optimizer.learningRate = a.learningRate * schedule.factor(at: state.globalStep)
                 optimizer.update()
@@ -184,39 +192,15 @@ public final class Trainer {
     }
 
     func lossOf(_ batch: FeatureBatch, tape: Tape) -> Tensor {
-        let logits = model.forward(batch.inputs, tape: tape)
-        let hard = model.taskLoss(logits, batch: batch, tape: tape)
-        guard let teacher else { return hard }
-        let alpha = arguments.distillAlpha ?? 0.5, t = arguments.distillTemperature ?? 2
-        teacher.training = false
-        let soft = distillationLoss(student: logits, teacher: teacher.forward(batch.inputs, tape: .inference),
-                                    labels: batch.labels, temperature: t, tape: tape)
-        return tape.add(tape.scale(hard, by: 1 - alpha), tape.scale(soft, by: alpha * t * t))
+        if let teacher, let distillation = arguments.distillation(teacher: teacher) {
+            return distillation.loss(of: model, batch: batch, tape: tape)
+        }
+        return model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
     }
 
-    /// softCE(student / T, softmax(teacher / T)) over the rows the hard loss uses: one row per
-    /// sequence (classification), per labelled token (token classification: label != -100), and
-    /// the start and the end distributions of each window (question answering), averaged.
-    func distillationLoss(student: Tensor, teacher: Tensor, labels: [Int32]?, temperature t: Float, tape: Tape) -> Tensor {
-        func soft(_ s: Tensor, _ q: Tensor, rows: [Bool]?) -> Tensor {
-            let target = Tape.inference.softmax(q, scale: 1 / t).array
-            return tape.softCrossEntropy(tape.scale(s, by: 1 / t), targets: target, rows: rows)
-        }
-        switch model.architecture {
-        case .questionAnswering:
-            let b = student.shape[0], n = student.shape[1]
-            func side(_ x: Tensor, _ k: Int, _ tp: Tape) -> Tensor {
-                tp.reshape(tp.slice(tp.reshape(x, [b * n, 2]), axis: 1, range: k..<(k + 1)), [b, n])
-            }
-            let start = soft(side(student, 0, tape), side(teacher, 0, .inference), rows: nil)
-            let end = soft(side(student, 1, tape), side(teacher, 1, .inference), rows: nil)
-            return tape.scale(tape.add(start, end), by: 0.5)
-        case .tokenClassification:
-            let l = student.shape.last ?? 1
-            return soft(tape.reshape(student, [-1, l]), Tape.inference.reshape(teacher, [-1, l]), rows: labels?.map { $0 != -100 })
-        default:
-            return soft(student, teacher, rows: nil)
-        }
+    /// Every trained tensor a checkpoint holds: the model's parameters and learned ranges.
+    var checkpointTensors: [(name: String, tensor: Tensor)] {
+        model.checkpointParameters + (quantization?.rangeParameters ?? [])
     }
 
     // MARK: - Files
@@ -261,7 +245,7 @@ public final class Trainer {
     /// Weights, optimizer moments, position and activation ranges (see `CheckpointFolders`).
     func saveCheckpoint(_ state: TrainerState, optimizer: AdamW) throws {
         try folders.save(step: state.globalStep) { dir in
-            try CheckpointFolders.writeTensors(model.checkpointParameters, to: dir.appendingPathComponent("model.safetensors"))
+            try CheckpointFolders.writeTensors(checkpointTensors, to: dir.appendingPathComponent("model.safetensors"))
             try CheckpointFolders.writeMoments(of: optimizer, to: dir.appendingPathComponent("optimizer.safetensors"))
             try writeJSON(state, to: dir.appendingPathComponent("trainer_state.json"))
             if let quantization { try writeJSON(quantization.activationRanges, to: dir.appendingPathComponent("activation_ranges.json")) }
@@ -271,7 +255,7 @@ public final class Trainer {
     func loadCheckpoint(optimizer: AdamW) throws -> TrainerState? {
         guard let dir = folders.latest() else { return nil }
         let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: dir.appendingPathComponent("trainer_state.json")))
-        try CheckpointFolders.readTensors(model.checkpointParameters, from: dir.appendingPathComponent("model.safetensors"))
+        try CheckpointFolders.readTensors(checkpointTensors, from: dir.appendingPathComponent("model.safetensors"))
         try CheckpointFolders.readMoments(into: optimizer, from: dir.appendingPathComponent("optimizer.safetensors"),
                                           defaultStep: state.globalStep)
         if let quantization, let data = try? Data(contentsOf: dir.appendingPathComponent("activation_ranges.json")) {

@@ -1,3 +1,5 @@
+import AQBert
+import AQQuant
 import Foundation
 
 /// Hyper-parameters of a fine-tuning run; written to `training_args.json` so a run can be
@@ -23,14 +25,31 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
     /// A resumable checkpoint every this many updates (and at each epoch end); 0 = epoch ends only.
     public var saveSteps: Int
     public var threads: Int
-    /// Distillation from the fp32 teacher (retrain --distill): the loss is
-    /// `(1 - alpha) CE + alpha T^2 softCE(student / T, softmax(teacher / T))`. nil = off.
+    /// Distillation from the fp32 teacher (retrain --distill, `Distillation`): what it matches,
+    /// alpha and T of the logit term, the weights of the hidden-state and attention-score terms.
+    /// nil = off (and, for `distill` alone, the logits, as files written before the modes read).
     public var distillAlpha: Float? = nil
     public var distillTemperature: Float? = nil
+    public var distill: DistillMode? = nil
+    public var distillHiddenWeight: Float? = nil
+    public var distillAttentionWeight: Float? = nil
+    /// Quantization-aware training: min/max or learned weight ranges, where learned ones start,
+    /// and their learning rate (nil: `learningRate`). nil = min/max (older files).
+    public var ranges: RangeMode? = nil
+    public var rangeInitialization: RangeInitialization? = nil
+    public var rangeLearningRate: Float? = nil
     /// Batch order: `false` takes the training features in file order every epoch (to line a
     /// run up step by step with another trainer); nil or `true` shuffles them per epoch from the
     /// seed. Optional so that `training_args.json` files written before the flag still load.
     public var shuffle: Bool? = nil
+
+    /// The distillation these arguments ask for, from `teacher`; nil when they ask for none.
+    public func distillation(teacher: BertTaskModel) -> Distillation? {
+        guard distillAlpha != nil || distill != nil else { return nil }
+        return Distillation(teacher: teacher, mode: distill ?? .logits, alpha: distillAlpha ?? 0.5,
+                            temperature: distillTemperature ?? 2, hiddenWeight: distillHiddenWeight ?? 1,
+                            attentionWeight: distillAttentionWeight ?? 1)
+    }
 
     /// Whether each epoch's batch order is a seeded shuffle.
     public var shufflesBatches: Bool { shuffle ?? true }
@@ -62,5 +81,9 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
         if task == .squad && docStride >= maxSeqLength { throw DataError("--doc-stride must be smaller than --max-seq-length") }
         if let alpha = distillAlpha, !(alpha >= 0 && alpha <= 1) { throw DataError("--distill-alpha must be in [0, 1]") }
         if let t = distillTemperature, !(t > 0 && t.isFinite) { throw DataError("--distill-temperature must be positive") }
+        for (w, flag) in [(distillHiddenWeight, "--distill-hidden-weight"), (distillAttentionWeight, "--distill-attention-weight")] {
+            if let w, !(w >= 0 && w.isFinite) { throw DataError("\(flag) must be a finite number >= 0") }
+        }
+        if let r = rangeLearningRate, !(r > 0 && r.isFinite) { throw DataError("--range-lr must be positive") }
     }
 }

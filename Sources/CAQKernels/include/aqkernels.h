@@ -94,6 +94,15 @@ void aq_quantize_codes(const float *x, uint8_t *codes, size_t n, int bits, float
 void aq_fake_quantize_accumulate(const float *x, float *y, size_t n, int bits, float w);
 // sum_i g[i] * Q_b(x)[i]
 double aq_fake_quantize_dot(const float *x, const float *g, size_t n, int bits);
+// Learned ranges (quantize.c): the bounds a learned (lo, hi) quantizes with (nearest fp16,
+// hi > lo); the clamped quantizer at such bounds, its codes, and its LSQ backward (d lo and
+// d hi summed in double, dx += dy inside the range, dx may be NULL); the MSE-optimal bounds.
+void aq_learned_range(float lo, float hi, float *lo_out, float *hi_out);
+void aq_fake_quantize_range(const float *x, float *y, size_t n, int bits, float lo, float hi);
+void aq_quantize_codes_range(const float *x, uint8_t *codes, size_t n, int bits, float lo, float hi);
+void aq_fake_quantize_range_backward(const float *x, const float *dy, float *dx, size_t n, int bits,
+                                     float lo, float hi, double *dlo, double *dhi);
+void aq_mse_range(const float *x, size_t n, int bits, float *lo, float *hi);
 
 #ifdef __cplusplus
 }
