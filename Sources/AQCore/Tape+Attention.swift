@@ -147,8 +147,7 @@ extension Tape {
         let y = output([b, heads, t, t], tracked: tracked)
         let qp = q.pointer, kp = k.pointer, yp = y.pointer
         // Zeroes row i and column j of one [T, T] block where the mask of sequence bi is 0.
-        // (It reads the mask through the tensor, which the backward rule thereby keeps alive.)
-        func applyMask(_ s: UnsafeMutablePointer<Float>, _ bi: Int) {
+        func applyMask(_ s: UnsafeMutablePointer<Float>, _ bi: Int, _ keyMask: Tensor?) {
             guard let m = keyMask.map({ $0.pointer + bi * t }) else { return }
             for i in 0..<t {
                 if m[i] == 0 {
@@ -164,11 +163,11 @@ extension Tape {
                 let off = bi * t * h + hi * d
                 BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: qp + off, lda: h, b: kp + off, ldb: h,
                            c: yp + bh * tt, ldc: t, threads: 1)
-                applyMask(yp + bh * tt, bi)
+                applyMask(yp + bh * tt, bi, keyMask)
             }
         }
         if tracked {
-            record(y) {
+            record(y) { [q, k, keyMask] in
                 guard let dy = y.grad else { return }
                 let dq = q.requiresGrad ? q.ensureGrad().pointer : nil
                 let dk = k.requiresGrad ? k.ensureGrad().pointer : nil
@@ -182,7 +181,7 @@ extension Tape {
                             let bi = bh / heads, hi = bh % heads
                             let off = bi * t * h + hi * d
                             ds.update(from: dy.pointer + bh * tt, count: tt)
-                            applyMask(ds, bi)
+                            applyMask(ds, bi, keyMask)
                             if let dq {
                                 BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: t, alpha: scale, a: ds, lda: t,
                                            b: kp + off, ldb: h, beta: 1, c: dq + off, ldc: h, threads: 1)
@@ -222,22 +221,11 @@ extension Tape {
         let scale = 1 / Float(d).squareRoot()
         let tracked = tracks(q, k)
         let y = output([1], tracked: tracked)
-        // S - S_t of block bh into `diff` (scratch for S_t in `other`), 0 where masked. It reads
-        // every input through its tensor, which the backward rule thereby keeps alive.
-        func difference(_ bh: Int, _ diff: UnsafeMutablePointer<Float>, _ other: UnsafeMutablePointer<Float>) {
-            let bi = bh / heads, off = bi * t * h + (bh % heads) * d
-            BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: q.pointer + off, lda: h,
-                       b: k.pointer + off, ldb: h, c: diff, ldc: t, threads: 1)
-            BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: tq.pointer + off, lda: h,
-                       b: tk.pointer + off, ldb: h, c: other, ldc: t, threads: 1)
-            let m = keyMask.map { $0.pointer + bi * t }
-            for i in 0..<t {
-                let rowReal = m.map { $0[i] != 0 } ?? true
-                for j in 0..<t {
-                    let real = rowReal && (m.map { $0[j] != 0 } ?? true)
-                    diff[i * t + j] = real ? diff[i * t + j] - other[i * t + j] : 0
-                }
-            }
+        // S - S_t of block bh into `diff` (`other` holds S_t), 0 where masked.
+        func difference(_ bh: Int, _ diff: UnsafeMutablePointer<Float>, _ other: UnsafeMutablePointer<Float>,
+                        _ q: Tensor, _ k: Tensor, _ tq: Tensor, _ tk: Tensor, _ keyMask: Tensor?) {
+            scoreDifference(block: bh, heads: heads, t: t, h: h, d: d, scale: scale, q: q.pointer, k: k.pointer, tq: tq.pointer,
+                            tk: tk.pointer, keyMask: keyMask?.pointer, diff: diff, other: other)
         }
         // Per-block sums in Double, added in block order: the result does not depend on threads.
         let partial = UnsafeMutablePointer<Double>.allocate(capacity: blocks)
@@ -249,7 +237,7 @@ extension Tape {
             for w in wr {
                 let diff = scratch.pointer + w * 2 * tt, other = diff + tt
                 for bh in (w * chunk)..<min(blocks, (w + 1) * chunk) {
-                    difference(bh, diff, other)
+                    difference(bh, diff, other, q, k, tq, tk, keyMask)
                     var s = 0.0
                     for i in 0..<tt { s += Double(diff[i]) * Double(diff[i]) }
                     partial[bh] = s
@@ -260,7 +248,8 @@ extension Tape {
         for bh in 0..<blocks { total += partial[bh] }
         y.pointer[0] = Float(total / Double(normalizer))
         if tracked {
-            record(y) {
+            // The inputs are captured explicitly: backward recomputes every score block from them.
+            record(y) { [q, k, tq, tk, keyMask] in
                 guard let dy = y.grad else { return }
                 let dq = q.requiresGrad ? q.ensureGrad().pointer : nil
                 let dk = k.requiresGrad ? k.ensureGrad().pointer : nil
@@ -271,7 +260,7 @@ extension Tape {
                         let diff = scratch.pointer + w * 2 * tt, other = diff + tt
                         for bh in (w * chunk)..<min(blocks, (w + 1) * chunk) {
                             let off = (bh / heads) * t * h + (bh % heads) * d
-                            difference(bh, diff, other)
+                            difference(bh, diff, other, q, k, tq, tk, keyMask)
                             if let dq {
                                 BLAS.sgemm(transA: false, transB: false, m: t, n: d, k: t, alpha: w2, a: diff, lda: t,
                                            b: k.pointer + off, ldb: h, beta: 1, c: dq + off, ldc: h, threads: 1)
@@ -286,5 +275,25 @@ extension Tape {
             }
         }
         return y
+    }
+}
+
+/// S - S_t of one (batch, head) block of `attentionScoreError` into `diff` (`other` receives
+/// S_t), 0 at every pair whose query or key is padding.
+private func scoreDifference(block bh: Int, heads: Int, t: Int, h: Int, d: Int, scale: Float, q: UnsafePointer<Float>,
+                             k: UnsafePointer<Float>, tq: UnsafePointer<Float>, tk: UnsafePointer<Float>,
+                             keyMask: UnsafePointer<Float>?, diff: UnsafeMutablePointer<Float>, other: UnsafeMutablePointer<Float>) {
+    let bi = bh / heads, off = bi * t * h + (bh % heads) * d
+    BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: q + off, lda: h, b: k + off, ldb: h,
+               c: diff, ldc: t, threads: 1)
+    BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: tq + off, lda: h, b: tk + off, ldb: h,
+               c: other, ldc: t, threads: 1)
+    let m = keyMask.map { $0 + bi * t }
+    for i in 0..<t {
+        let rowReal = m.map { $0[i] != 0 } ?? true
+        for j in 0..<t {
+            let real = rowReal && (m.map { $0[j] != 0 } ?? true)
+            diff[i * t + j] = real ? diff[i * t + j] - other[i * t + j] : 0
+        }
     }
 }
