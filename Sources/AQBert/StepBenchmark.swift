@@ -53,10 +53,13 @@ public struct StepBenchmark {
     /// Runs `warmup` untimed then `steps` timed steps. `model` defaults to a randomly
     /// initialised BertForSequenceClassification with 2 labels.
     /// `prepare` runs once on the model before timing (e.g. installs fake quantization or a
-    /// super-network); `extraParameters` are also updated by AdamW (e.g. architecture logits).
+    /// super-network) and returns extra parameters AdamW also updates (e.g. architecture logits,
+    /// learned ranges). `loss` replaces the cross-entropy of a training step (e.g. distillation):
+    /// (model, batch, labels, tape) -> [1].
     public static func run(config: BertConfig, model existing: BertTaskModel? = nil, mode: Mode, batch: Int, seq: Int,
                            steps: Int, warmup: Int = 2, seed: UInt64 = 0,
                            prepare: ((BertTaskModel) throws -> [Tensor])? = nil,
+                           loss customLoss: ((BertTaskModel, BertBatch, [Int32], Tape) -> Tensor)? = nil,
                            progress: ((Int, Double) -> Void)? = nil) rethrows -> Result {
         var g = SeededGenerator(seed: seed)
         let model: BertTaskModel
@@ -83,10 +86,15 @@ public struct StepBenchmark {
             case .train:
                 for p in model.parameters + extra { p.grad = nil }  // torch zero_grad(set_to_none=True)
                 let tape = Tape()
-                let logits = model.forward(data, tape: tape)
-                let loss = model.architecture == .sequenceClassification
-                    ? model.classificationLoss(logits, labels: labels, tape: tape)
-                    : tape.mean(logits)
+                let loss: Tensor
+                if let customLoss {
+                    loss = customLoss(model, data, labels, tape)
+                } else {
+                    let logits = model.forward(data, tape: tape)
+                    loss = model.architecture == .sequenceClassification
+                        ? model.classificationLoss(logits, labels: labels, tape: tape)
+                        : tape.mean(logits)
+                }
                 tape.backward(from: loss)
                 optimizer.update()
                 lastLoss = loss.scalar

@@ -51,6 +51,10 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     /// first order). An epoch is still as many steps as D_train has batches, and the activation
     /// ranges follow the architecture batches (D_val, carved from the training data).
     public var freezeWeights: Bool = false
+    /// Distillation from the fp32 fine-tuned model in the weight steps (`L_train` becomes the
+    /// distilled loss; the architecture steps keep `L_val = CE + lambda L_size`); nil = the
+    /// paper's cross-entropy. Absent in configurations written before the option.
+    public var distillation: DistillationSettings? = nil
 
     public init(targetMiB: Double) { self.targetMiB = targetMiB }
 

@@ -1,6 +1,7 @@
 import AQBert
 import AQQuant
 import AQSearch
+import AQTasks
 import ArgumentParser
 import CAQKernels
 import Dispatch
@@ -48,25 +49,25 @@ struct BenchCommand: ParsableCommand {
             try BenchCommand.validateRun(batch: batch, seq: seq, steps: steps, warmup: warmup, threads: threads)
         }
 
-        func run(_ mode: StepBenchmark.Mode, prepare: ((BertTaskModel) throws -> [Tensor])? = nil) throws {
-            if let threads { Runtime.threads = threads }
-            var cfg: BertConfig
-            var loaded: BertTaskModel? = nil
-            var label = config?.rawValue ?? ""
+        /// The model `run` benchmarks, from --model or --config (seeded random weights).
+        func loadModel() throws -> (model: BertTaskModel?, config: BertConfig, label: String) {
             if let path = model {
                 let dir = try TextIO.modelDirectory(path)
                 let (m, _) = try BertTaskModel.load(directory: dir, architecture: .sequenceClassification, numLabels: 2)
-                loaded = m
-                cfg = m.config
-                label = dir.lastPathComponent
-            } else {
-                cfg = config!.config
+                return (m, m.config, dir.lastPathComponent)
             }
+            return (nil, config!.config, config!.rawValue)
+        }
+
+        func run(_ mode: StepBenchmark.Mode, prepare: ((BertTaskModel) throws -> [Tensor])? = nil,
+                 loss: ((BertTaskModel, BertBatch, [Int32], Tape) -> Tensor)? = nil) throws {
+            if let threads { Runtime.threads = threads }
+            let (loaded, cfg, label) = try loadModel()
             if seq > cfg.maxPositionEmbeddings {
                 throw ValidationError("--seq \(seq) exceeds max_position_embeddings \(cfg.maxPositionEmbeddings)")
             }
             let r = try StepBenchmark.run(config: cfg, model: loaded, mode: mode, batch: batch, seq: seq, steps: steps,
-                                      warmup: warmup, seed: seed, prepare: prepare) { step, s in
+                                      warmup: warmup, seed: seed, prepare: prepare, loss: loss) { step, s in
                 FileHandle.standardError.write("step \(step): \(String(format: "%.4f", s)) s\n".data(using: .utf8)!)
             }
             print("implementation: aqbert \(aqbertVersion)")
@@ -90,19 +91,37 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// Quantization-aware training step: uniform 2-bit plan on 128 row groups (8-bit
-    /// activations and embeddings), everything else as `train`.
+    /// activations and embeddings), everything else as `train`; with `--ranges learned` the
+    /// groups' bounds train too, with `--distill` the loss is retrain's distillation from an fp32
+    /// teacher of the same shapes (a second copy of the model, never quantized).
     struct QAT: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "qat", abstract: "A quantization-aware training step (uniform 2-bit plan).")
         @OptionGroup var options: Options
         @Option(help: "Row groups per matrix.") var groups: Int = 128
+        @Option(help: "Weight group ranges: minmax or learned.") var ranges: RangeMode = .minmax
+        @Option(help: "Distillation from an fp32 teacher: none, logits, layers or all.") var distill: DistillChoice = .none
         func run() throws {
             var keep: QuantizedBert?
-            try options.run(.train) { model in
-                let plan = try BitPlan.uniform(model: model, bits: 2, groups: groups, candidates: [0, 2, 4])
-                keep = try QuantizedBert(plan: plan, model: model)
-                keep?.training = true
-                return []
+            var distillation: Distillation?
+            if let mode = distill.mode {
+                // The teacher: the same checkpoint or the same seeded random weights.
+                let (loaded, cfg, _) = try options.loadModel()
+                let teacher = loaded ?? BertTaskModel(config: cfg, architecture: .sequenceClassification, numLabels: 2)
+                if loaded == nil {
+                    var g = SeededGenerator(seed: options.seed)
+                    teacher.bert.initializeWeights(generator: &g)
+                    teacher.head?.initialize(std: cfg.initializerRange, generator: &g)
+                }
+                distillation = Distillation(teacher: teacher, settings: DistillationSettings(mode: mode))
             }
+            try options.run(.train, prepare: { model in
+                let plan = try BitPlan.uniform(model: model, bits: 2, groups: groups, candidates: [0, 2, 4])
+                keep = try QuantizedBert(plan: plan, model: model, ranges: ranges)
+                keep?.training = true
+                return keep?.rangeParameters.map(\.tensor) ?? []
+            }, loss: distillation.map { d in
+                { model, inputs, labels, tape in d.loss(of: model, batch: FeatureBatch(inputs: inputs, labels: labels), tape: tape) }
+            })
             _ = keep
         }
     }

@@ -44,6 +44,8 @@ struct CompareCommand: ParsableCommand {
     var archOptimizer: String = "adam"
     @Option(help: "Its learning rate.") var archLr: Float = 0.01
     @Flag(help: "AQ-BERT search with frozen weights (search --freeze-weights).") var freezeWeights = false
+    @Option(help: "AQ-BERT search: distil in the weight steps (search --distill): none, logits, layers or all.")
+    var searchDistill: DistillChoice = .none
     @Option(help: "Q-BERT sensitivity: random subsets.") var sensitivitySubsets: Int = 10
     @Option(help: "Q-BERT sensitivity: share of the training rows per subset.") var sensitivityFraction: Double = 0.1
     @Option(help: "Q-BERT sensitivity: at most this many rows per subset (0: no cap). Each Hessian-vector product is two gradient passes over the subset (MiniLM, SST-2: ~22 ms of CPU per row).")
@@ -54,6 +56,9 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Output directory.") var output: String
 
     func validate() throws {
+        if freezeWeights && searchDistill != .none {
+            throw ValidationError("--search-distill acts on the search's weight steps, and --freeze-weights has none: use one of them")
+        }
         if seeds < 1 { throw ValidationError("--seeds must be at least 1") }
         if parsedBudgets == nil { throw ValidationError("--budgets must be positive numbers separated by commas, e.g. 2.0,2.5,3.0") }
         if parsedMethods == nil {
@@ -92,7 +97,7 @@ struct CompareCommand: ParsableCommand {
             "model": modelDir.path, "train": trainURL.path, "dev": devURL.path, "groups": String(groups),
             "search_candidates": bits, "search_epochs": String(searchEpochs), "arch_optimizer": archOptimizer,
             "arch_lr": String(archLr), "fine_tuned_input": String(fineTuned),
-            "search_weights": freezeWeights ? "frozen" : "trained",
+            "search_weights": freezeWeights ? "frozen" : "trained", "search_distill": searchDistill.rawValue,
             "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction) (at most \(sensitivityMaxRows > 0 ? String(sensitivityMaxRows) : "all") rows), <= \(sensitivityIterations) products",
         ]
         settings.merge(recipe.settings) { $1 }
@@ -201,13 +206,14 @@ struct CompareCommand: ParsableCommand {
                 }
                 if methodList.contains(.aqBERT) || methodList.contains(.random) {
                     let search = seedDir.appendingPathComponent("search-\(tag)")
-                    try runner.trainingStep(["search", "--model", fp32.path, "--task", task.rawValue, "--train", trainURL.path,
-                                             "--target-bits", String(b), "--bits", bits, "--groups", String(groups),
-                                             "--epochs", String(searchEpochs), "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr)]
-                                            + (freezeWeights ? ["--freeze-weights"] : [])
-                                            + (batchSize.map { ["--batch-size", String($0)] } ?? [])
-                                            + (maxSeqLength.map { ["--max-seq-length", String($0)] } ?? []) + common,
-                                            directory: search, title: "seed \(s): AQ-BERT search at \(tag) bits")
+                    var searchArgs = ["search", "--model", fp32.path, "--task", task.rawValue, "--train", trainURL.path,
+                                      "--target-bits", String(b), "--bits", bits, "--groups", String(groups),
+                                      "--epochs", String(searchEpochs), "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr)]
+                    if freezeWeights { searchArgs.append("--freeze-weights") }
+                    if searchDistill != .none { searchArgs += ["--distill", searchDistill.rawValue] }
+                    if let batchSize { searchArgs += ["--batch-size", String(batchSize)] }
+                    if let maxSeqLength { searchArgs += ["--max-seq-length", String(maxSeqLength)] }
+                    try runner.trainingStep(searchArgs + common, directory: search, title: "seed \(s): AQ-BERT search at \(tag) bits")
                     let searched = search.appendingPathComponent("plan.json")
                     if methodList.contains(.aqBERT) { try qat(.aqBERT, budget: b, plan: searched) }
                     if methodList.contains(.random) {

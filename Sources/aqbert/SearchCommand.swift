@@ -42,6 +42,8 @@ struct SearchCommand: ParsableCommand {
         (beyond the paper; half the step cost).
         """)
     var freezeWeights = false
+    @Option(help: "Distil from the fp32 --model in the weight steps: none, logits, layers or all (retrain's defaults for alpha 0.5, T 2 and the layer weights 1).")
+    var distill: DistillChoice = .none
     @Option(help: "Examples per step.") var batchSize: Int = 32
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
     @Option(help: "Initial Gumbel-softmax temperature t0.") var temperature: Float = 5
@@ -68,6 +70,7 @@ struct SearchCommand: ParsableCommand {
         if freezeWeights, let archStart, archStart != 0 {
             throw ValidationError("--freeze-weights has no weight steps to start with: its architecture steps start at epoch 0 (drop --arch-start)")
         }
+        if freezeWeights && distill != .none { throw ValidationError("--distill acts on the weight steps, and --freeze-weights has none: use one of them") }
         if freezeWeights && secondOrder { throw ValidationError("--second-order unrolls a weight step, and --freeze-weights has none: use one of them") }
         if lambda != "auto" && Double(lambda) == nil { throw ValidationError("--lambda must be a number or 'auto'") }
         if groups < 1 { throw ValidationError("--groups must be at least 1") }
@@ -121,10 +124,20 @@ struct SearchCommand: ParsableCommand {
         c.tieBreak = tieBreak
         c.initialLogits = startLogits
         c.seed = seed
+        c.distillation = distill.mode.map { DistillationSettings(mode: $0) }
         var runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
                                   validationPercent: Int((valFraction * 100).rounded()), padId: tokenizer.padTokenId,
                                   output: URL(fileURLWithPath: output))
         runner.saveSteps = saveSteps
+        if c.distillation != nil {
+            if !report.initialized.isEmpty {
+                throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(model.className) head: fine-tune it first, or pass --distill none")
+            }
+            // The teacher is the fp32 starting model itself, loaded again (the super-network is
+            // installed on the student only).
+            runner.teacher = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
+                                                    numLabels: pipeline.labelNames?.count, seed: seed).0
+        }
         if !resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("last-checkpoint.json").path) {
             throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")
         }

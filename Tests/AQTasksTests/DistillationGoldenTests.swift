@@ -73,8 +73,8 @@ final class DistillationGoldenTests: XCTestCase {
 
     func distillation(_ teacher: BertTaskModel, mode: DistillMode = .all, hiddenWeight: Float = DistillationGoldenTests.hiddenWeight,
                       attentionWeight: Float = DistillationGoldenTests.attentionWeight) -> Distillation {
-        Distillation(teacher: teacher, mode: mode, alpha: Self.alpha, temperature: Self.temperature,
-                     hiddenWeight: hiddenWeight, attentionWeight: attentionWeight)
+        Distillation(teacher: teacher, settings: DistillationSettings(mode: mode, alpha: Self.alpha, temperature: Self.temperature,
+                                                                      hiddenWeight: hiddenWeight, attentionWeight: attentionWeight))
     }
 
     /// Fails with the tensor's name, shape and max |diff| when it exceeds `tolerance`; returns it.

@@ -8,6 +8,12 @@ public struct FeatureBatch {
     public var startPositions: [Int32]?
     public var endPositions: [Int32]?
 
+    /// A batch already padded, with its sequence or token labels (benchmarks, tests).
+    public init(inputs: BertBatch, labels: [Int32]?) {
+        self.inputs = inputs
+        self.labels = labels
+    }
+
     /// Right-pads `features` to their longest row (dynamic padding).
     public init(_ features: [Feature], padId: Int) {
         inputs = BertBatch(sequences: features.map(\.inputIds), typeIds: features.map(\.typeIds), padId: padId)

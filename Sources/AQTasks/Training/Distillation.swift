@@ -1,20 +1,6 @@
 import AQBert
 import Foundation
 
-/// What a distilled run matches of the fp32 teacher.
-public enum DistillMode: String, Codable, Sendable, CaseIterable {
-    /// The logits only: `(1 - alpha) CE + alpha T^2 softCE(student / T, softmax(teacher / T))`.
-    case logits
-    /// Every layer's hidden states and attention scores, beside the hard cross-entropy.
-    case layers
-    /// Both: the logit loss above plus the layer terms (TernaryBERT's objective, with the hard
-    /// cross-entropy kept at weight 1 - alpha).
-    case all
-
-    public var matchesLogits: Bool { self != .layers }
-    public var matchesLayers: Bool { self != .logits }
-}
-
 /// Knowledge distillation from an fp32 teacher of the same architecture (Hinton et al. 2015
 /// for the logits; TinyBERT, Jiao et al. 2020, and TernaryBERT, Zhang et al. 2020, for the
 /// layers). The teacher runs in eval mode on a non-recording tape, so it keeps no graph and
@@ -31,24 +17,17 @@ public enum DistillMode: String, Codable, Sendable, CaseIterable {
 /// positions excluded on both sides).
 public struct Distillation {
     public let teacher: BertTaskModel
-    public var mode: DistillMode
-    public var alpha: Float
-    public var temperature: Float
-    public var hiddenWeight: Float
-    public var attentionWeight: Float
+    public var settings: DistillationSettings
 
-    public init(teacher: BertTaskModel, mode: DistillMode, alpha: Float = 0.5, temperature: Float = 2,
-                hiddenWeight: Float = 1, attentionWeight: Float = 1) {
+    public init(teacher: BertTaskModel, settings: DistillationSettings) {
         self.teacher = teacher
-        self.mode = mode
-        self.alpha = alpha
-        self.temperature = temperature
-        self.hiddenWeight = hiddenWeight
-        self.attentionWeight = attentionWeight
+        self.settings = settings
     }
 
     /// The distilled loss of `model` on `batch`, recorded on `tape`. [1]
     public func loss(of model: BertTaskModel, batch: FeatureBatch, tape: Tape) -> Tensor {
+        let (mode, alpha, temperature) = (settings.mode, settings.alpha, settings.temperature)
+        let (hiddenWeight, attentionWeight) = (settings.hiddenWeight, settings.attentionWeight)
         let layers = mode.matchesLayers && (hiddenWeight != 0 || attentionWeight != 0)
         let scores = layers && attentionWeight != 0
         let studentTrace = layers ? EncoderTrace(attentionScores: scores) : nil

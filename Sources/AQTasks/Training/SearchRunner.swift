@@ -16,6 +16,8 @@ public struct SearchRunner {
     public let output: URL
     /// Checkpoint every this many steps (and at each epoch end).
     public var saveSteps = 200
+    /// The fp32 teacher of `configuration.distillation` (required when that is set).
+    public var teacher: BertTaskModel?
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, configuration: SearchConfiguration, validationPercent: Int,
                 padId: Int, output: URL) {
@@ -65,9 +67,17 @@ public struct SearchRunner {
         let network = try SuperNetwork(model: model, candidates: configuration.candidates, groups: configuration.groups,
                                        seed: configuration.seed, initialLogits: configuration.initialLogits)
         defer { network.uninstall() }
+        let distillation: Distillation?
+        if let settings = configuration.distillation {
+            guard let teacher else { throw DataError("the search distils, but no teacher model was given") }
+            distillation = Distillation(teacher: teacher, settings: settings)
+        } else {
+            distillation = nil
+        }
         let search = BilevelSearch(model: model, network: network, configuration: configuration, trainCount: train.count,
                                    validationCount: val.count) { idx, isVal, tape in
             let batch = FeatureBatch(idx.map { (isVal ? val : train)[$0] }, padId: padId)
+            if !isVal, let distillation { return distillation.loss(of: model, batch: batch, tape: tape) }
             return model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
         }
         let e = JSONEncoder()

@@ -45,10 +45,14 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
 
     /// The distillation these arguments ask for, from `teacher`; nil when they ask for none.
     public func distillation(teacher: BertTaskModel) -> Distillation? {
+        distillationSettings.map { Distillation(teacher: teacher, settings: $0) }
+    }
+
+    /// The distillation these arguments ask for; nil when they ask for none.
+    public var distillationSettings: DistillationSettings? {
         guard distillAlpha != nil || distill != nil else { return nil }
-        return Distillation(teacher: teacher, mode: distill ?? .logits, alpha: distillAlpha ?? 0.5,
-                            temperature: distillTemperature ?? 2, hiddenWeight: distillHiddenWeight ?? 1,
-                            attentionWeight: distillAttentionWeight ?? 1)
+        return DistillationSettings(mode: distill ?? .logits, alpha: distillAlpha ?? 0.5, temperature: distillTemperature ?? 2,
+                                    hiddenWeight: distillHiddenWeight ?? 1, attentionWeight: distillAttentionWeight ?? 1)
     }
 
     /// Whether each epoch's batch order is a seeded shuffle.
@@ -79,11 +83,7 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
         if maxSeqLength < 8 { throw DataError("--max-seq-length must be at least 8") }
         if !(warmupRatio >= 0 && warmupRatio < 1) { throw DataError("--warmup-ratio must be in [0, 1)") }
         if task == .squad && docStride >= maxSeqLength { throw DataError("--doc-stride must be smaller than --max-seq-length") }
-        if let alpha = distillAlpha, !(alpha >= 0 && alpha <= 1) { throw DataError("--distill-alpha must be in [0, 1]") }
-        if let t = distillTemperature, !(t > 0 && t.isFinite) { throw DataError("--distill-temperature must be positive") }
-        for (w, flag) in [(distillHiddenWeight, "--distill-hidden-weight"), (distillAttentionWeight, "--distill-attention-weight")] {
-            if let w, !(w >= 0 && w.isFinite) { throw DataError("\(flag) must be a finite number >= 0") }
-        }
+        do { try distillationSettings?.validate() } catch { throw DataError("\(error)") }
         if let r = rangeLearningRate, !(r > 0 && r.isFinite) { throw DataError("--range-lr must be positive") }
     }
 }
