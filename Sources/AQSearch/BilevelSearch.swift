@@ -251,7 +251,8 @@ public final class BilevelSearch {
                             "hard_samples": String(c.hardSamples), "groups": String(c.groups),
                             "initial_logits": c.initialLogits.map { $0.map { String($0) }.joined(separator: ",") } ?? "0 (uniform)",
                             "gradient": c.unrolledStep.map { "second order (xi \($0))" } ?? "first order",
-                            "weights": c.freezeWeights ? "frozen" : "trained (AdamW \(c.weightLearningRate))"]
+                            "weights": c.freezeWeights ? "frozen" : "trained (AdamW \(c.weightLearningRate))",
+                            "weight_loss": c.distillation.map { "distilled (\($0.mode.rawValue))" } ?? "cross-entropy"]
         return network.argmaxPlan(tieBreak: c.tieBreak, provenance: provenance)
     }
 
