@@ -135,17 +135,17 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(targs["shuffle"] as? Bool, false, "--no-shuffle is recorded")
         XCTAssertTrue(FileManager.default.fileExists(atPath: distilled.appendingPathComponent("weight_ranges.safetensors").path))
         let distilledBest = (try results(distilled)["metrics"] as! [String: Double])["accuracy"]!
-        let de = try CLI.run(["evaluate", "--model", distilled.path, "--task", "sst2", "--data", dev.path, "--json"])
-        XCTAssertEqual(de.status, 0, de.stderr)
-        let dreport = try JSONSerialization.jsonObject(with: Data(de.stdout.utf8)) as! [String: Any]
-        XCTAssertEqual((dreport["metrics"] as! [String: Double])["accuracy"]!, distilledBest, accuracy: 1e-9, "evaluate applies the learned ranges")
+        func evaluatedAccuracy(_ model: URL) throws -> Double? {
+            let r = try CLI.run(["evaluate", "--model", model.path, "--task", "sst2", "--data", dev.path, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            return (report?["metrics"] as? [String: Double])?["accuracy"]
+        }
+        XCTAssertEqual(try XCTUnwrap(try evaluatedAccuracy(distilled)), distilledBest, accuracy: 1e-9, "evaluate applies the learned ranges")
         let dpacked = dir.appendingPathComponent("packed-distilled")
         let dx = try CLI.run(["export", "--model", distilled.path, "--output", dpacked.path])
         XCTAssertEqual(dx.status, 0, dx.stderr)
-        let dpe = try CLI.run(["evaluate", "--model", dpacked.path, "--task", "sst2", "--data", dev.path, "--json"])
-        XCTAssertEqual(dpe.status, 0, dpe.stderr)
-        let dpreport = try JSONSerialization.jsonObject(with: Data(dpe.stdout.utf8)) as! [String: Any]
-        XCTAssertEqual((dpreport["metrics"] as! [String: Double])["accuracy"]!, distilledBest, accuracy: 1e-9, "the packed model keeps the learned ranges")
+        XCTAssertEqual(try XCTUnwrap(try evaluatedAccuracy(dpacked)), distilledBest, accuracy: 1e-9, "the packed model keeps the learned ranges")
         var untrained = finetuneArgs(dir.appendingPathComponent("qat-untrained"))
         untrained[0] = "retrain"
         assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill", "logits"]), contains: "fine-tune it first")

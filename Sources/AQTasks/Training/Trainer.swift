@@ -92,6 +92,9 @@ public final class Trainer {
         let features = pipeline.trainFeatures
         if features.isEmpty { throw DataError("the training data has no usable examples") }
         try validate(features, for: model.config)
+        if a.distillationSettings != nil && teacher == nil {
+            throw DataError("the arguments ask for distillation, but the trainer has no teacher model")
+        }
         let stepsPerEpoch = (features.count + a.batchSize - 1) / a.batchSize
         let totalSteps = stepsPerEpoch * a.epochs
         let schedule = LinearSchedule(warmupSteps: Int((Double(totalSteps) * Double(a.warmupRatio)).rounded(.up)),
