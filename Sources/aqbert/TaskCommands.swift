@@ -295,13 +295,13 @@ extension RangeInitialization: ExpressibleByArgument {}
 /// method trains the same way).
 struct QATRecipeOptions: ParsableArguments {
     @Option(help: "Distil from the fp32 --model (a fine-tuned teacher): none, logits, layers (hidden states and attention scores) or all.")
-    var distill: DistillChoice = .none
+    var distill: DistillChoice = .all
     @Option(help: "alpha of the logit term of --distill logits|all (default 0.5).") var distillAlpha: Float?
     @Option(help: "Temperature T of the logit term (default 2).") var distillTemperature: Float?
     @Option(help: "Weight of the hidden-state MSE of --distill layers|all (default 1).") var distillHiddenWeight: Float?
     @Option(help: "Weight of the attention-score MSE of --distill layers|all (default 1).") var distillAttentionWeight: Float?
     @Option(help: "Weight group ranges: minmax (the group's min/max) or learned (trainable clipping bounds, LSQ).")
-    var ranges: RangeMode = .minmax
+    var ranges: RangeMode = .learned
     @Option(help: "Where learned ranges start: mse (least squared error) or minmax (default mse).") var rangeInit: RangeInitialization?
     @Option(name: .customLong("range-lr"), help: "Learning rate of learned ranges (default: --lr).") var rangeLearningRate: Float?
 

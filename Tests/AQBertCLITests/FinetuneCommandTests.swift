@@ -150,7 +150,8 @@ final class FinetuneCommandTests: XCTestCase {
         untrained[0] = "retrain"
         assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill", "logits"]), contains: "fine-tune it first")
         assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill-alpha", "0.3"]), contains: "--distill")
-        assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--range-lr", "0.1"]), contains: "--ranges learned")
+        assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--ranges", "minmax", "--range-lr", "0.1"]), contains: "--ranges learned")
+        assertUserError(try CLI.run(untrained + ["--plan", plan.path]), contains: "--distill none")
         assertUserError(try CLI.run(untrained + ["--plan", plan.path, "--distill", "layers", "--distill-hidden-weight", "nan"]),
                         contains: "--distill-hidden-weight")
 
