@@ -112,6 +112,27 @@ final class TrainerTests: XCTestCase {
         var h = 0.0
         for i in 0..<rows { for j in 0..<c where q[i * c + j] > 0 { h -= Double(q[i * c + j]) * log(Double(q[i * c + j])) } }
         XCTAssertEqual(Double(soft), 4 * h / Double(rows), accuracy: 1e-4)
+        // Layer terms: a student equal to its teacher matches every hidden state and score map.
+        args.distill = .layers
+        args.distillAlpha = nil
+        args.distillTemperature = nil
+        let (layers, layerGrad) = loss(args, distil: true)
+        XCTAssertEqual(layers, plain.0, accuracy: 1e-6, "layers: CE plus zero layer terms")
+        XCTAssertEqual(layerGrad, plain.1, accuracy: 1e-5)
+    }
+
+    /// Warm-up length as transformers rounds it (math.ceil of total * ratio in Python floats).
+    func testWarmupStepsMatchPython() {
+        var a = arguments()
+        a.warmupRatio = 0.1
+        XCTAssertEqual(a.warmupSteps(totalSteps: 10), 1)
+        XCTAssertEqual(a.warmupSteps(totalSteps: 94), 10)
+        XCTAssertEqual(a.warmupSteps(totalSteps: 980), 98)
+        XCTAssertEqual(a.warmupSteps(totalSteps: 6315), 632)
+        a.warmupRatio = 0.06
+        XCTAssertEqual(a.warmupSteps(totalSteps: 100), 6)
+        a.warmupRatio = 0
+        XCTAssertEqual(a.warmupSteps(totalSteps: 100), 0)
     }
 
     func testTrainingIsDeterministicAndResumesExactly() throws {

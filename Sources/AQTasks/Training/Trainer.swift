@@ -97,7 +97,7 @@ public final class Trainer {
         }
         let stepsPerEpoch = (features.count + a.batchSize - 1) / a.batchSize
         let totalSteps = stepsPerEpoch * a.epochs
-        let schedule = LinearSchedule(warmupSteps: Int((Double(totalSteps) * Double(a.warmupRatio)).rounded(.up)),
+        let schedule = LinearSchedule(warmupSteps: a.warmupSteps(totalSteps: totalSteps),
                                       totalSteps: totalSteps)
         let named = model.checkpointParameters
         let noDecay = BertCheckpointNames.isNoDecay

@@ -55,6 +55,15 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
                                     hiddenWeight: distillHiddenWeight ?? 1, attentionWeight: distillAttentionWeight ?? 1)
     }
 
+    /// Warm-up updates of a run of `totalSteps`: ceil(totalSteps * warmupRatio) as transformers'
+    /// `get_warmup_steps` computes it in Python floats. The ratio is taken from its decimal text:
+    /// the Float 0.1 widened to Double is 0.10000000149, whose product with a multiple of 10
+    /// would round up one step too many.
+    public func warmupSteps(totalSteps: Int) -> Int {
+        let ratio = Double(String(warmupRatio)) ?? Double(warmupRatio)
+        return Int((Double(totalSteps) * ratio).rounded(.up))
+    }
+
     /// Whether each epoch's batch order is a seeded shuffle.
     public var shufflesBatches: Bool { shuffle ?? true }
 
