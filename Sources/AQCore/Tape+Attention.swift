@@ -238,8 +238,14 @@ extension Tape {
                 let diff = scratch.pointer + w * 2 * tt, other = diff + tt
                 for bh in (w * chunk)..<min(blocks, (w + 1) * chunk) {
                     difference(bh, diff, other, q, k, tq, tk, keyMask)
+                    // Row sums in Float (t terms), the rows added in Double.
                     var s = 0.0
-                    for i in 0..<tt { s += Double(diff[i]) * Double(diff[i]) }
+                    for i in 0..<t {
+                        let row = diff + i * t
+                        var r: Float = 0
+                        for j in 0..<t { r += row[j] * row[j] }
+                        s += Double(r)
+                    }
                     partial[bh] = s
                 }
             }
@@ -288,12 +294,17 @@ private func scoreDifference(block bh: Int, heads: Int, t: Int, h: Int, d: Int, 
                c: diff, ldc: t, threads: 1)
     BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: tq + off, lda: h, b: tk + off, ldb: h,
                c: other, ldc: t, threads: 1)
-    let m = keyMask.map { $0 + bi * t }
+    guard let m = keyMask.map({ $0 + bi * t }) else {
+        for i in 0..<(t * t) { diff[i] -= other[i] }
+        return
+    }
+    // The mask holds 0 and 1: a product with the key's flag zeroes padded keys.
     for i in 0..<t {
-        let rowReal = m.map { $0[i] != 0 } ?? true
-        for j in 0..<t {
-            let real = rowReal && (m.map { $0[j] != 0 } ?? true)
-            diff[i * t + j] = real ? diff[i * t + j] - other[i * t + j] : 0
+        let row = diff + i * t, target = other + i * t
+        if m[i] == 0 {
+            row.update(repeating: 0, count: t)
+        } else {
+            for j in 0..<t { row[j] = (row[j] - target[j]) * m[j] }
         }
     }
 }
