@@ -90,9 +90,9 @@ typedef struct {
     const int32_t *wz, *c0;  // NULL or per column: the integer part is dot + wz[n]*a_sums[m] + c0[n]
 } gemm_args;
 
-// Packed B per block: re-read from L2 for every MR rows of A (x86 cores since 2017 mostly have
-// >= 1 MB of L2; older ones with 256 KB fall back on L3 at some cost). On the 2 MB-L2 Xeon of
-// development, 128 KB ... 1.5 MB measured the same within noise.
+// Packed B per block: re-read from L2 for every MR rows of A. 512 KB is half of a 1 MB L2 (the
+// usual size on x86 cores since 2017), leaving room for the streamed rows of A; cores with a
+// 256 KB L2 read the block from L3 instead, at some cost.
 enum { B_BLOCK_BYTES = 512 * 1024 };
 
 // ---- u8 x s8 GEMM: packing B --------------------------------------------------------------------
