@@ -146,16 +146,8 @@ extension Tape {
         let tracked = tracks(q, k)
         let y = output([b, heads, t, t], tracked: tracked)
         let qp = q.pointer, kp = k.pointer, yp = y.pointer
-        // Zeroes row i and column j of one [T, T] block where the mask of sequence bi is 0.
         func applyMask(_ s: UnsafeMutablePointer<Float>, _ bi: Int, _ keyMask: Tensor?) {
-            guard let m = keyMask.map({ $0.pointer + bi * t }) else { return }
-            for i in 0..<t {
-                if m[i] == 0 {
-                    (s + i * t).update(repeating: 0, count: t)
-                } else {
-                    for j in 0..<t where m[j] == 0 { s[i * t + j] = 0 }
-                }
-            }
+            zeroPaddedPairs(s, t: t, flags: keyMask.map { UnsafePointer($0.pointer + bi * t) })
         }
         Runtime.parallelFor(b * heads, grain: 1) { r in
             for bh in r {
@@ -294,17 +286,20 @@ private func scoreDifference(block bh: Int, heads: Int, t: Int, h: Int, d: Int, 
                c: diff, ldc: t, threads: 1)
     BLAS.sgemm(transA: false, transB: true, m: t, n: t, k: d, alpha: scale, a: tq + off, lda: h, b: tk + off, ldb: h,
                c: other, ldc: t, threads: 1)
-    guard let m = keyMask.map({ $0 + bi * t }) else {
-        for i in 0..<(t * t) { diff[i] -= other[i] }
-        return
-    }
-    // The mask holds 0 and 1: a product with the key's flag zeroes padded keys.
+    for i in 0..<(t * t) { diff[i] -= other[i] }
+    zeroPaddedPairs(diff, t: t, flags: keyMask.map { $0 + bi * t })
+}
+
+/// Sets the (query i, key j) entries of a [T, T] score block to 0 where token i or token j is
+/// padding (`flags`: the sequence's 0/1 mask; nil = no padding).
+private func zeroPaddedPairs(_ s: UnsafeMutablePointer<Float>, t: Int, flags m: UnsafePointer<Float>?) {
+    guard let m else { return }
     for i in 0..<t {
-        let row = diff + i * t, target = other + i * t
+        let row = s + i * t
         if m[i] == 0 {
             row.update(repeating: 0, count: t)
         } else {
-            for j in 0..<t { row[j] = (row[j] - target[j]) * m[j] }
+            for j in 0..<t where m[j] == 0 { row[j] = 0 }
         }
     }
 }

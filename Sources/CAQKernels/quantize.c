@@ -110,6 +110,12 @@ double aq_fake_quantize_dot(const float *x, const float *g, size_t n, int bits) 
 // above lo when rounding makes them meet:  s = (2^b - 1) / (hi - lo),
 // q = clamp(round(s * (x - lo)), 0, 2^b - 1),  x_hat = q / s + lo.
 
+// The code of x on the grid of (lo, s = levels / (hi - lo)), clamped to [0, levels].
+static inline float aq_clamped_code(float x, float s, float lo, float levels) {
+    const float q = nearbyintf(s * (x - lo));
+    return q < 0.0f ? 0.0f : (q > levels ? levels : q);
+}
+
 void aq_learned_range(float lo, float hi, float *lo_out, float *hi_out) {
     float l = (float)(_Float16)lo, h = (float)(_Float16)hi;
     if (!(h > l)) h = aq_half_above(nextafterf(l, INFINITY));
@@ -121,20 +127,13 @@ void aq_fake_quantize_range(const float *x, float *y, size_t n, int bits, float 
     const float levels = (float)((1u << bits) - 1u);
     const float s = levels / (hi - lo);
     const float inv = 1.0f / s;
-    for (size_t i = 0; i < n; i++) {
-        float q = nearbyintf(s * (x[i] - lo));
-        q = q < 0.0f ? 0.0f : (q > levels ? levels : q);
-        y[i] = q * inv + lo;
-    }
+    for (size_t i = 0; i < n; i++) y[i] = aq_clamped_code(x[i], s, lo, levels) * inv + lo;
 }
 
 void aq_quantize_codes_range(const float *x, uint8_t *codes, size_t n, int bits, float lo, float hi) {
     const float levels = (float)((1u << bits) - 1u);
     const float s = levels / (hi - lo);
-    for (size_t i = 0; i < n; i++) {
-        float q = nearbyintf(s * (x[i] - lo));
-        codes[i] = (uint8_t)(q < 0.0f ? 0.0f : (q > levels ? levels : q));
-    }
+    for (size_t i = 0; i < n; i++) codes[i] = (uint8_t)aq_clamped_code(x[i], s, lo, levels);
 }
 
 // Backward of aq_fake_quantize_range with LSQ's straight-through rules, written for the bounds:
@@ -173,9 +172,7 @@ static double aq_range_error(const float *x, size_t n, float levels, float lo, f
     const float s = levels / (hi - lo), inv = 1.0f / s;
     double e = 0.0;
     for (size_t i = 0; i < n; i++) {
-        float q = nearbyintf(s * (x[i] - lo));
-        q = q < 0.0f ? 0.0f : (q > levels ? levels : q);
-        const double d = (double)(q * inv + lo) - (double)x[i];
+        const double d = (double)(aq_clamped_code(x[i], s, lo, levels) * inv + lo) - (double)x[i];
         e += d * d;
     }
     return e;

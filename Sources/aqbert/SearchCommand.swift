@@ -130,13 +130,7 @@ struct SearchCommand: ParsableCommand {
                                   output: URL(fileURLWithPath: output))
         runner.saveSteps = saveSteps
         if c.distillation != nil {
-            if !report.initialized.isEmpty {
-                throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(model.className) head: fine-tune it first, or pass --distill none")
-            }
-            // The teacher is the fp32 starting model itself, loaded again (the super-network is
-            // installed on the student only).
-            runner.teacher = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
-                                                    numLabels: pipeline.labelNames?.count, seed: seed).0
+            runner.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: seed)
         }
         if !resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("last-checkpoint.json").path) {
             throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")

@@ -90,13 +90,8 @@ struct FinetuneCommand: ParsableCommand {
         }
         let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
                               padId: tokenizer.padTokenId)
-        if a.distill != nil || a.distillAlpha != nil {
-            if !report.initialized.isEmpty {
-                throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(model.className) head: fine-tune it first with aqbert finetune, or pass --distill none")
-            }
-            // The teacher is the fp32 starting model itself, loaded again (never quantized).
-            trainer.teacher = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
-                                                     numLabels: pipeline.labelNames?.count, seed: a.seed).0
+        if a.distillationSettings != nil {
+            trainer.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: a.seed)
         }
         if let planPath {
             let plan = try TextIO.loadPlan(planPath)
@@ -152,6 +147,18 @@ func loadForTrainingData(_ common: TaskModelOptions, modelDir: URL, train: URL, 
     let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
                                                  numLabels: pipeline.labelNames?.count)
     return (tokenizer, pipeline, model, report)
+}
+
+/// The distillation teacher: the fp32 `--model` itself, loaded again (the student gets the
+/// quantization or the super-network; the teacher never does). An error when `student`'s task
+/// head was not in the checkpoint, since an untrained head teaches nothing.
+func loadTeacher(_ common: TaskModelOptions, modelDir: URL, student: BertTaskModel, report: BertLoadReport, pipeline: TaskPipeline,
+                 seed: UInt64) throws -> BertTaskModel {
+    if !report.initialized.isEmpty {
+        throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(student.className) head: fine-tune it first with aqbert finetune, or pass --distill none")
+    }
+    return try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture, numLabels: pipeline.labelNames?.count,
+                                  seed: seed).0
 }
 
 /// The error for a model whose task head was not in its checkpoint (not fine-tuned).

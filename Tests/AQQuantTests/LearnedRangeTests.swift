@@ -10,14 +10,9 @@ import XCTest
 /// straight-through gradients against finite differences, the MSE-optimal start, and the
 /// round trip through a quantization-aware directory and the packed format.
 final class LearnedRangeTests: XCTestCase {
-    func values(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
-        var g = SeededGenerator(seed: seed)
-        return (0..<n).map { _ in scale * g.nextNormal() }
-    }
-
     /// Forward: each group on the 2^b-level grid of its fp16-rounded bounds, clamped to them.
     func testForwardClampsToTheRoundedBounds() {
-        let w = Tensor(shape: [4, 6], values: values(24, seed: 1))
+        let w = Tensor(shape: [4, 6], values: randomValues(24, seed: 1))
         // Group 0 at 2 bits within bounds that round to fp16 (-0.75, 0.5); group 1 pruned.
         let ranges = Tensor(shape: [2, 2], values: [-0.75001, 0.50002, 0, 1])
         let y = Tape.inference.fakeQuantize(w, groupBits: [2, 0], ranges: ranges)
@@ -43,11 +38,11 @@ final class LearnedRangeTests: XCTestCase {
     func testBoundAndWeightGradientsMatchFiniteDifferencesOfTheSurrogate() {
         let groups = 3, rows = 6, k = 7, n = rows / groups * k
         let bits = [2, 3, 4]
-        let w = Tensor(shape: [rows, k], values: values(rows * k, seed: 2), requiresGrad: true)
+        let w = Tensor(shape: [rows, k], values: randomValues(rows * k, seed: 2), requiresGrad: true)
         // fp16-exact bounds that clip both tails of every group.
         let bounds: [Float] = [-0.875, 0.625, -1.0, 0.75, -0.5, 1.25]
         let ranges = Tensor(shape: [groups, 2], values: bounds, requiresGrad: true)
-        let dy = values(rows * k, seed: 3)
+        let dy = randomValues(rows * k, seed: 3)
         let tape = Tape()
         let y = tape.fakeQuantize(w, groupBits: bits, ranges: ranges)
         y.ensureGrad().pointer.update(from: dy, count: dy.count)
@@ -113,7 +108,7 @@ final class LearnedRangeTests: XCTestCase {
     /// The MSE start never does worse than min/max, clips the tails of a group with outliers,
     /// and returns fp16 bounds inside the group's range.
     func testMSEInitialisationClipsOutliers() {
-        var x = values(1152, seed: 4, scale: 0.05)
+        var x = randomValues(1152, seed: 4, scale: 0.05)
         x[7] = 0.6
         x[99] = -0.45
         let w = Tensor(shape: [3, 384], values: x)

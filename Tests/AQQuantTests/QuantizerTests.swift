@@ -5,11 +5,13 @@ import XCTest
 
 @testable import AQQuant
 
+/// `n` seeded normal values times `scale` (the quantizer tests' data).
+func randomValues(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var g = SeededGenerator(seed: seed)
+    return (0..<n).map { _ in scale * g.nextNormal() }
+}
+
 final class QuantizerTests: XCTestCase {
-    func randomValues(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
-        var g = SeededGenerator(seed: seed)
-        return (0..<n).map { _ in scale * g.nextNormal() }
-    }
 
     /// Every bit-width: values land on the 2^b-level grid of [lo, hi] (the min rounded down and
     /// the max rounded up to fp16, the range the packed format stores), error at most half a
