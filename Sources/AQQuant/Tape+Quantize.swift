@@ -79,13 +79,16 @@ extension Tape {
 
     /// The super-network's mixed weight (METHOD.md section 3):
     /// W_eff[j] = sum_k O[j, k] * Q_{b_k}(W[j]), computed group by group (no per-candidate copies).
-    /// Backward: dW[j] += (sum_{k: b_k > 0} O[j, k]) * dW_eff[j]   (straight-through per candidate)
+    /// Q_b is min/max quantization, or with `ranges` the clamped quantizer at fixed bounds
+    /// (ranges[(j K + k) 2 ...] = lo, hi of group j at candidate k, as `aq_learned_range` gives them).
+    /// Backward: dW[j] += sum_{k: b_k > 0} O[j, k] * dW_eff[j]   (straight-through per candidate;
+    ///           with ranges only where W[j] lies inside candidate k's bounds)
     ///           dO[j, k] += <dW_eff[j], Q_{b_k}(W[j])>           (quantized copies recomputed)
-    /// w: [O, I], mixing: [G, K], candidates: K bit-widths -> [O, I]
-    public func mixedQuantize(_ w: Tensor, mixing o: Tensor, candidates: [Int]) -> Tensor {
+    /// w: [O, I], mixing: [G, K], candidates: K bit-widths, ranges: G * K * 2 or nil -> [O, I]
+    public func mixedQuantize(_ w: Tensor, mixing o: Tensor, candidates: [Int], ranges: [Float]? = nil) -> Tensor {
         let g = o.shape[0], k = candidates.count
-        precondition(w.rank == 2 && o.rank == 2 && o.shape[1] == k && w.shape[0] % g == 0,
-                     "mixedQuantize: mixing \(o.shape) for weight \(w.shape) and \(k) candidates")
+        precondition(w.rank == 2 && o.rank == 2 && o.shape[1] == k && w.shape[0] % g == 0 && (ranges?.count ?? g * k * 2) == g * k * 2,
+                     "mixedQuantize: mixing \(o.shape) for weight \(w.shape) and \(k) candidates, \(ranges?.count ?? 0) bounds")
         let n = w.count / g
         let tracked = tracks(w, o)
         let y = Tensor(zeros: w.shape)
@@ -93,7 +96,12 @@ extension Tape {
         Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n * k))) { r in
             for j in r {
                 for (c, b) in candidates.enumerated() {
-                    aq_fake_quantize_accumulate(w.pointer + j * n, y.pointer + j * n, n, Int32(b), o.pointer[j * k + c])
+                    if let ranges {
+                        aq_fake_quantize_range_accumulate(w.pointer + j * n, y.pointer + j * n, n, Int32(b), ranges[(j * k + c) * 2],
+                                                          ranges[(j * k + c) * 2 + 1], o.pointer[j * k + c])
+                    } else {
+                        aq_fake_quantize_accumulate(w.pointer + j * n, y.pointer + j * n, n, Int32(b), o.pointer[j * k + c])
+                    }
                 }
             }
         }
@@ -104,14 +112,24 @@ extension Tape {
                 let dO = o.requiresGrad ? o.ensureGrad().pointer : nil
                 Runtime.parallelFor(g, grain: max(1, 32768 / max(1, n * k))) { r in
                     for j in r {
+                        let x = w.pointer + j * n, d = dy.pointer + j * n
                         if let dw {
-                            var keep: Float = 0
-                            for (c, b) in candidates.enumerated() where b > 0 { keep += o.pointer[j * k + c] }
-                            aq_axpy(keep, dy.pointer + j * n, dw + j * n, n)
+                            if let ranges {
+                                for (c, b) in candidates.enumerated() where b > 0 {
+                                    aq_range_pass_accumulate(x, d, dw + j * n, n, Int32(b), ranges[(j * k + c) * 2],
+                                                             ranges[(j * k + c) * 2 + 1], o.pointer[j * k + c])
+                                }
+                            } else {
+                                var keep: Float = 0
+                                for (c, b) in candidates.enumerated() where b > 0 { keep += o.pointer[j * k + c] }
+                                aq_axpy(keep, d, dw + j * n, n)
+                            }
                         }
                         if let dO {
                             for (c, b) in candidates.enumerated() {
-                                dO[j * k + c] += Float(aq_fake_quantize_dot(w.pointer + j * n, dy.pointer + j * n, n, Int32(b)))
+                                let dot = ranges.map { aq_fake_quantize_range_dot(x, d, n, Int32(b), $0[(j * k + c) * 2], $0[(j * k + c) * 2 + 1]) }
+                                    ?? aq_fake_quantize_dot(x, d, n, Int32(b))
+                                dO[j * k + c] += Float(dot)
                             }
                         }
                     }

@@ -55,6 +55,9 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     /// distilled loss; the architecture steps keep `L_val = CE + lambda L_size`); nil = the
     /// paper's cross-entropy. Absent in configurations written before the option.
     public var distillation: DistillationSettings? = nil
+    /// The candidates' quantization ranges in the super-network (`SuperNetwork(ranges:)`, which
+    /// must agree); nil = min/max, the paper's (absent in configurations written before the option).
+    public var weightRanges: SearchRanges? = nil
 
     public init(targetMiB: Double) { self.targetMiB = targetMiB }
 
@@ -153,6 +156,9 @@ public final class BilevelSearch {
     public func run(resume: State? = nil, log: (SearchLogEntry) -> Void) throws -> BitPlan {
         let c = configuration
         guard trainCount > 0, validationCount > 0 else { throw PlanError("the search needs training and validation examples") }
+        guard network.ranges == c.weightRanges ?? .minmax else {
+            throw PlanError("the super-network computes with \(network.ranges.rawValue) ranges, the configuration says \((c.weightRanges ?? .minmax).rawValue)")
+        }
         if c.freezeWeights {
             guard c.architectureStart == 0 else { throw PlanError("frozen weights: the architecture steps start at epoch 0 (N1 = 0)") }
             guard c.unrolledStep == nil else { throw PlanError("frozen weights have no weight step to unroll: drop the second-order gradient") }
@@ -252,7 +258,8 @@ public final class BilevelSearch {
                             "initial_logits": c.initialLogits.map { $0.map { String($0) }.joined(separator: ",") } ?? "0 (uniform)",
                             "gradient": c.unrolledStep.map { "second order (xi \($0))" } ?? "first order",
                             "weights": c.freezeWeights ? "frozen" : "trained (AdamW \(c.weightLearningRate))",
-                            "weight_loss": c.distillation.map { "distilled (\($0.mode.rawValue))" } ?? "cross-entropy"]
+                            "weight_loss": c.distillation.map { "distilled (\($0.mode.rawValue))" } ?? "cross-entropy",
+                            "weight_ranges": network.ranges.rawValue]
         return network.argmaxPlan(tieBreak: c.tieBreak, provenance: provenance)
     }
 

@@ -14,6 +14,18 @@ public enum TieBreak: String, Codable, Sendable, CaseIterable {
     case first
 }
 
+/// The quantization range each candidate of a group computes with in the super-network.
+public enum SearchRanges: String, Codable, Sendable, CaseIterable {
+    /// The group's min/max at every width (METHOD.md section 2, the paper's).
+    case minmax
+    /// Per group and candidate width, the clipping bounds with the least squared quantization
+    /// error of the weights the search starts from (`aq_mse_range`, where `retrain --ranges
+    /// learned` starts its bounds), fixed for the search. The search then judges a width by
+    /// what it costs with the ranges the retraining will give it rather than with min/max,
+    /// which at 2 bits spends the 4 levels on a group's outliers.
+    case mse
+}
+
 /// Per-group architecture logits over the candidate bit-widths, installed on a model so that
 /// every planned matrix computes with its Gumbel-softmax mixed weight.
 public final class SuperNetwork {
@@ -22,6 +34,10 @@ public final class SuperNetwork {
     public let paths: [String]
     public let logits: [Tensor]
     let shapes: [[Int]]
+    /// How each candidate's range is set.
+    public let ranges: SearchRanges
+    /// With `.mse`: per matrix, the bounds (lo, hi) of group j at candidate k at [(j K + k) 2 ...].
+    public let bounds: [[Float]]?
     /// Gumbel-softmax temperature t (METHOD.md Eq. 12).
     public var temperature: Float = 5
     /// Straight-through one-hot samples in the forward pass ("hard" Gumbel-softmax).
@@ -42,8 +58,9 @@ public final class SuperNetwork {
     /// the fixed parts (8-bit embeddings and Linear inputs) unless their bits are 0.
     /// `initialLogits` (one per candidate, the same for every group) start the logits; nil or
     /// all equal is the uniform start of METHOD.md section 3.
+    /// With `ranges` `.mse` the bounds come from the model's weights at this moment.
     public init(model: BertTaskModel, candidates: [Int], groups: Int, seed: UInt64, initialLogits: [Float]? = nil,
-                embeddingBits: Int = 8, activationBits: Int = 8) throws {
+                ranges: SearchRanges = .minmax, embeddingBits: Int = 8, activationBits: Int = 8) throws {
         try BitPlan.validateCandidates(candidates)
         if let initialLogits {
             guard initialLogits.count == candidates.count, initialLogits.allSatisfy(\.isFinite) else {
@@ -71,13 +88,31 @@ public final class SuperNetwork {
         self.paths = paths
         self.logits = logits
         self.shapes = shapes
+        self.ranges = ranges
+        bounds = ranges == .mse ? matrices.map { Self.mseBounds(of: $0.tensor, groups: groups, candidates: candidates) } : nil
         for (i, linear) in QuantizableMatrices.linears(model).enumerated() where i < logits.count {
-            let theta = logits[i]
+            let theta = logits[i], matrixBounds = bounds?[i]
             linear.weightTransform = { [unowned self] w, tape in
-                tape.mixedQuantize(w, mixing: self.mixing(theta, tape: tape), candidates: self.candidates)
+                tape.mixedQuantize(w, mixing: self.mixing(theta, tape: tape), candidates: self.candidates, ranges: matrixBounds)
             }
         }
         activationQuantizers = QuantizedBert.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
+    }
+
+    /// The MSE-optimal bounds of every (group, candidate) of `w` ([O, I], `groups` row groups),
+    /// as `retrain --ranges learned` starts them (`LearnedRanges.initial`, fp16), laid out as
+    /// `Tape.mixedQuantize` reads them; a pruned candidate's pair is never read.
+    static func mseBounds(of w: Tensor, groups: Int, candidates: [Int]) -> [Float] {
+        let k = candidates.count
+        var out = [Float](repeating: 0, count: groups * k * 2)
+        for (c, b) in candidates.enumerated() where b > 0 {
+            let pairs = LearnedRanges.effective(LearnedRanges.initial(w, groupBits: Array(repeating: b, count: groups), method: .mse))
+            for j in 0..<groups {
+                out[(j * k + c) * 2] = pairs[2 * j]
+                out[(j * k + c) * 2 + 1] = pairs[2 * j + 1]
+            }
+        }
+        return out
     }
 
     public var activationRanges: [String: [Float]] {

@@ -167,6 +167,38 @@ void aq_fake_quantize_range_backward(const float *x, const float *dy, float *dx,
     *dhi = b;
 }
 
+// The super-network's mixed weight with fixed clipping bounds per (group, candidate), as
+// aq_fake_quantize_accumulate and aq_fake_quantize_dot are for min/max ranges:
+//   y += w * Q_b(x; lo, hi);  sum_i g[i] Q_b(x; lo, hi)[i] (in double);
+//   dx[i] += w * dy[i] where x[i] lies inside the bounds (straight through, 0 where clamped).
+void aq_fake_quantize_range_accumulate(const float *x, float *y, size_t n, int bits, float lo, float hi, float w) {
+    if (bits <= 0 || w == 0.0f) return;
+    const float levels = (float)((1u << bits) - 1u);
+    const float s = levels / (hi - lo);
+    const float inv = 1.0f / s;
+    for (size_t i = 0; i < n; i++) y[i] += w * (aq_clamped_code(x[i], s, lo, levels) * inv + lo);
+}
+
+double aq_fake_quantize_range_dot(const float *x, const float *g, size_t n, int bits, float lo, float hi) {
+    if (bits <= 0) return 0.0;
+    const float levels = (float)((1u << bits) - 1u);
+    const float s = levels / (hi - lo);
+    const float inv = 1.0f / s;
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++) acc += (double)g[i] * (double)(aq_clamped_code(x[i], s, lo, levels) * inv + lo);
+    return acc;
+}
+
+void aq_range_pass_accumulate(const float *x, const float *dy, float *dx, size_t n, int bits, float lo, float hi, float w) {
+    if (bits <= 0 || w == 0.0f) return;
+    const float levels = (float)((1u << bits) - 1u);
+    const float s = levels / (hi - lo);
+    for (size_t i = 0; i < n; i++) {
+        const float v = s * (x[i] - lo);  // the inside test of aq_fake_quantize_range_backward
+        if (v >= 0.0f && v <= levels) dx[i] += w * dy[i];
+    }
+}
+
 // Squared error of quantizing x with the learned-range quantizer at (lo, hi) (already fp16).
 static double aq_range_error(const float *x, size_t n, float levels, float lo, float hi) {
     const float s = levels / (hi - lo), inv = 1.0f / s;

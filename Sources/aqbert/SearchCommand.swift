@@ -7,6 +7,7 @@ import Foundation
 
 extension ArchitectureOptimizer: ExpressibleByArgument {}
 extension TieBreak: ExpressibleByArgument {}
+extension SearchRanges: ExpressibleByArgument {}
 
 struct SearchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,6 +45,10 @@ struct SearchCommand: ParsableCommand {
     var freezeWeights = false
     @Option(help: "Distil from the fp32 --model in the weight steps: none, logits, layers or all (retrain's defaults for alpha 0.5, T 2 and the layer weights 1).")
     var distill: DistillChoice = .none
+    @Option(help: """
+        Quantization ranges of the candidates in the super-network: minmax (the paper's) or mse         (each group's MSE-optimal clipping bounds per width, where retrain's learned ranges start).
+        """)
+    var ranges: SearchRanges = .minmax
     @Option(help: "Examples per step.") var batchSize: Int = 32
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
     @Option(help: "Initial Gumbel-softmax temperature t0.") var temperature: Float = 5
@@ -125,6 +130,7 @@ struct SearchCommand: ParsableCommand {
         c.initialLogits = startLogits
         c.seed = seed
         c.distillation = distill.mode.map { DistillationSettings(mode: $0) }
+        c.weightRanges = ranges == .minmax ? nil : ranges
         var runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
                                   validationPercent: Int((valFraction * 100).rounded()), padId: tokenizer.padTokenId,
                                   output: URL(fileURLWithPath: output))

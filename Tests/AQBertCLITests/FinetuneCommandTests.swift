@@ -237,14 +237,19 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(notes?["gradient"], "second order (xi 0.001)")
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-d")) + ["--unrolled-lr", "0.1"]),
                         contains: "--second-order")
-        // Distilled weight steps: recorded in the settings and the plan; frozen weights have none.
+        // Distilled weight steps and MSE ranges: recorded in the settings and the plan; frozen
+        // weights have no weight steps to distil.
         let f = dir.appendingPathComponent("search-f")
-        let distilled = try CLI.run(args(f) + ["--distill", "all"])
+        let distilled = try CLI.run(args(f) + ["--distill", "all", "--ranges", "mse"])
         XCTAssertEqual(distilled.status, 0, distilled.stderr)
         let planF = try JSONSerialization.jsonObject(with: Data(contentsOf: f.appendingPathComponent("plan.json"))) as? [String: Any]
-        XCTAssertEqual(((planF?["provenance"] as? [String: Any])?["notes"] as? [String: String])?["weight_loss"], "distilled (all)")
+        let notesF = (planF?["provenance"] as? [String: Any])?["notes"] as? [String: String]
+        XCTAssertEqual(notesF?["weight_loss"], "distilled (all)")
+        XCTAssertEqual(notesF?["weight_ranges"], "mse")
         let configF = try JSONSerialization.jsonObject(with: Data(contentsOf: f.appendingPathComponent("search_config.json"))) as? [String: Any]
         XCTAssertEqual((configF?["distillation"] as? [String: Any])?["mode"] as? String, "all")
+        XCTAssertEqual(configF?["weightRanges"] as? String, "mse")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-h")) + ["--ranges", "learned"]), contains: "--ranges")
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-g")) + ["--distill", "all", "--freeze-weights"]),
                         contains: "--freeze-weights")
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-e")) + ["--initial-logits", "0,1"]),

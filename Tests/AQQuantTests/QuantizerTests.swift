@@ -117,6 +117,70 @@ final class QuantizerTests: XCTestCase {
         }
     }
 
+    /// Mixed weight at fixed bounds per (group, candidate): forward equals the weighted sum of
+    /// the clamped quantizers at those bounds; the mixing-weight gradient equals finite
+    /// differences; the weight gradient is each non-zero candidate's share where the weight lies
+    /// inside that candidate's bounds and 0 where it is clamped.
+    func testMixedQuantizeWithRangesGradients() {
+        let candidates = [0, 2, 4], g = 3, n = 10, k = 3
+        let w = Tensor(shape: [6, 5], values: randomValues(30, seed: 7), requiresGrad: true)
+        let o = Tensor(shape: [3, 3], values: [0.2, 0.3, 0.5, 0.6, 0.1, 0.3, 0.0, 0.5, 0.5], requiresGrad: true)
+        let dy = randomValues(30, seed: 8)
+        // Bounds well inside each group's range, so that some weights clamp at every candidate.
+        var ranges = [Float](repeating: 0, count: g * k * 2)
+        for j in 0..<g {
+            let group = Array(w.array[(j * n)..<((j + 1) * n)])
+            for (c, b) in candidates.enumerated() where b > 0 {
+                var lo: Float = 0, hi: Float = 0
+                aq_learned_range(0.6 * group.min()! + 0.05 * Float(c), 0.7 * group.max()!, &lo, &hi)
+                ranges[(j * k + c) * 2] = lo
+                ranges[(j * k + c) * 2 + 1] = hi
+            }
+        }
+        let tape = Tape()
+        let y = tape.mixedQuantize(w, mixing: o, candidates: candidates, ranges: ranges)
+        var clamped = 0
+        for j in 0..<g {
+            let group = Array(w.array[(j * n)..<((j + 1) * n)])
+            var expected = [Float](repeating: 0, count: n)
+            for (c, b) in candidates.enumerated() where b > 0 {
+                let lo = ranges[(j * k + c) * 2], hi = ranges[(j * k + c) * 2 + 1]
+                var q = [Float](repeating: 0, count: n)
+                aq_fake_quantize_range(group, &q, n, Int32(b), lo, hi)
+                for i in 0..<n { expected[i] += o.array[j * k + c] * q[i] }
+                clamped += group.filter { $0 < lo || $0 > hi }.count
+            }
+            for i in 0..<n { XCTAssertEqual(y.array[j * n + i], expected[i], accuracy: 1e-6) }
+        }
+        XCTAssertGreaterThan(clamped, 0, "the bounds clamp some weights")
+        y.ensureGrad().pointer.update(from: dy, count: 30)
+        tape.runBackward()
+        func loss() -> Double {
+            let t = Tape.inference.mixedQuantize(w, mixing: o, candidates: candidates, ranges: ranges)
+            return zip(t.array, dy).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        let analytic = o.gradArray!
+        for i in 0..<9 {
+            let old = o.pointer[i]
+            o.pointer[i] = old + 1e-2
+            let lp = loss()
+            o.pointer[i] = old - 1e-2
+            let lm = loss()
+            o.pointer[i] = old
+            XCTAssertEqual(Double(analytic[i]), (lp - lm) / 2e-2, accuracy: 1e-3, "dO[\(i)]")
+        }
+        for j in 0..<g {
+            for i in 0..<n {
+                let x = w.array[j * n + i]
+                var keep: Float = 0
+                for (c, b) in candidates.enumerated() where b > 0 {
+                    if x >= ranges[(j * k + c) * 2] && x <= ranges[(j * k + c) * 2 + 1] { keep += o.array[j * k + c] }
+                }
+                XCTAssertEqual(w.gradArray![j * n + i], keep * dy[j * n + i], accuracy: 1e-6, "dW[\(j), \(i)]")
+            }
+        }
+    }
+
     func testActivationQuantizerEMAAndFreeze() {
         let q = ActivationQuantizer(bits: 8, momentum: 0.99)
         q.training = true

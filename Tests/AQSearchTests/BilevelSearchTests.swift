@@ -129,7 +129,6 @@ final class BilevelSearchTests: XCTestCase {
     /// A search object on the tiny task with a chosen configuration.
     func makeSearch(_ edit: (inout SearchConfiguration) -> Void) throws -> (BertTaskModel, SuperNetwork, BilevelSearch) {
         let (model, rows, labels) = setUp(seed: 5)
-        let network = try SuperNetwork(model: model, candidates: [0, 2, 4], groups: 8, seed: 3)
         let weights = QuantizableMatrices.of(model).reduce(0) { $0 + $1.tensor.count }
         var config = SearchConfiguration(targetMiB: BitPlan.budgetMiB(averageBits: 2.5, weights: weights))
         config.epochs = 3
@@ -137,6 +136,7 @@ final class BilevelSearchTests: XCTestCase {
         config.architectureLearningRate = 0.05
         config.weightLearningRate = 1e-3
         edit(&config)
+        let network = try SuperNetwork(model: model, candidates: [0, 2, 4], groups: 8, seed: 3, ranges: config.weightRanges ?? .minmax)
         let search = BilevelSearch(model: model, network: network, configuration: config, trainCount: 150,
                                    validationCount: 40) { idx, isVal, tape in
             let picked = idx.map { isVal ? 150 + $0 : $0 }
@@ -226,5 +226,32 @@ final class BilevelSearchTests: XCTestCase {
         XCTAssertThrowsError(try late.run { _ in }) { XCTAssertTrue("\($0)".contains("N1 = 0"), "\($0)") }
         let (_, _, unrolled) = try makeSearch { $0.freezeWeights = true; $0.architectureStart = 0; $0.unrolledStep = 1e-3 }
         XCTAssertThrowsError(try unrolled.run { _ in }) { XCTAssertTrue("\($0)".contains("second-order"), "\($0)") }
+    }
+
+    /// The super-network's ranges are part of the configuration and of the plan's notes; a
+    /// configuration written before the option reads as min/max.
+    func testWeightRangesAreRecorded() throws {
+        var c = SearchConfiguration(targetMiB: 1)
+        c.weightRanges = .mse
+        let data = try JSONEncoder().encode(c)
+        XCTAssertEqual(try JSONDecoder().decode(SearchConfiguration.self, from: data), c)
+        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        XCTAssertEqual(object["weightRanges"] as? String, "mse")
+        object["weightRanges"] = nil
+        let old = try JSONDecoder().decode(SearchConfiguration.self, from: JSONSerialization.data(withJSONObject: object))
+        XCTAssertNil(old.weightRanges)
+        let (_, _, search) = try makeSearch { $0.epochs = 1; $0.architectureStart = 0; $0.weightRanges = .mse }
+        XCTAssertEqual(try search.run { _ in }.provenance.notes["weight_ranges"], "mse")
+        let (_, _, plain) = try makeSearch { $0.epochs = 1; $0.architectureStart = 0 }
+        XCTAssertEqual(try plain.run { _ in }.provenance.notes["weight_ranges"], "minmax")
+        let (model, rows, labels) = setUp(seed: 5)
+        let network = try SuperNetwork(model: model, candidates: [0, 2, 4], groups: 8, seed: 3)
+        var config = SearchConfiguration(targetMiB: 0.001)
+        config.weightRanges = .mse
+        let mismatched = BilevelSearch(model: model, network: network, configuration: config, trainCount: 4, validationCount: 4) { idx, _, tape in
+            let logits = model.forward(BertBatch(sequences: idx.map { rows[$0] }), tape: tape)
+            return model.classificationLoss(logits, labels: idx.map { labels[$0] }, tape: tape)
+        }
+        XCTAssertThrowsError(try mismatched.run { _ in }) { XCTAssertTrue("\($0)".contains("min/max") || "\($0)".contains("minmax"), "\($0)") }
     }
 }

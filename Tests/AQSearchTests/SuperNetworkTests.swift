@@ -99,4 +99,37 @@ final class SuperNetworkTests: XCTestCase {
         net.uninstall()
         XCTAssertNil(m.bert.layers[0].query.weightTransform)
     }
+
+    /// `--ranges mse`: every (group, candidate) gets the bounds `retrain --ranges learned` starts
+    /// from, and with the mixing all on one candidate a matrix computes exactly the retraining's
+    /// first step at that width; min/max ranges compute something else.
+    func testMSERangesAreTheRetrainingStartBounds() throws {
+        let m = try model()
+        let net = try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1, ranges: .mse)
+        defer { net.uninstall() }
+        net.noise = false
+        net.temperature = 1
+        let linear = QuantizableMatrices.linears(m)[0], w = linear.weight
+        XCTAssertEqual(net.bounds?.count, net.logits.count)
+        for (c, b) in [(1, 2), (2, 4)] {
+            let start = LearnedRanges.initial(w, groupBits: [b], method: .mse)
+            let pairs = LearnedRanges.effective(start)
+            for j in 0..<1 {
+                XCTAssertEqual(net.bounds![0][(j * 3 + c) * 2], pairs[2 * j])
+                XCTAssertEqual(net.bounds![0][(j * 3 + c) * 2 + 1], pairs[2 * j + 1])
+            }
+            let theta = net.logits[0]
+            for j in 0..<1 { for k in 0..<3 { theta.pointer[j * 3 + k] = k == c ? 60 : -60 } }
+            let mixed = linear.weightTransform!(w, .inference).array
+            let retrain = Tape.inference.fakeQuantize(w, groupBits: [b], ranges: start).array
+            for (x, y) in zip(mixed, retrain) { XCTAssertEqual(x, y, accuracy: 1e-6) }
+            if b == 2 {
+                let minmax = Tape.inference.fakeQuantize(w, groupBits: [2]).array
+                XCTAssertNotEqual(minmax, retrain, "at 2 bits the MSE bounds clip")
+            }
+        }
+        let plain = try SuperNetwork(model: try model(), candidates: [0, 2, 4], groups: 1, seed: 1)
+        XCTAssertNil(plain.bounds)
+        XCTAssertEqual(plain.ranges, .minmax)
+    }
 }

@@ -65,7 +65,8 @@ public struct SearchRunner {
             throw DataError("--val-fraction leaves \(train.count) training and \(val.count) validation rows: use more data or another fraction")
         }
         let network = try SuperNetwork(model: model, candidates: configuration.candidates, groups: configuration.groups,
-                                       seed: configuration.seed, initialLogits: configuration.initialLogits)
+                                       seed: configuration.seed, initialLogits: configuration.initialLogits,
+                                       ranges: configuration.weightRanges ?? .minmax)
         defer { network.uninstall() }
         let distillation: Distillation?
         if let settings = configuration.distillation {

@@ -103,6 +103,11 @@ void aq_quantize_codes_range(const float *x, uint8_t *codes, size_t n, int bits,
 void aq_fake_quantize_range_backward(const float *x, const float *dy, float *dx, size_t n, int bits,
                                      float lo, float hi, double *dlo, double *dhi);
 void aq_mse_range(const float *x, size_t n, int bits, float *lo, float *hi);
+// The mixed weight at fixed bounds (lo, hi) per group and candidate (quantize.c): y += w Q;
+// <g, Q>; and the straight-through weight gradient dx += w dy inside the bounds.
+void aq_fake_quantize_range_accumulate(const float *x, float *y, size_t n, int bits, float lo, float hi, float w);
+double aq_fake_quantize_range_dot(const float *x, const float *g, size_t n, int bits, float lo, float hi);
+void aq_range_pass_accumulate(const float *x, const float *dy, float *dx, size_t n, int bits, float lo, float hi, float w);
 
 #ifdef __cplusplus
 }
