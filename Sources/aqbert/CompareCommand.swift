@@ -46,6 +46,8 @@ struct CompareCommand: ParsableCommand {
     @Flag(help: "AQ-BERT search with frozen weights (search --freeze-weights).") var freezeWeights = false
     @Option(help: "AQ-BERT search: distil in the weight steps (search --distill): none, logits, layers or all.")
     var searchDistill: DistillChoice = .none
+    @Option(help: "AQ-BERT search: the candidates' ranges in the super-network (search --ranges): minmax or mse.")
+    var searchRanges: SearchRanges = .minmax
     @Option(help: "Q-BERT sensitivity: random subsets.") var sensitivitySubsets: Int = 10
     @Option(help: "Q-BERT sensitivity: share of the training rows per subset.") var sensitivityFraction: Double = 0.1
     @Option(help: "Q-BERT sensitivity: at most this many rows per subset (0: no cap). Each Hessian-vector product is two gradient passes over the subset (MiniLM, SST-2: ~22 ms of CPU per row).")
@@ -98,6 +100,7 @@ struct CompareCommand: ParsableCommand {
             "search_candidates": bits, "search_epochs": String(searchEpochs), "arch_optimizer": archOptimizer,
             "arch_lr": String(archLr), "fine_tuned_input": String(fineTuned),
             "search_weights": freezeWeights ? "frozen" : "trained", "search_distill": searchDistill.rawValue,
+            "search_ranges": searchRanges.rawValue,
             "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction) (at most \(sensitivityMaxRows > 0 ? String(sensitivityMaxRows) : "all") rows), <= \(sensitivityIterations) products",
         ]
         settings.merge(recipe.settings) { $1 }
@@ -208,7 +211,8 @@ struct CompareCommand: ParsableCommand {
                     let search = seedDir.appendingPathComponent("search-\(tag)")
                     var searchArgs = ["search", "--model", fp32.path, "--task", task.rawValue, "--train", trainURL.path,
                                       "--target-bits", String(b), "--bits", bits, "--groups", String(groups),
-                                      "--epochs", String(searchEpochs), "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr)]
+                                      "--epochs", String(searchEpochs), "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr),
+                                      "--ranges", searchRanges.rawValue]
                     if freezeWeights { searchArgs.append("--freeze-weights") }
                     if searchDistill != .none { searchArgs += ["--distill", searchDistill.rawValue] }
                     if let batchSize { searchArgs += ["--batch-size", String(batchSize)] }

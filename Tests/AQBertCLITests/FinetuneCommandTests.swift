@@ -364,6 +364,8 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertTrue(bitmap.contains("block 1") && bitmap.contains("FFN out"), bitmap)
         let commands = try String(contentsOf: out.appendingPathComponent("commands.sh"), encoding: .utf8)
         XCTAssertTrue(commands.contains(" retrain ") && commands.contains(" sensitivity ") && commands.contains(" search "), commands)
+        XCTAssertTrue(commands.contains(" --ranges minmax"), "the search's ranges are passed explicitly: \(commands)")
+        XCTAssertEqual((results["settings"] as? [String: Any])?["search_ranges"] as? String, "minmax")
 
         // Run again: every step is finished, nothing runs, the same results.
         let again = try CLI.run(args)
