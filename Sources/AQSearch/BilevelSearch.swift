@@ -93,7 +93,8 @@ public struct SearchLogEntry: Codable, Sendable, Equatable {
 /// gradient is Eq. 14's one-step unrolled one, taken at the weights before their step (see
 /// `unrolledArchitectureGradient`); the weight step then uses the same training gradient.
 /// With `freezeWeights` there is no training pass at all: every step is an architecture step
-/// against the weights the search started from. The plan is the argmax.
+/// against the weights the search started from. The plan is the argmax, repaired into the
+/// size band when it lands outside it (`SuperNetwork.repairedArgmaxPlan`).
 public final class BilevelSearch {
     public let model: BertTaskModel
     public let network: SuperNetwork
@@ -102,6 +103,8 @@ public final class BilevelSearch {
     let lossOf: (_ indices: [Int], _ validation: Bool, _ tape: Tape) -> Tensor
     let trainCount: Int, validationCount: Int
     public private(set) var lambda: Double
+    /// What `run` moved to bring the argmax plan inside the band (nil: it was inside).
+    public private(set) var repair: SuperNetwork.BudgetRepair?
     private(set) var lastSide = 0
 
     public init(model: BertTaskModel, network: SuperNetwork, configuration: SearchConfiguration, trainCount: Int,
@@ -260,7 +263,10 @@ public final class BilevelSearch {
                             "weights": c.freezeWeights ? "frozen" : "trained (AdamW \(c.weightLearningRate))",
                             "weight_loss": c.distillation.map { "distilled (\($0.mode.rawValue))" } ?? "cross-entropy",
                             "weight_ranges": network.ranges.rawValue]
-        return network.argmaxPlan(tieBreak: c.tieBreak, provenance: provenance)
+        let (plan, repair) = try network.repairedArgmaxPlan(targetMiB: c.targetMiB, tolerance: c.tolerance, tieBreak: c.tieBreak,
+                                                            provenance: provenance)
+        self.repair = repair
+        return plan
     }
 
     /// The D_val batch of architecture step `a`: a seeded permutation per round through D_val.

@@ -165,11 +165,16 @@ public final class SuperNetwork {
 
     /// Bit-width chosen for group `j` of `theta` [G, K] (argmax with `tieBreak`).
     func choice(_ theta: Tensor, group j: Int, tieBreak: TieBreak) -> Int {
+        candidates[choiceIndex(theta, group: j, tieBreak: tieBreak)]
+    }
+
+    /// Index into `candidates` of the argmax of row `j` of `theta`.
+    func choiceIndex(_ theta: Tensor, group j: Int, tieBreak: TieBreak) -> Int {
         let k = candidates.count
         let row = theta.pointer + j * k
         var best = 0
         for c in 1..<k where tieBreak == .widest ? row[c] >= row[best] : row[c] > row[best] { best = c }
-        return candidates[best]
+        return best
     }
 
     /// C of the argmax assignment in MiB, without building a plan.
@@ -192,6 +197,101 @@ public final class SuperNetwork {
         var plan = BitPlan(candidates: candidates, matrices: matrices, provenance: provenance)
         plan.provenance.achievedMiB = plan.sizeMiB
         return plan
+    }
+
+    // MARK: - Budget repair
+
+    /// One group moved one candidate by `repairedArgmaxPlan`.
+    public struct RepairMove: Codable, Sendable, Equatable {
+        public var path: String
+        public var group: Int
+        public var fromBits: Int
+        public var toBits: Int
+        /// theta[from] - theta[to] at the time of the move (how decided the group was).
+        public var margin: Float
+
+        enum CodingKeys: String, CodingKey {
+            case path, group, margin
+            case fromBits = "from_bits", toBits = "to_bits"
+        }
+    }
+
+    /// What `repairedArgmaxPlan` changed: the argmax size, the size after, and every move in order.
+    public struct BudgetRepair: Codable, Sendable, Equatable {
+        public var argmaxMiB: Double
+        public var repairedMiB: Double
+        public var moves: [RepairMove]
+
+        enum CodingKeys: String, CodingKey {
+            case moves
+            case argmaxMiB = "argmax_mib", repairedMiB = "repaired_mib"
+        }
+
+        /// One line: how many groups moved which way, and the sizes.
+        public var summary: String {
+            let down = moves.first.map { $0.toBits < $0.fromBits } ?? true
+            return String(format: "%d group%@ moved one candidate %@ (least decided first): %.4f -> %.4f MiB",
+                          moves.count, moves.count == 1 ? "" : "s", down ? "down" : "up", argmaxMiB, repairedMiB)
+        }
+    }
+
+    /// The argmax plan, brought inside the band (1 +- eps) V when it lands outside it: above the
+    /// band, the group whose logit margin theta[chosen] - theta[next narrower] is smallest moves one
+    /// candidate down, and so on until the size is inside; below, the same upwards. Ties go to
+    /// the earlier matrix (model order), then the lower group index, so the repair is a function
+    /// of the logits alone. A move that would jump over the whole band is skipped. Returns the
+    /// plan and the repair (nil when the argmax was inside); throws when no sequence of such
+    /// moves reaches the band (a group's step is wider than the band).
+    public func repairedArgmaxPlan(targetMiB v: Double, tolerance eps: Double, tieBreak: TieBreak,
+                                   provenance: BitPlan.Provenance) throws -> (BitPlan, BudgetRepair?) {
+        let k = candidates.count
+        let upper = (1 + eps) * v * 8 * 1_048_576, lower = (1 - eps) * v * 8 * 1_048_576  // in bits
+        // Chosen candidate index per (matrix, group) and the weights per group.
+        var chosen: [[Int]] = [], perGroup: [Int] = []
+        var bits = 0
+        for (theta, shape) in zip(logits, shapes) {
+            let g = theta.shape[0], n = shape[0] / g * shape[1]
+            let row = (0..<g).map { choiceIndex(theta, group: $0, tieBreak: tieBreak) }
+            bits += row.reduce(0) { $0 + candidates[$1] * n }
+            chosen.append(row)
+            perGroup.append(n)
+        }
+        let argmaxBits = bits
+        var moves: [RepairMove] = []
+        while Double(bits) > upper || Double(bits) < lower {
+            let step = Double(bits) > upper ? -1 : 1
+            var best: (m: Int, j: Int, margin: Float)? = nil
+            for (m, theta) in logits.enumerated() {
+                let n = perGroup[m]
+                for j in 0..<theta.shape[0] {
+                    let c = chosen[m][j], next = c + step
+                    guard next >= 0, next < k else { continue }
+                    let after = Double(bits + (candidates[next] - candidates[c]) * n)
+                    guard step < 0 ? after >= lower : after <= upper else { continue }
+                    let margin = theta.pointer[j * k + c] - theta.pointer[j * k + next]
+                    if best == nil || margin < best!.margin { best = (m, j, margin) }
+                }
+            }
+            guard let best else {
+                throw PlanError(String(format: "the searched plan (%.4f MiB) cannot be moved inside the band %.4f MiB +- %.1f%% one group at a time (a group's step is wider than the band): widen --tolerance or use more --groups",
+                                       Double(argmaxBits) / 8 / 1_048_576, v, 100 * eps))
+            }
+            let c = chosen[best.m][best.j]
+            moves.append(RepairMove(path: paths[best.m], group: best.j, fromBits: candidates[c], toBits: candidates[c + step],
+                                    margin: best.margin))
+            bits += (candidates[c + step] - candidates[c]) * perGroup[best.m]
+            chosen[best.m][best.j] = c + step
+        }
+        var matrices: [String: BitPlan.Matrix] = [:]
+        for (m, path) in paths.enumerated() {
+            matrices[path] = BitPlan.Matrix(shape: shapes[m], groups: chosen[m].count, bits: chosen[m].map { candidates[$0] })
+        }
+        var plan = BitPlan(candidates: candidates, matrices: matrices, provenance: provenance)
+        plan.provenance.achievedMiB = plan.sizeMiB
+        guard !moves.isEmpty else { return (plan, nil) }
+        let repair = BudgetRepair(argmaxMiB: Double(argmaxBits) / 8 / 1_048_576, repairedMiB: plan.sizeMiB, moves: moves)
+        plan.provenance.notes["budget_repair"] = repair.summary
+        return (plan, repair)
     }
 
     /// L_size (METHOD.md Eq. 4) on the argmax size C: log E[C] above (1 + eps) V, -log E[C]

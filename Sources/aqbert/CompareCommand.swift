@@ -40,6 +40,7 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "AQ-BERT search epochs.") var searchEpochs: Int = 3
     @Option(help: "AQ-BERT candidate bit-widths.") var bits: String = "0,2,4"
     @Option(help: "Row groups per matrix (every method).") var groups: Int = 128
+    @Option(help: "eps of the search's size band (1 +- eps) (search --tolerance).") var tolerance: Double = 0.02
     @Option(help: "Architecture optimiser of the search: \(ArchitectureOptimizer.allCases.map(\.rawValue).joined(separator: ", ")).")
     var archOptimizer: String = "adam"
     @Option(help: "Its learning rate.") var archLr: Float = 0.01
@@ -61,6 +62,7 @@ struct CompareCommand: ParsableCommand {
         if freezeWeights && searchDistill != .none {
             throw ValidationError("--search-distill acts on the search's weight steps, and --freeze-weights has none: use one of them")
         }
+        if !(tolerance > 0 && tolerance < 1) { throw ValidationError("--tolerance must be above 0 and below 1 (0.02 is a band of +-2%)") }
         if seeds < 1 { throw ValidationError("--seeds must be at least 1") }
         if parsedBudgets == nil { throw ValidationError("--budgets must be positive numbers separated by commas, e.g. 2.0,2.5,3.0") }
         if parsedMethods == nil {
@@ -113,8 +115,9 @@ struct CompareCommand: ParsableCommand {
 
         var runs: [ComparisonRun] = []
         func publish() throws {
-            let results = ComparisonResults(task: task.rawValue, metric: metricName, budgets: budgetList, seeds: seedList,
+            var results = ComparisonResults(task: task.rawValue, metric: metricName, budgets: budgetList, seeds: seedList,
                                             settings: settings, runs: runs)
+            results.tolerance = tolerance
             let e = JSONEncoder()
             e.outputFormatting = [.prettyPrinted, .sortedKeys]
             try writeAtomically(try e.encode(results), to: out.appendingPathComponent("results.json"))
@@ -210,7 +213,7 @@ struct CompareCommand: ParsableCommand {
                 if methodList.contains(.aqBERT) || methodList.contains(.random) {
                     let search = seedDir.appendingPathComponent("search-\(tag)")
                     var searchArgs = ["search", "--model", fp32.path, "--task", task.rawValue, "--train", trainURL.path,
-                                      "--target-bits", String(b), "--bits", bits, "--groups", String(groups),
+                                      "--target-bits", String(b), "--bits", bits, "--groups", String(groups), "--tolerance", String(tolerance),
                                       "--epochs", String(searchEpochs), "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr),
                                       "--ranges", searchRanges.rawValue]
                     if freezeWeights { searchArgs.append("--freeze-weights") }

@@ -155,6 +155,9 @@ struct SearchCommand: ParsableCommand {
             }
             fflush(stdout)
         }
+        if let repair = plan.provenance.notes["budget_repair"] {
+            print("the argmax plan was outside the band: \(repair) (\(output)/budget_repair.json)")
+        }
         let inBand = abs(plan.sizeMiB - c.targetMiB) <= c.tolerance * c.targetMiB
         print(String(format: "plan: %.3f MiB (%.3f average bits, %.1f%% pruned), target %.3f MiB +- %.0f%%: %@ -> %@/plan.json",
                      plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction, c.targetMiB, 100 * c.tolerance,

@@ -197,14 +197,40 @@ final class FinetuneCommandTests: XCTestCase {
         let fp32 = dir.appendingPathComponent("fp32")
         XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
         func args(_ out: URL) -> [String] {
-            ["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2.5", "--groups", "1",
+            ["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2.5", "--groups", "1", "--tolerance", "0.1",
              "--epochs", "3", "--arch-start", "1", "--batch-size", "8", "--save-steps", "4", "--threads", "1", "--output", out.path]
         }
         let a = dir.appendingPathComponent("search-a"), b = dir.appendingPathComponent("search-b")
         let r = try CLI.run(args(a))
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stdout.contains("plan:"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("inside the band"), r.stdout)
         let plan = try Data(contentsOf: a.appendingPathComponent("plan.json"))
+        // A repaired plan says so in its notes, on stdout and in budget_repair.json; else none of them.
+        let notesA = try XCTUnwrap(((JSONSerialization.jsonObject(with: plan) as? [String: Any])?["provenance"] as? [String: Any])?["notes"] as? [String: String])
+        let repairFile = FileManager.default.fileExists(atPath: a.appendingPathComponent("budget_repair.json").path)
+        XCTAssertEqual(notesA["budget_repair"] != nil, repairFile)
+        XCTAssertEqual(r.stdout.contains("the argmax plan was outside the band"), repairFile)
+        // Logits that start far on 4 bits and a rate that cannot move them: the argmax stays at 4
+        // bits everywhere and the repair brings it down into the 2.5-bit band.
+        let rep = dir.appendingPathComponent("search-r")
+        let repaired = try CLI.run(["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2.5",
+                                    "--groups", "1", "--tolerance", "0.1", "--epochs", "2", "--initial-logits", "0,0,50", "--arch-lr", "1e-9",
+                                    "--batch-size", "8",
+                                    "--threads", "1", "--output", rep.path])
+        XCTAssertEqual(repaired.status, 0, repaired.stderr)
+        XCTAssertTrue(repaired.stdout.contains("moved one candidate down"), repaired.stdout)
+        let repairJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: rep.appendingPathComponent("budget_repair.json"))) as? [String: Any])
+        let repairedPlan = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: rep.appendingPathComponent("plan.json"))) as? [String: Any])
+        let provenance = try XCTUnwrap(repairedPlan["provenance"] as? [String: Any])
+        let target = try XCTUnwrap(provenance["targetMiB"] as? Double), achieved = try XCTUnwrap(provenance["achievedMiB"] as? Double)
+        XCTAssertEqual(achieved, target, accuracy: 0.1 * target)
+        XCTAssertEqual(try XCTUnwrap(repairJSON["argmax_mib"] as? Double), 1.6 * target, accuracy: 1e-9 * target, "4 bits for a 2.5-bit budget")
+        XCTAssertEqual(repairJSON["repaired_mib"] as? Double, achieved)
+        let moves = try XCTUnwrap(repairJSON["moves"] as? [[String: Any]])
+        XCTAssertFalse(moves.isEmpty)
+        let steps = moves.map { "\($0["from_bits"] ?? "-")->\($0["to_bits"] ?? "-")" }
+        XCTAssertTrue(steps.allSatisfy { $0 == "4->2" || $0 == "2->0" }, "\(steps)")
+        XCTAssertNotNil((provenance["notes"] as? [String: String])?["budget_repair"])
         let log = try String(contentsOf: a.appendingPathComponent("search_log.jsonl"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(log.count, 3 * 27, "one entry per step (216 training rows / 8)")
         let first = try JSONSerialization.jsonObject(with: Data(log[0].utf8)) as! [String: Any]
@@ -337,7 +363,7 @@ final class FinetuneCommandTests: XCTestCase {
         let out = dir.appendingPathComponent("compare")
         let args = ["compare", "--model", model.path, "--task", "sst2", "--train", train.path, "--dev", dev.path,
                     "--budgets", "2,2.5", "--epochs", "1", "--lr", "1e-3", "--batch-size", "8", "--search-epochs", "2",
-                    "--groups", "1", "--sensitivity-subsets", "2", "--sensitivity-iterations", "3", "--threads", "1",
+                    "--groups", "1", "--tolerance", "0.1", "--sensitivity-subsets", "2", "--sensitivity-iterations", "3", "--threads", "1",
                     "--output", out.path]
         let r = try CLI.run(args)
         XCTAssertEqual(r.status, 0, r.stderr)

@@ -24,6 +24,11 @@ final class SearchCommandTests: XCTestCase {
         assertUserError(try search(["--target-bits", "2", "--bits", ""]), contains: "comma-separated")
         assertUserError(try search(["--target-bits", "2", "--bits", "0,9"]), contains: "outside 0...8")
         assertUserError(try search(["--target-bits", "2", "--groups", "5"]), contains: "--groups 5 does not divide")
+        // One 37 x 32 matrix of the tiny model is 1,184 weights: 2 bits per step is 0.00028 MiB,
+        // more than the whole +-2% band around 2 average bits (0.00025 MiB) is wide.
+        assertUserError(try search(["--target-bits", "2", "--groups", "1"]), contains: "a --tolerance of at least 0.046")
+        assertUserError(try search(["--target-bits", "2", "--groups", "1", "--tolerance", "0"]), contains: "--tolerance")
+        assertUserError(try search(["--target-bits", "2", "--groups", "1", "--tolerance", "nan"]), contains: "--tolerance")
         assertUserError(try search([]), contains: "exactly one of --target-mb or --target-bits")
         assertUserError(try search(["--target-bits", "2", "--target-mb", "1"]), contains: "exactly one")
         assertUserError(try search(["--target-bits", "2", "--groups", "1", "--lambda", "big"]), contains: "--lambda")

@@ -132,4 +132,58 @@ final class SuperNetworkTests: XCTestCase {
         XCTAssertNil(plain.bounds)
         XCTAssertEqual(plain.ranges, .minmax)
     }
+
+    /// The budget repair: above the band the least decided groups move one candidate down until
+    /// the size is inside, below it they move up; an argmax inside the band is left alone; a band
+    /// narrower than any group's step is an error naming the way out. Tiny model, one group per
+    /// matrix: q, k, v, o are 32x32 (1,024 weights), the FFN matrices 1,184.
+    func testBudgetRepairMovesTheLeastDecidedGroupsIntoTheBand() throws {
+        let m = try model()
+        let net = try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1)
+        defer { net.uninstall() }
+        let weights = 2 * (4 * 32 * 32 + 37 * 32 + 32 * 37)
+        let sizes = QuantizableMatrices.of(m).map { $0.tensor.count }
+        // Every matrix at 4 bits, matrix i decided by a margin 0.1 (i + 1) over 2 bits.
+        for (i, theta) in net.logits.enumerated() { theta.assign([0, 1, 1 + 0.1 * Float(i + 1)]) }
+        let v3 = BitPlan.budgetMiB(averageBits: 3, weights: weights)
+        let (plan, repair) = try net.repairedArgmaxPlan(targetMiB: v3, tolerance: 0.1, tieBreak: .widest, provenance: .init(method: "aq-bert"))
+        let r = try XCTUnwrap(repair)
+        // 51,712 bits -> four 32x32 matrices (8,192 bits) -> 43,520, above 42,662; the FFN
+        // intermediate matrix (2,368 bits) -> 41,152, inside.
+        XCTAssertEqual(r.moves.map(\.path), Array(net.paths.prefix(5)))
+        for (move, i) in zip(r.moves, 1...5) { XCTAssertEqual(move.margin, 0.1 * Float(i), accuracy: 1e-6) }
+        XCTAssertTrue(r.moves.allSatisfy { $0.fromBits == 4 && $0.toBits == 2 && $0.group == 0 })
+        XCTAssertEqual(r.argmaxMiB, 4 * Double(weights) / 8 / 1_048_576)
+        XCTAssertEqual(plan.sizeMiB, Double(51_712 - 8_192 - 2 * sizes[4]) / 8 / 1_048_576)
+        XCTAssertEqual(r.repairedMiB, plan.sizeMiB)
+        XCTAssertEqual(plan.provenance.achievedMiB, plan.sizeMiB)
+        XCTAssertEqual(plan.provenance.notes["budget_repair"], r.summary)
+        XCTAssertTrue(r.summary.hasPrefix("5 groups moved one candidate down"), r.summary)
+        for (i, path) in net.paths.enumerated() { XCTAssertEqual(plan.matrices[path]!.bits, [i < 5 ? 2 : 4], path) }
+        try plan.validate(against: m)
+
+        // Below the band: every matrix at 0 bits, the last matrices least decided.
+        for (i, theta) in net.logits.enumerated() { theta.assign([1 + 0.1 * Float(12 - i), 1, 0]) }
+        let v1 = BitPlan.budgetMiB(averageBits: 1, weights: weights)
+        let (up, upRepair) = try net.repairedArgmaxPlan(targetMiB: v1, tolerance: 0.1, tieBreak: .widest, provenance: .init(method: "aq-bert"))
+        XCTAssertEqual(try XCTUnwrap(upRepair).moves.map(\.path), Array(net.paths.suffix(6).reversed()))
+        XCTAssertTrue(upRepair!.moves.allSatisfy { $0.fromBits == 0 && $0.toBits == 2 })
+        XCTAssertEqual(abs(up.sizeMiB - v1) / v1, 0, accuracy: 0.1)
+
+        // Inside the band: the argmax plan as it is, no note.
+        for theta in net.logits { theta.assign([0, 1, 2]) }
+        let (same, none) = try net.repairedArgmaxPlan(targetMiB: BitPlan.budgetMiB(averageBits: 3.95, weights: weights),
+                                                      tolerance: 0.02, tieBreak: .widest, provenance: .init(method: "aq-bert"))
+        XCTAssertNil(none)
+        XCTAssertEqual(same.matrices, net.argmaxPlan(tieBreak: .widest, provenance: .init(method: "aq-bert")).matrices)
+        XCTAssertNil(same.provenance.notes["budget_repair"])
+
+        // +-2% around 3.1 bits is [39,275, 40,878] bits: from 41,152 every single step (>= 2,048
+        // bits) jumps over it.
+        for (i, theta) in net.logits.enumerated() { theta.assign([0, 1, 1 + 0.1 * Float(i + 1)]) }
+        XCTAssertThrowsError(try net.repairedArgmaxPlan(targetMiB: BitPlan.budgetMiB(averageBits: 3.1, weights: weights), tolerance: 0.02,
+                                                        tieBreak: .widest, provenance: .init(method: "aq-bert"))) {
+            XCTAssertTrue("\($0)".contains("widen --tolerance"), "\($0)")
+        }
+    }
 }

@@ -6,7 +6,8 @@ import Foundation
 /// Runs the AQ-BERT search on a task's training data: D_val is carved out of the training
 /// examples (METHOD.md section 5: `valFraction`, seeded; the official dev set is never used),
 /// the super-network is installed on the fine-tuned model, and Algorithm 1 runs. Writes
-/// `plan.json`, `search_log.jsonl` and `search_config.json` into `output`.
+/// `plan.json`, `search_log.jsonl` and `search_config.json` into `output`, and
+/// `budget_repair.json` (every move) when the argmax plan had to be moved into the band.
 public struct SearchRunner {
     public let model: BertTaskModel
     public let pipeline: TaskPipeline
@@ -29,12 +30,16 @@ public struct SearchRunner {
         self.output = output
     }
 
-    /// Budget checks that need the model: positive, and reachable with the candidate set.
+    /// Budget checks that need the model: positive, reachable with the candidate set, and a band
+    /// no single group's step can jump over.
     public static func checkBudget(_ c: SearchConfiguration, model: BertTaskModel) throws {
         try BitPlan.validateCandidates(c.candidates)
         let weights = QuantizableMatrices.of(model).reduce(0) { $0 + $1.tensor.count }
         let smallest = BitPlan.budgetMiB(averageBits: Double(c.candidates.first!), weights: weights)
         let largest = BitPlan.budgetMiB(averageBits: Double(c.candidates.last!), weights: weights)
+        guard c.tolerance.isFinite, c.tolerance > 0, c.tolerance < 1 else {
+            throw PlanError("--tolerance is the band's half-width as a fraction of the budget: a number above 0 and below 1, got \(c.tolerance)")
+        }
         guard c.targetMiB > 0 else { throw PlanError("the size budget must be positive, got \(c.targetMiB) MiB") }
         guard c.targetMiB <= largest * (1 + c.tolerance) else {
             throw PlanError(String(format: "a budget of %.3f MiB is above the size with every group at %d bits (%.3f MiB): nothing to search",
@@ -46,6 +51,17 @@ public struct SearchRunner {
         }
         for (path, t) in QuantizableMatrices.of(model) where t.shape[0] % c.groups != 0 {
             throw PlanError("--groups \(c.groups) does not divide the \(t.shape[0]) rows of \(path)")
+        }
+        // The budget repair moves one group one candidate at a time; when no such step is wider
+        // than the band it cannot jump over it, so every search ends inside.
+        let gap = zip(c.candidates.dropFirst(), c.candidates).map { $0 - $1 }.max() ?? 0
+        let band = 2 * c.tolerance * c.targetMiB
+        if let (path, t) = QuantizableMatrices.of(model).max(by: { $0.tensor.count < $1.tensor.count }) {
+            let n = t.count / c.groups, step = Double(n * gap) / 8 / 1_048_576
+            guard step <= band else {
+                throw PlanError(String(format: "one group of %@ (%d weights) moves the size by %.3g MiB per candidate step, more than the band %.3g MiB +- %.1f%% is wide, so no plan is sure to land inside it: use more --groups or a --tolerance of at least %.3f",
+                                       path, n, step, c.targetMiB, 100 * c.tolerance, step / (2 * c.targetMiB)))
+            }
         }
     }
 
@@ -104,6 +120,9 @@ public struct SearchRunner {
         plan.provenance.notes["val_percent"] = String(validationPercent)
         try writeAtomically(Data(lines.utf8), to: output.appendingPathComponent("search_log.jsonl"))
         try writeAtomically(try e.encode(configuration), to: output.appendingPathComponent("search_config.json"))
+        if let repair = search.repair {
+            try writeAtomically(try e.encode(repair), to: output.appendingPathComponent("budget_repair.json"))
+        }
         try plan.write(to: output.appendingPathComponent("plan.json"))
         return plan
     }
