@@ -12,7 +12,8 @@
 # Environment: BITS (3.0), ROW_GROUPS (128 per matrix), SEED (42), SEARCH_EPOCHS (3), QAT_EPOCHS (1), THREADS (1 per run),
 # PARALLEL (2 runs at a time), MAX_SEQ_LENGTH (the task's), AQBERT (.build/release/aqbert), VARIANTS (one variant per line,
 # each the extra flags of `aqbert search`; an empty line is the defaults). Default VARIANTS are
-# the rows of the README's "Searching harder at 3.0 bits" tables. Every command is appended to
+# the rows of the README's "Searching harder at 3.0 bits" tables, measured before the search's
+# defaults became --freeze-weights --ranges mse, so each names its weights and ranges. Every command is appended to
 # $OUT/commands.sh, each run's output goes to $OUT/<n>-*.log and $OUT/<n>/; a run whose retrain
 # finished is not repeated. Builds nothing.
 set -euo pipefail
@@ -32,18 +33,19 @@ PARALLEL="${PARALLEL:-2}"
 seq=(); [[ -n "${MAX_SEQ_LENGTH:-}" ]] && seq=(--max-seq-length "$MAX_SEQ_LENGTH")
 OUT="${OUT:-$(mktemp -d -t search_variants.XXXXXX)}"
 DEFAULT_VARIANTS="
---bits 0,2,3,4
---bits 2,3,4
---hard
---arch-optimizer normalized
---lr 0 --arch-start 0
---bits 0,2,3,4 --initial-logits 0,0,3,0
---bits 0,2,3,4 --initial-logits 0,0,3,0 --temperature 1 --final-temperature 0.2
---freeze-weights
---freeze-weights --hard
---bits 0,3,4
---bits 0,3,4 --freeze-weights
---bits 0,3,4 --freeze-weights --hard"
+--train-weights --ranges minmax
+--train-weights --ranges minmax --bits 0,2,3,4
+--train-weights --ranges minmax --bits 2,3,4
+--train-weights --ranges minmax --hard
+--train-weights --ranges minmax --arch-optimizer normalized
+--train-weights --ranges minmax --lr 0 --arch-start 0
+--train-weights --ranges minmax --bits 0,2,3,4 --initial-logits 0,0,3,0
+--train-weights --ranges minmax --bits 0,2,3,4 --initial-logits 0,0,3,0 --temperature 1 --final-temperature 0.2
+--freeze-weights --ranges minmax
+--freeze-weights --ranges minmax --hard
+--train-weights --ranges minmax --bits 0,3,4
+--freeze-weights --ranges minmax --bits 0,3,4
+--freeze-weights --ranges minmax --bits 0,3,4 --hard"
 VARIANTS="${VARIANTS-$DEFAULT_VARIANTS}"
 [[ -x "$AQBERT" ]] || { echo "error: $AQBERT not found; run 'swift build -c release' first" >&2; exit 1; }
 mkdir -p "$OUT"

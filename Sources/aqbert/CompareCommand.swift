@@ -44,11 +44,13 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Architecture optimiser of the search: \(ArchitectureOptimizer.allCases.map(\.rawValue).joined(separator: ", ")).")
     var archOptimizer: String = "adam"
     @Option(help: "Its learning rate.") var archLr: Float = 0.01
-    @Flag(help: "AQ-BERT search with frozen weights (search --freeze-weights).") var freezeWeights = false
-    @Option(help: "AQ-BERT search: distil in the weight steps (search --distill): none, logits, layers or all.")
+    /// The AQ-BERT search's weights (search --freeze-weights, the default, or --train-weights).
+    @Flag var searchWeights: SearchWeights = .freezeWeights
+    var freezeWeights: Bool { searchWeights == .freezeWeights }
+    @Option(help: "AQ-BERT search: distil in the weight steps (search --distill, with --train-weights): none, logits, layers or all.")
     var searchDistill: DistillChoice = .none
-    @Option(help: "AQ-BERT search: the candidates' ranges in the super-network (search --ranges): minmax or mse.")
-    var searchRanges: SearchRanges = .minmax
+    @Option(help: "AQ-BERT search: the candidates' ranges in the super-network (search --ranges): mse (the default) or minmax.")
+    var searchRanges: SearchRanges = .mse
     @Option(help: "Q-BERT sensitivity: random subsets.") var sensitivitySubsets: Int = 10
     @Option(help: "Q-BERT sensitivity: share of the training rows per subset.") var sensitivityFraction: Double = 0.1
     @Option(help: "Q-BERT sensitivity: at most this many rows per subset (0: no cap). Each Hessian-vector product is two gradient passes over the subset (MiniLM, SST-2: ~22 ms of CPU per row).")
@@ -60,7 +62,7 @@ struct CompareCommand: ParsableCommand {
 
     func validate() throws {
         if freezeWeights && searchDistill != .none {
-            throw ValidationError("--search-distill acts on the search's weight steps, and --freeze-weights has none: use one of them")
+            throw ValidationError("--search-distill acts on the search's weight steps, and frozen weights (the default) have none: add --train-weights")
         }
         if !(tolerance > 0 && tolerance < 1) { throw ValidationError("--tolerance must be above 0 and below 1 (0.02 is a band of +-2%)") }
         if seeds < 1 { throw ValidationError("--seeds must be at least 1") }
@@ -216,7 +218,7 @@ struct CompareCommand: ParsableCommand {
                                       "--target-bits", String(b), "--bits", bits, "--groups", String(groups), "--tolerance", String(tolerance),
                                       "--epochs", String(searchEpochs), "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr),
                                       "--ranges", searchRanges.rawValue]
-                    if freezeWeights { searchArgs.append("--freeze-weights") }
+                    searchArgs.append(freezeWeights ? "--freeze-weights" : "--train-weights")
                     if searchDistill != .none { searchArgs += ["--distill", searchDistill.rawValue] }
                     if let batchSize { searchArgs += ["--batch-size", String(batchSize)] }
                     if let maxSeqLength { searchArgs += ["--max-seq-length", String(maxSeqLength)] }

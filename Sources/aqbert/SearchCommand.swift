@@ -9,18 +9,36 @@ extension ArchitectureOptimizer: ExpressibleByArgument {}
 extension TieBreak: ExpressibleByArgument {}
 extension SearchRanges: ExpressibleByArgument {}
 
+/// Whether the search's weight steps run: `--freeze-weights` (the default: architecture steps
+/// only, against the fine-tuned weights) or `--train-weights` (the paper's alternation).
+enum SearchWeights: String, EnumerableFlag {
+    case freezeWeights, trainWeights
+
+    static func help(for value: SearchWeights) -> ArgumentHelp? {
+        switch value {
+        case .freezeWeights:
+            return "No weight steps: every step is an architecture step against the fine-tuned weights (the default; beyond the paper, about half the step cost)."
+        case .trainWeights:
+            return "The paper's alternation: an AdamW step on the weights, then one on the architecture logits."
+        }
+    }
+}
+
 struct SearchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "search",
         abstract: "AQ-BERT: search a per-group bit plan under a size budget (METHOD.md sections 3-5).",
         discussion: """
-            Installs Gumbel-softmax mixed weights on the fine-tuned model and alternates, per \
-            mini-batch, AdamW on the weights (training split) and a step on the architecture logits \
-            (validation split carved from --train; the dev set is never used). The plan is the \
-            argmax. With --freeze-weights there are no weight steps: the logits are searched \
-            against the fine-tuned weights as they are. Departure from the paper: its SGD at 0.1 \
-            barely moves the logits (METHOD.md section 9), so the default architecture optimiser is \
-            Adam at 0.01; both are options and are recorded in the plan.
+            Installs Gumbel-softmax mixed weights on the fine-tuned model and takes steps on the \
+            architecture logits (validation split carved from --train; the dev set is never used). \
+            The plan is the argmax, repaired into the size band when it lands outside. By default \
+            the weights are frozen and each candidate quantizes with its group's MSE-optimal \
+            clipping bounds (--freeze-weights --ranges mse: the setting that gave the best \
+            retrained models, README "The search with the recipe"); --train-weights --ranges \
+            minmax is the paper's search, which alternates AdamW steps on the weights (training \
+            split) with the architecture steps. Departure from the paper: its SGD at 0.1 barely \
+            moves the logits (METHOD.md section 9), so the default architecture optimiser is Adam \
+            at 0.01; both are options and are recorded in the plan.
             """
     )
 
@@ -32,23 +50,18 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Row groups per matrix.") var groups: Int = 128
     @Option(help: "Share of the training examples held out for the architecture steps.") var valFraction: Double = 0.1
     @Option(help: "Search epochs.") var epochs: Int = 3
-    @Option(help: "N1: first epoch with architecture steps (default: 1; 0 with --freeze-weights).") var archStart: Int?
+    @Option(help: "N1: first epoch with architecture steps (default: 0 with frozen weights, 1 with --train-weights).") var archStart: Int?
     @Option(help: "lambda of the size penalty, or 'auto'.") var lambda: String = "auto"
     @Option(help: "eps of the budget band (1 +- eps).") var tolerance: Double = 0.02
     @Option(help: "Optimiser of the architecture logits.") var archOptimizer: ArchitectureOptimizer = .adam
     @Option(help: "Its learning rate.") var archLr: Float = 0.01
     @Option(name: .customLong("lr"), help: "AdamW rate of the weight steps.") var learningRate: Float = 2e-5
-    @Flag(help: """
-        No weight steps: every step is an architecture step against the fine-tuned weights \
-        (beyond the paper; half the step cost).
-        """)
-    var freezeWeights = false
-    @Option(help: "Distil from the fp32 --model in the weight steps: none, logits, layers or all (retrain's defaults for alpha 0.5, T 2 and the layer weights 1).")
+    @Flag var weights: SearchWeights = .freezeWeights
+    var freezeWeights: Bool { weights == .freezeWeights }
+    @Option(help: "Distil from the fp32 --model in the weight steps (--train-weights): none, logits, layers or all (retrain's defaults for alpha 0.5, T 2 and the layer weights 1).")
     var distill: DistillChoice = .none
-    @Option(help: """
-        Quantization ranges of the candidates in the super-network: minmax (the paper's) or mse         (each group's MSE-optimal clipping bounds per width, where retrain's learned ranges start).
-        """)
-    var ranges: SearchRanges = .minmax
+    @Option(help: "Quantization ranges of the candidates in the super-network: mse (each group's MSE-optimal clipping bounds per width, where retrain's learned ranges start; the default) or minmax (the paper's).")
+    var ranges: SearchRanges = .mse
     @Option(help: "Examples per step.") var batchSize: Int = 32
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
     @Option(help: "Initial Gumbel-softmax temperature t0.") var temperature: Float = 5
@@ -73,10 +86,10 @@ struct SearchCommand: ParsableCommand {
         if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if let archStart, archStart < 0 || archStart >= epochs { throw ValidationError("--arch-start must be between 0 and --epochs - 1") }
         if freezeWeights, let archStart, archStart != 0 {
-            throw ValidationError("--freeze-weights has no weight steps to start with: its architecture steps start at epoch 0 (drop --arch-start)")
+            throw ValidationError("frozen weights (the default) have no weight steps to start with: the architecture steps start at epoch 0 (drop --arch-start, or add --train-weights)")
         }
-        if freezeWeights && distill != .none { throw ValidationError("--distill acts on the weight steps, and --freeze-weights has none: use one of them") }
-        if freezeWeights && secondOrder { throw ValidationError("--second-order unrolls a weight step, and --freeze-weights has none: use one of them") }
+        if freezeWeights && distill != .none { throw ValidationError("--distill acts on the weight steps, and frozen weights (the default) have none: add --train-weights") }
+        if freezeWeights && secondOrder { throw ValidationError("--second-order unrolls a weight step, and frozen weights (the default) have none: add --train-weights") }
         if lambda != "auto" && Double(lambda) == nil { throw ValidationError("--lambda must be a number or 'auto'") }
         if groups < 1 { throw ValidationError("--groups must be at least 1") }
         if unrolledLr != nil && !secondOrder { throw ValidationError("--unrolled-lr needs --second-order") }

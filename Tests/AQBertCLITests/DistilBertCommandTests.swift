@@ -57,7 +57,7 @@ final class DistilBertCommandTests: XCTestCase {
         XCTAssertEqual(u.status, 0, u.stderr)
         let searched = dir.appendingPathComponent("search")
         let s = try CLI.run(["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "3",
-                             "--groups", "1", "--tolerance", "0.1", "--epochs", "2", "--arch-start", "1", "--batch-size", "8", "--threads", "1",
+                             "--groups", "1", "--tolerance", "0.1", "--epochs", "2", "--batch-size", "8", "--threads", "1",
                              "--output", searched.path])
         XCTAssertEqual(s.status, 0, s.stderr)
         let plan = searched.appendingPathComponent("plan.json")

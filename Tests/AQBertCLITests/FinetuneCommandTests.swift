@@ -196,9 +196,12 @@ final class FinetuneCommandTests: XCTestCase {
     func testSearchAndResumeAfterKill() throws {
         let fp32 = dir.appendingPathComponent("fp32")
         XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
-        func args(_ out: URL) -> [String] {
+        // The paper's search (trained weights, architecture steps from epoch 1) unless `frozen`
+        // (the default search).
+        func args(_ out: URL, frozen: Bool = false) -> [String] {
             ["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2.5", "--groups", "1", "--tolerance", "0.1",
-             "--epochs", "3", "--arch-start", "1", "--batch-size", "8", "--save-steps", "4", "--threads", "1", "--output", out.path]
+             "--epochs", "3", "--batch-size", "8", "--save-steps", "4", "--threads", "1", "--output", out.path]
+                + (frozen ? [] : ["--train-weights", "--arch-start", "1"])
         }
         let a = dir.appendingPathComponent("search-a"), b = dir.appendingPathComponent("search-b")
         let r = try CLI.run(args(a))
@@ -276,28 +279,32 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual((configF?["distillation"] as? [String: Any])?["mode"] as? String, "all")
         XCTAssertEqual(configF?["weightRanges"] as? String, "mse")
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-h")) + ["--ranges", "learned"]), contains: "--ranges")
-        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-g")) + ["--distill", "all", "--freeze-weights"]),
-                        contains: "--freeze-weights")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-g"), frozen: true) + ["--distill", "all"]),
+                        contains: "add --train-weights")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-g"), frozen: true) + ["--second-order"]),
+                        contains: "add --train-weights")
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-e")) + ["--initial-logits", "0,1"]),
                         contains: "--initial-logits needs 3 numbers")
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-f")) + ["--initial-logits", "0,x,1"]),
                         contains: "--initial-logits needs 3 numbers")
 
-        // Frozen weights: architecture steps from the first step, no training loss in the log.
+        // The default search: frozen weights and MSE ranges, architecture steps from the first
+        // step, no training loss in the log; --freeze-weights says the same explicitly.
         let g = dir.appendingPathComponent("search-g")
-        var frozenArgs = args(g)
-        let at = try XCTUnwrap(frozenArgs.firstIndex(of: "--arch-start"))
-        frozenArgs.removeSubrange(at...(at + 1))
-        frozenArgs.append("--freeze-weights")
-        let frozen = try CLI.run(frozenArgs)
+        let frozen = try CLI.run(args(g, frozen: true))
         XCTAssertEqual(frozen.status, 0, frozen.stderr)
         let planG = try JSONSerialization.jsonObject(with: Data(contentsOf: g.appendingPathComponent("plan.json"))) as? [String: Any]
-        XCTAssertEqual(((planG?["provenance"] as? [String: Any])?["notes"] as? [String: String])?["weights"], "frozen")
+        let notesG = (planG?["provenance"] as? [String: Any])?["notes"] as? [String: String]
+        XCTAssertEqual(notesG?["weights"], "frozen")
+        XCTAssertEqual(notesG?["weight_ranges"], "mse")
+        let explicit = dir.appendingPathComponent("search-i")
+        XCTAssertEqual(try CLI.run(args(explicit, frozen: true) + ["--freeze-weights", "--ranges", "mse"]).status, 0)
+        XCTAssertEqual(try Data(contentsOf: explicit.appendingPathComponent("plan.json")), try Data(contentsOf: g.appendingPathComponent("plan.json")))
         let frozenLog = try String(contentsOf: g.appendingPathComponent("search_log.jsonl"), encoding: .utf8).split(separator: "\n")
         let entry = try JSONSerialization.jsonObject(with: Data(frozenLog[0].utf8)) as! [String: Any]
         XCTAssertNil(entry["train_loss"])
         XCTAssertNotNil(entry["val_loss"], "an architecture step at step 0")
-        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-h")) + ["--freeze-weights"]), contains: "drop --arch-start")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-h"), frozen: true) + ["--arch-start", "1"]), contains: "drop --arch-start")
     }
 
     /// Q-BERT end to end: sensitivity (resumable per subset, byte-identical after a kill),
@@ -390,8 +397,10 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertTrue(bitmap.contains("block 1") && bitmap.contains("FFN out"), bitmap)
         let commands = try String(contentsOf: out.appendingPathComponent("commands.sh"), encoding: .utf8)
         XCTAssertTrue(commands.contains(" retrain ") && commands.contains(" sensitivity ") && commands.contains(" search "), commands)
-        XCTAssertTrue(commands.contains(" --ranges minmax"), "the search's ranges are passed explicitly: \(commands)")
-        XCTAssertEqual((results["settings"] as? [String: Any])?["search_ranges"] as? String, "minmax")
+        XCTAssertTrue(commands.contains(" --ranges mse") && commands.contains(" --freeze-weights"),
+                      "the search's settings are passed explicitly: \(commands)")
+        XCTAssertEqual((results["settings"] as? [String: Any])?["search_ranges"] as? String, "mse")
+        XCTAssertEqual((results["settings"] as? [String: Any])?["search_weights"] as? String, "frozen")
 
         // Run again: every step is finished, nothing runs, the same results.
         let again = try CLI.run(args)
