@@ -98,6 +98,40 @@ final class ReadersTests: XCTestCase {
         XCTAssertEqual(d.split(heldOutPercent: 100, seed: 3).kept.examples.count, 0)
     }
 
+    /// Files saved with Windows line endings read as the same examples, line numbers included,
+    /// and split into the same examples (written back with LF).
+    func testCRLFFilesReadLikeLFFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aqbert-crlf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func crlf(_ source: URL) throws -> URL {
+            let text = try String(contentsOf: source, encoding: .utf8)
+            XCTAssertFalse(text.contains("\r"), "the fixture \(source.lastPathComponent) is LF")
+            let out = dir.appendingPathComponent(source.lastPathComponent)
+            try Data(text.replacingOccurrences(of: "\n", with: "\r\n").utf8).write(to: out)
+            return out
+        }
+        for (task, name) in [(TaskName.sst2, "sst2_dev.tsv"), (.mnli, "mnli_dev_matched.tsv"), (.mnli, "mnli.jsonl")] {
+            let lf = try TaskReaders.classification(task, url(name)), windows = try TaskReaders.classification(task, try crlf(url(name)))
+            XCTAssertFalse(lf.examples.isEmpty)
+            XCTAssertEqual(windows.examples, lf.examples, name)
+            XCTAssertEqual(windows.labels, lf.labels, name)
+        }
+        let conll = try TaggedFixtures.url("tagged_iob1.txt")
+        let lf = try TaskReaders.conll2003(conll), windows = try TaskReaders.conll2003(try crlf(conll))
+        XCTAssertEqual(windows.sentences, lf.sentences)
+        XCTAssertEqual(windows.scheme, lf.scheme)
+        for (task, source) in [(TaskName.sst2, url("sst2_dev.tsv")), (.conll2003, conll)] {
+            var files: [[String]] = []
+            for input in [source, try crlf(source)] {
+                let train = dir.appendingPathComponent("train-\(files.count)"), dev = dir.appendingPathComponent("dev-\(files.count)")
+                _ = try DataSplits.split(task: task, data: input, seed: 3, heldOutPercent: 50, trainArticles: nil, train: train, dev: dev)
+                files.append([try String(contentsOf: train, encoding: .utf8), try String(contentsOf: dev, encoding: .utf8)])
+            }
+            XCTAssertEqual(files[1], files[0], "\(task)")
+        }
+    }
+
     /// The held-out rule equals the Python definition (`splits.json`).
     func testHeldOutRuleMatchesPython() throws {
         let f = try MetricFixtures.json("splits.json")

@@ -143,7 +143,7 @@ public enum PredictionFiles {
         let root: Any
         do { root = try JSONSerialization.jsonObject(with: data) } catch {
             if let text = String(data: data.prefix(4096), encoding: .utf8) {
-                let lines = text.split(separator: "\n")
+                let lines = SourceText.lines(of: text).filter { !$0.isEmpty }
                 let shape = FileShape.sniff(lines)
                 // One broken single-line object is bad JSON, not JSON Lines.
                 if (shape == .jsonLines && lines.count > 1) || shape == .tsv || shape == .conll {

@@ -16,7 +16,7 @@ extension TaskReaders {
         } catch {
             let at = jsonErrorLine(error, in: data).map { ":\($0)" } ?? ""
             if let text = String(data: data.prefix(4096), encoding: .utf8) {
-                let shape = FileShape.sniff(text.split(separator: "\n", omittingEmptySubsequences: false))
+                let shape = FileShape.sniff(SourceText.lines(of: text))
                 if shape == .tsv || shape == .conll || shape == .jsonLines {
                     throw DataError("\(path): looks like \(shape.description); squad expects \(squadExpect)")
                 }

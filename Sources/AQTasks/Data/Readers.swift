@@ -32,8 +32,8 @@ public enum TaskReaders {
 
 // MARK: - Source text
 
-/// A data file's text split into lines (only "\n" ends a line; a trailing "\r" is dropped),
-/// after the checks every reader shares: the path exists, is a file, is not empty, is UTF-8.
+/// A data file's text split into lines (`SourceText.lines(of:)`: LF or CRLF ends a line), after
+/// the checks every reader shares: the path exists, is a file, is not empty, is UTF-8.
 struct SourceText {
     let path: String
     /// Line `i` is source line `i + 1`.
@@ -48,10 +48,17 @@ struct SourceText {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw DataError("\(url.path):\(firstInvalidUTF8Line(bytes)): not valid UTF-8; save the file as UTF-8")
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        var lines = lines(of: text)
         if lines.last == "" { lines.removeLast() }
-        for i in lines.indices where lines[i].hasSuffix("\r") { lines[i] = lines[i].dropLast() }
         return SourceText(path: url.path, lines: lines, text: text)
+    }
+
+    /// `text` split at LF and CRLF (Windows files such as GLUE TSVs saved on Windows), a "\r"
+    /// left at a line's end dropped. Swift reads "\r\n" as one Character, so splitting at the
+    /// Character "\n" alone would leave a CRLF file as one line.
+    static func lines(of text: String) -> [Substring] {
+        text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+            .map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
     }
 
     /// The file's bytes, with one-line errors for a missing file, a directory and an empty file.

@@ -44,7 +44,7 @@ public enum DataSplits {
         }
         switch task {
         case .sst2, .mnli:
-            var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var lines = SourceText.lines(of: text).map(String.init)
             if lines.last == "" { lines.removeLast() }
             var index = 0
             let isJSONL = lines.first?.hasPrefix("{") ?? false
@@ -66,7 +66,7 @@ public enum DataSplits {
                 if block.hasPrefix("-DOCSTART-") { a += block + "\n"; b += block + "\n" } else { take(index, block + "\n"); index += 1 }
                 block = ""
             }
-            for l in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            for l in SourceText.lines(of: text) {
                 if l.trimmingCharacters(in: .whitespaces).isEmpty { flush() } else { block += l + "\n" }
             }
             flush()
