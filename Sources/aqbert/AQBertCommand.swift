@@ -23,7 +23,7 @@ struct AQBertCommand: ParsableCommand {
         // as compare's steps) shows it when it happens rather than a buffer later.
         setvbuf(stdout, nil, _IOLBF, 0)
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             let code = exitCode(for: error)
@@ -35,5 +35,31 @@ struct AQBertCommand: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(text)\n".utf8))
             Foundation.exit(code.rawValue)
         }
+    }
+
+    /// `--option -5` as `--option=-5`: the argument parser reads a word that starts with '-' as
+    /// an option, so a negative number would be "missing value" instead of reaching the check
+    /// that says what the option needs. Words after "--" are left alone.
+    static func joiningNegativeNumbers(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a == "--" { out += arguments[i...]; break }
+            if a.hasPrefix("--"), !a.contains("="), i + 1 < arguments.count, looksNegative(arguments[i + 1]) {
+                out.append(a + "=" + arguments[i + 1])
+                i += 2
+            } else {
+                out.append(a)
+                i += 1
+            }
+        }
+        return out
+    }
+
+    /// "-1", "-0.5", "-.5", "-1,2": a minus followed by a digit or a point.
+    static func looksNegative(_ word: String) -> Bool {
+        let chars = Array(word.prefix(2))
+        return chars.count == 2 && chars[0] == "-" && (chars[1].isNumber || chars[1] == ".")
     }
 }

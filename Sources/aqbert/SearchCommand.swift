@@ -92,6 +92,15 @@ struct SearchCommand: ParsableCommand {
         if freezeWeights && secondOrder { throw ValidationError("--second-order unrolls a weight step, and frozen weights (the default) have none: add --train-weights") }
         if lambda != "auto" && Double(lambda) == nil { throw ValidationError("--lambda must be a number or 'auto'") }
         if groups < 1 { throw ValidationError("--groups must be at least 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
+        if saveSteps < 0 { throw ValidationError("--save-steps must be 0 (epoch ends only) or more") }
+        if !(temperature > 0 && temperature.isFinite && finalTemperature > 0 && finalTemperature.isFinite) {
+            throw ValidationError("--temperature and --final-temperature must be positive numbers (the Gumbel-softmax divides by them)")
+        }
+        if !(archLr >= 0 && archLr.isFinite) { throw ValidationError("--arch-lr must be a non-negative number") }
+        if !(learningRate >= 0 && learningRate.isFinite) { throw ValidationError("--lr must be a non-negative number") }
+        if let l = Double(lambda), !(l >= 0 && l.isFinite) { throw ValidationError("--lambda must be a non-negative number or 'auto'") }
         if unrolledLr != nil && !secondOrder { throw ValidationError("--unrolled-lr needs --second-order") }
         if let xi = unrolledLr, !(xi >= 0 && xi.isFinite) { throw ValidationError("--unrolled-lr must be a non-negative number") }
     }
@@ -155,7 +164,7 @@ struct SearchCommand: ParsableCommand {
             throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")
         }
         let hash = SHA256.hex(try Data(contentsOf: trainURL))
-        let every = max(1, logEvery), json = self.json
+        let every = logEvery, json = self.json
         let plan = try runner.run(dataSHA256: hash, resume: resume) { e in
             guard e.step % every == 0 else { return }
             if json, let d = try? JSONEncoder().encode(e) {

@@ -52,6 +52,11 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(help: "Continue from the last checkpoint in --output (after a kill).") var resume = false
     @Flag(help: "Progress as one JSON object per line.") var json = false
 
+    func validate() throws {
+        if let saveSteps, saveSteps < 0 { throw ValidationError("--save-steps must be 0 (epoch ends only) or more") }
+        if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
+    }
+
     func run() throws { try train(plan: nil) }
 
     /// Fine-tuning, or with `plan` quantization-aware retraining (METHOD.md section 5);
@@ -107,7 +112,7 @@ struct FinetuneCommand: ParsableCommand {
                 print("weight ranges \(ranges); distillation \(distill)")
             }
         }
-        let json = self.json, logEvery = max(1, self.logEvery)
+        let json = self.json, logEvery = self.logEvery
         let history = try trainer.train(resume: resume) { event in
             switch event {
             case let .step(epoch, step, total, loss, lr, rate, eta):
@@ -247,12 +252,13 @@ struct EvaluateCommand: ParsableCommand {
     func validate() throws {
         if calibration != nil && plan == nil { throw ValidationError("--calibration needs --plan (a quantization-aware model has its ranges)") }
         if calibrationRows < 1 { throw ValidationError("--calibration-rows must be at least 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
     func run() throws {
         let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride,
                                                          planPath: plan, calibration: calibration.map { ($0, calibrationRows) })
-        let report = try pipeline.report(model: model, batchSize: max(1, batchSize))
+        let report = try pipeline.report(model: model, batchSize: batchSize)
         print(json ? report.json : report.table)
     }
 }
@@ -277,11 +283,12 @@ struct PredictCommand: ParsableCommand {
 
     func validate() throws {
         if format == .conll && common.task != .conll2003 { throw ValidationError("--format conll applies to --task conll2003 only") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
     func run() throws {
         let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride)
-        try TextIO.write(try pipeline.predictions(model: model, batchSize: max(1, batchSize), format: format), to: output)
+        try TextIO.write(try pipeline.predictions(model: model, batchSize: batchSize, format: format), to: output)
     }
 }
 

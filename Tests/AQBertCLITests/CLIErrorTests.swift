@@ -124,6 +124,33 @@ final class CLIErrorTests: XCTestCase {
                         contains: "--max-length")
     }
 
+    /// A negative number reaches the option's own check ("--epochs must be at least 1"), written
+    /// as "--epochs -1" as well as "--epochs=-1"; counts of 0 or less are refused, not clamped.
+    func testNegativeAndZeroCounts() throws {
+        let data = dir.appendingPathComponent("d.tsv")
+        try "sentence\tlabel\ngood\t1\n".write(to: data, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("o").path
+        let task = ["--model", model.path, "--task", "sst2"]
+        let cases: [([String], String)] = [
+            (["finetune"] + task + ["--train", data.path, "--dev", data.path, "--output", out, "--epochs", "-1"], "--epochs must be at least 1"),
+            (["finetune"] + task + ["--train", data.path, "--dev", data.path, "--output", out, "--epochs=-1"], "--epochs must be at least 1"),
+            (["finetune"] + task + ["--train", data.path, "--dev", data.path, "--output", out, "--lr", "-0.5"], "--lr must be positive"),
+            (["finetune"] + task + ["--train", data.path, "--dev", data.path, "--output", out, "--save-steps", "-1"], "--save-steps"),
+            (["finetune"] + task + ["--train", data.path, "--dev", data.path, "--output", out, "--log-every", "0"], "--log-every"),
+            (["search"] + task + ["--train", data.path, "--target-bits", "2", "--output", out, "--batch-size", "0"], "--batch-size must be at least 1"),
+            (["search"] + task + ["--train", data.path, "--target-bits", "2", "--output", out, "--temperature", "0"], "--temperature"),
+            (["search"] + task + ["--train", data.path, "--target-bits", "2", "--output", out, "--groups", "-2"], "--groups must be at least 1"),
+            (["evaluate"] + task + ["--data", data.path, "--batch-size", "-1"], "--batch-size must be at least 1"),
+            (["predict"] + task + ["--data", data.path, "--output", out, "--batch-size", "0"], "--batch-size must be at least 1"),
+            (["split", "--task", "sst2", "--data", data.path, "--held-out-percent", "-5", "--train-output", out, "--dev-output", out + "2"],
+             "--held-out-percent"),
+        ]
+        for (args, message) in cases {
+            assertUserError(try CLI.run(args), contains: message)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     func testBenchRunsOnTinyShapes() throws {
         let r = try CLI.run(["bench", "train", "--model", model.path, "--batch", "2", "--seq", "8", "--steps", "1", "--warmup", "0"])
         XCTAssertEqual(r.status, 0, r.stderr)
