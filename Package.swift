@@ -64,6 +64,7 @@ let package = Package(
                 "AQTasks",
                 "AQHub",
                 "AQTokenizer",
+                "AQFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

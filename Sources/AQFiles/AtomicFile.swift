@@ -186,3 +186,43 @@ public func writeAtomically(_ data: Data, toPath path: String) throws {
         try data.withUnsafeBytes { try file.write($0) }
     }
 }
+
+// MARK: - Outputs that must not be inputs
+
+/// (device, inode) of `path` following links, or nil when it does not exist: two paths name the
+/// same file exactly when these agree (other spellings, symbolic and hard links included).
+public func fileIdentity(_ path: String) -> (device: UInt64, inode: UInt64)? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }
+    return (UInt64(st.st_dev), UInt64(st.st_ino))
+}
+
+/// Whether `path` exists and is something other than a regular file or a directory (a device
+/// node, a FIFO, a socket): writing an output there would replace it with a regular file.
+public func isSpecialFile(_ path: String) -> Bool {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return false }
+    let kind = st.st_mode & S_IFMT
+    return kind != S_IFREG && kind != S_IFDIR
+}
+
+/// The reason an output at `output` would destroy one of `inputs` (label, path), or nil. An
+/// output names an input when it is the same file or directory; an input directory (a model)
+/// also counts every regular file directly inside it, so an output file may not be its
+/// `model.safetensors` either. An existing special file (device, FIFO) is refused too.
+public func outputConflict(_ output: String, inputs: [(label: String, path: String)]) -> String? {
+    if isSpecialFile(output) { return "\(output) is not a regular file (a device, FIFO or socket); write to a file" }
+    guard let out = fileIdentity(output) else { return nil }
+    for (label, path) in inputs {
+        guard let id = fileIdentity(path) else { continue }
+        if id == out { return "\(output) is \(label) (\(path)): an output never replaces an input; choose another path" }
+        guard fileExists(path).isDirectory, let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { continue }
+        for name in names {
+            let inner = path + "/" + name
+            if let id = fileIdentity(inner), id == out, !fileExists(inner).isDirectory {
+                return "\(output) is \(inner), a file of \(label): an output never replaces an input; choose another path"
+            }
+        }
+    }
+    return nil
+}

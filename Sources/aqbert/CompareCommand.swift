@@ -91,6 +91,7 @@ struct CompareCommand: ParsableCommand {
         let budgetList = parsedBudgets!, methodList = parsedMethods!
         let trainURL = try TextIO.existingFile(train, option: "--train"), devURL = try TextIO.existingFile(dev, option: "--dev")
         let modelDir = try TextIO.modelDirectory(model)
+        try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train), ("--dev", dev)])
         let out = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let runner = StepRunner(output: out, threads: threads)

@@ -32,6 +32,7 @@ struct EncodeCommand: ParsableCommand {
         if let threads { Runtime.threads = threads }
         let texts = try TextIO.readLines(input)
         let dir = try TextIO.modelDirectory(model)
+        try TextIO.checkOutput(output, inputs: [("--input", input), ("--model", dir.path)])
         let encoder: SentenceEncoder
         if PackedBert.isPacked(dir) {
             // A packed model (aqbert export): its encoder, run by the low-bit kernels.

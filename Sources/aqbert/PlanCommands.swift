@@ -20,7 +20,9 @@ struct PlanCommand: ParsableCommand {
         @Option(help: "Plan file to write.") var output: String
 
         func run() throws {
-            let model = try TextIO.loadModel(try TextIO.modelDirectory(self.model))
+            let dir = try TextIO.modelDirectory(self.model)
+            try TextIO.checkOutput(output, inputs: [("--model", dir.path)])
+            let model = try TextIO.loadModel(dir)
             let cands = try candidates.map(parseBits)
             let plan = try BitPlan.uniform(model: model, bits: bits, groups: groups, candidates: cands)
             try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
@@ -51,7 +53,9 @@ struct PlanCommand: ParsableCommand {
                 TextIO.warn("\(sensitivity) is unfinished (\(report.eigenvalues.count) of \(report.configuration.subsets) subsets): Omega uses those")
             }
             guard !report.eigenvalues.isEmpty else { throw CLIError("--sensitivity \(sensitivity) has no finished subset yet") }
-            let m = try TextIO.loadModel(try TextIO.modelDirectory(model))
+            let dir = try TextIO.modelDirectory(model)
+            try TextIO.checkOutput(output, inputs: [("--sensitivity", sensitivity), ("--model", dir.path)])
+            let m = try TextIO.loadModel(dir)
             var plan: BitPlan
             do { plan = try BitPlan.qbert(model: m, omega: report.omega, lowBits: low, highBits: high, groups: groups) } catch {
                 throw CLIError("\(error)")
@@ -73,6 +77,7 @@ struct PlanCommand: ParsableCommand {
         @Option(help: "Plan file to write.") var output: String
 
         func run() throws {
+            try TextIO.checkOutput(output, inputs: [("--like", like)])
             let source = try TextIO.loadPlan(like)
             let plan = source.shuffledControl(seed: seed)
             try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
@@ -95,6 +100,9 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Also draw every row group's bit-width (one strip per matrix) into this SVG file.") var groupMap: String?
 
     func run() throws {
+        for (option, path) in [("--bitmap", bitmap), ("--group-map", groupMap)] {
+            if let path { try TextIO.checkOutput(path, option: option, inputs: [("--plan", plan), ("--model", model)]) }
+        }
         let p = try TextIO.loadPlan(plan)
         let name = (plan as NSString).lastPathComponent
         let summary = String(format: "%.3f average bits, %.1f%% pruned", p.averageBits, 100 * p.prunedFraction)

@@ -121,6 +121,7 @@ struct SearchCommand: ParsableCommand {
         if let maxSeqLength { args.maxSeqLength = maxSeqLength }
         let trainURL = try TextIO.existingFile(train, option: "--train")
         let modelDir = try TextIO.modelDirectory(common.model)
+        try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)])
         // An impossible budget fails at once, before any data is read: shapes from config.json.
         let shapes: BertConfig
         do { shapes = try BertConfig(contentsOf: modelDir) } catch { throw CLIError("\(error)") }

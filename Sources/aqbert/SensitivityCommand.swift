@@ -48,6 +48,7 @@ struct SensitivityCommand: ParsableCommand {
         let modelDir = try TextIO.modelDirectory(common.model)
         let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
         if !report.initialized.isEmpty { throw notFineTunedError(common, model, report) }
+        try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)])
         let outURL = URL(fileURLWithPath: output)
         if !resume, FileManager.default.fileExists(atPath: outURL.path),
            let saved = try? SensitivityReport.read(outURL), !saved.complete {

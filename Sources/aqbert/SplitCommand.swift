@@ -30,6 +30,11 @@ struct SplitCommand: ParsableCommand {
 
     func run() throws {
         let input = try TextIO.existingFile(data, option: "--data")
+        try TextIO.checkOutput(trainOutput, option: "--train-output", inputs: [("--data", data)])
+        try TextIO.checkOutput(devOutput, option: "--dev-output", inputs: [("--data", data), ("--train-output", trainOutput)])
+        if URL(fileURLWithPath: trainOutput).standardizedFileURL == URL(fileURLWithPath: devOutput).standardizedFileURL {
+            throw CLIError("--train-output and --dev-output are the same file: give each part its own")
+        }
         let counts = try DataSplits.split(task: task, data: input, seed: seed, heldOutPercent: heldOutPercent,
                                           trainArticles: trainArticles, train: URL(fileURLWithPath: trainOutput),
                                           dev: URL(fileURLWithPath: devOutput))

@@ -80,6 +80,7 @@ struct FinetuneCommand: ParsableCommand {
         do { try a.validate() } catch { throw CLIError("\(error)") }
         let trainURL = try TextIO.existingFile(train, option: "--train")
         let devURL = try TextIO.existingFile(dev, option: "--dev")
+        try TextIO.checkOutput(output, inputs: [("--model", common.model), ("--train", train), ("--dev", dev), ("--plan", planPath)])
         let outputURL = URL(fileURLWithPath: output)
         if !resume, FileManager.default.fileExists(atPath: outputURL.appendingPathComponent("last-checkpoint.json").path) {
             throw CLIError("--output \(output) holds a run already: add --resume to continue it, or choose a new directory")
@@ -287,6 +288,7 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
+        try TextIO.checkOutput(output, inputs: [("--data", data), ("--model", common.model)])
         let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride)
         try TextIO.write(try pipeline.predictions(model: model, batchSize: batchSize, format: format), to: output)
     }

@@ -1,4 +1,5 @@
 import AQBert
+import AQFiles
 import AQHub
 import AQQuant
 import AQTokenizer
@@ -52,6 +53,14 @@ enum TextIO {
         } catch let e as HubError {
             throw CLIError("--model \(spec): \(e.description)")
         }
+    }
+
+    /// Refuses (one line, before any work) an `option` output path that names one of `inputs`
+    /// (option, path) or a device/FIFO (`outputConflict`); '-' (standard output) passes.
+    static func checkOutput(_ output: String, option: String = "--output", inputs: [(String, String?)]) throws {
+        guard output != "-" else { return }
+        let named = inputs.compactMap { label, path in path.flatMap { $0 == "-" ? nil : (label: label, path: $0) } }
+        if let conflict = outputConflict(output, inputs: named) { throw CLIError("\(option) \(conflict)") }
     }
 
     /// Writes text to a path atomically (temp file + rename), or to stdout for '-'.

@@ -42,6 +42,7 @@ struct TokenizeCommand: ParsableCommand {
         } catch let error as TokenizerError {
             throw TokenizeCommandError("cannot load tokenizer: \(error.description)")
         }
+        try TextIO.checkOutput(output, inputs: [("--input", input), ("--model", model)])
         let data = try readInput()
         let lines = try TokenizerIO.splitLines(data, source: input == "-" ? "standard input" : input)
         let out = TokenizerIO.jsonLines(lines, tokenizer: tokenizer, maxLength: maxLength, truncation: .longestFirst)

@@ -151,6 +151,46 @@ final class CLIErrorTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// An output that names an input (the same path, another spelling, a hard link, a file of
+    /// the model directory, the model directory itself) or a FIFO is refused before any work, and
+    /// every input keeps its bytes.
+    func testAnOutputNeverReplacesAnInput() throws {
+        let data = dir.appendingPathComponent("d.tsv")
+        try "sentence\tlabel\ngood\t1\nbad\t0\n".write(to: data, atomically: true, encoding: .utf8)
+        let link = dir.appendingPathComponent("link.txt")
+        try FileManager.default.linkItem(at: input, to: link)
+        let fifo = dir.appendingPathComponent("fifo")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        let weights = model.appendingPathComponent("model.safetensors")
+        let plan = dir.appendingPathComponent("p.json")
+        XCTAssertEqual(try CLI.run(["plan", "uniform", "--model", model.path, "--bits", "2", "--groups", "1", "--output", plan.path]).status, 0)
+        let watched = [input!, data, weights, plan, model.appendingPathComponent("config.json")]
+        let before = try watched.map { try Data(contentsOf: $0) }
+        let task = ["--model", model.path, "--task", "sst2"]
+        let cases: [([String], String)] = [
+            (["tokenize", "--model", model.path, "--input", input.path, "--output", input.path], "is --input"),
+            (["tokenize", "--model", model.path, "--input", input.path, "--output", dir.path + "/./in.txt"], "is --input"),
+            (["tokenize", "--model", model.path, "--input", input.path, "--output", link.path], "is --input"),
+            (["tokenize", "--model", model.path, "--input", input.path, "--output", fifo.path], "not a regular file"),
+            (["encode", "--model", model.path, "--input", input.path, "--output", weights.path], "a file of --model"),
+            (["predict"] + task + ["--data", data.path, "--output", data.path], "is --data"),
+            (["split", "--task", "sst2", "--data", data.path, "--held-out-percent", "50", "--train-output", data.path,
+              "--dev-output", dir.appendingPathComponent("b").path], "is --data"),
+            (["split", "--task", "sst2", "--data", data.path, "--held-out-percent", "50", "--train-output", dir.appendingPathComponent("a").path,
+              "--dev-output", dir.appendingPathComponent("a").path], "the same file"),
+            (["plan", "random", "--like", plan.path, "--output", plan.path], "is --like"),
+            (["inspect", "--plan", plan.path, "--bitmap", plan.path], "is --plan"),
+            (["finetune"] + task + ["--train", data.path, "--dev", data.path, "--output", model.path], "is --model"),
+            (["retrain"] + task + ["--plan", plan.path, "--train", data.path, "--dev", data.path, "--output", model.path + "/"], "is --model"),
+            (["search"] + task + ["--train", data.path, "--target-bits", "2", "--tolerance", "0.2", "--groups", "1", "--output", model.path],
+             "is --model"),
+        ]
+        for (args, message) in cases {
+            assertUserError(try CLI.run(args), contains: message)
+        }
+        XCTAssertEqual(try watched.map { try Data(contentsOf: $0) }, before, "no input changed")
+    }
+
     func testBenchRunsOnTinyShapes() throws {
         let r = try CLI.run(["bench", "train", "--model", model.path, "--batch", "2", "--seq", "8", "--steps", "1", "--warmup", "0"])
         XCTAssertEqual(r.status, 0, r.stderr)
