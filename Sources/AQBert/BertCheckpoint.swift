@@ -155,6 +155,15 @@ extension BertTaskModel {
         do { checkpoint = try SafeTensorsCheckpoint(directory: directory) } catch let e as SafeTensorsError {
             throw BertError(e.description)
         }
+        // Sizes far beyond the weights fail here, before the model is allocated (a near miss
+        // reaches the per-tensor shape check below, which names the tensor).
+        let storedCount = checkpoint.names.reduce(0.0) { total, name in
+            total + (checkpoint.info(name).map { $0.shape.reduce(1.0) { $0 * Double($1) } } ?? 0)
+        }
+        guard config.minimumWeightCount <= 16 * storedCount + 1e7 else {
+            throw BertError(String(format: "%@: config.json describes at least %.0f weights, the checkpoint holds %.0f: the config does not belong to these weights",
+                                   directory.path, config.minimumWeightCount, storedCount))
+        }
         let arch = architecture ?? config.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
         let family = config.family, prefix = BertCheckpointNames.modelPrefix(family)
         let model = BertTaskModel(config: config, architecture: arch, numLabels: numLabels)
@@ -191,6 +200,9 @@ extension BertTaskModel {
                     tensor.pointer.update(from: buf.baseAddress!, count: tensor.count)
                 }
             } catch let e as SafeTensorsError { throw BertError(e.description) }
+            if let bad = (0..<tensor.count).first(where: { !tensor.pointer[$0].isFinite }) {
+                throw BertError("\(source): tensor \(stored) holds \(tensor.pointer[bad]) at index \(bad): a non-finite weight (a diverged run or a damaged file) would make every output NaN")
+            }
             used.insert(stored)
         }
         // Fresh heads / pooler as transformers' _init_weights does.

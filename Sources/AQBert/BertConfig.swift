@@ -184,6 +184,7 @@ public struct BertConfig: Sendable, Equatable {
 
     /// Shape sanity checks (clear errors instead of traps later).
     public func validate(source: String = "config") throws {
+        try validateDimensions(source: source)
         if family == .distilBert { return try validateDistilBert(source: source) }
         for (k, v) in [(Key.vocabSize, vocabSize), (Key.hiddenSize, hiddenSize), (Key.numHiddenLayers, numHiddenLayers),
                        (Key.numAttentionHeads, numAttentionHeads), (Key.intermediateSize, intermediateSize),
@@ -198,6 +199,29 @@ public struct BertConfig: Sendable, Equatable {
             throw BertError("\(source): \(k) must be in [0, 1), got \(p)")
         }
         if !(layerNormEps > 0) { throw BertError("\(source): layer_norm_eps must be positive") }
+    }
+
+    /// The weights every model of this configuration has at least (word and position embeddings,
+    /// and per layer the four attention and two FFN matrices), in Double so that no size
+    /// overflows: what a checkpoint for it must hold, before anything is allocated.
+    public var minimumWeightCount: Double {
+        let h = Double(hiddenSize)
+        return (Double(vocabSize) + Double(maxPositionEmbeddings)) * h
+            + Double(numHiddenLayers) * (4 * h * h + 2 * h * Double(intermediateSize))
+    }
+
+    /// The largest model aqbert loads: 4 billion weights (16 GB in fp32), far above any BERT.
+    public static let maximumWeightCount: Double = 4e9
+
+    /// Refuses sizes no BERT has before they reach an allocation (or an Int product that
+    /// overflows).
+    func validateDimensions(source: String) throws {
+        let count = minimumWeightCount
+        guard count <= Self.maximumWeightCount else {
+            throw BertError(String(format: "%@: the sizes (vocab_size %d, hidden_size %d, %d layers, intermediate_size %d, max_position_embeddings %d) describe a model of at least %.3g weights, more than the %.0f billion aqbert loads",
+                                   source, vocabSize, hiddenSize, numHiddenLayers, intermediateSize, maxPositionEmbeddings, count,
+                                   Self.maximumWeightCount / 1e9))
+        }
     }
 
     /// The JSON object transformers writes (sorted keys, 2-space indent).

@@ -122,12 +122,32 @@ final class CheckpointLoadingTests: XCTestCase {
         try withConfig({ $0.removeValue(forKey: "hidden_size") }, contains: "missing required key \"hidden_size\"")
         try withConfig({ $0["hidden_size"] = "big" }, contains: "\"hidden_size\" must be an integer")
         try withConfig({ $0["hidden_size"] = 64 }, contains: "has shape [99, 32] but the config implies [99, 64]")
+        // Sizes that would allocate terabytes fail before any allocation: beyond any BERT, or far
+        // beyond what the checkpoint holds.
+        try withConfig({ $0["vocab_size"] = 1_000_000_000_000 }, contains: "more than the 4 billion aqbert loads")
+        try withConfig({ $0["intermediate_size"] = Int(Int32.max) }, contains: "more than the 4 billion aqbert loads")
+        try withConfig({ $0["max_position_embeddings"] = 50_000_000 }, contains: "the config does not belong to these weights")
         try "{ not json".write(to: configURL, atomically: true, encoding: .utf8)
         assertLoadError(dir, contains: "not a JSON object")
         try FileManager.default.removeItem(at: configURL)
         assertLoadError(dir, contains: "config.json: No such file or directory")
         try FileManager.default.createDirectory(at: configURL, withIntermediateDirectories: true)
         assertLoadError(dir, contains: "is a directory")
+    }
+
+    /// A NaN or an infinity in any weight is an error naming the tensor, not a model whose every
+    /// output is NaN.
+    func testNonFiniteWeightsAreRefused() throws {
+        for (value, name) in [(Float.nan, "nan"), (-Float.infinity, "-inf")] {
+            let dir = try copyFixture("tiny-bert-seqcls")
+            try rewriteWeights(dir) { t in
+                var w = t["bert.encoder.layer.1.output.dense.weight"]!
+                w.values[5] = value
+                t["bert.encoder.layer.1.output.dense.weight"] = w
+            }
+            assertLoadError(dir, contains: "bert.encoder.layer.1.output.dense.weight holds \(name) at index 5")
+            try FileManager.default.removeItem(at: dir)
+        }
     }
 
     func testCorruptWeightsAreOneLineErrors() throws {
