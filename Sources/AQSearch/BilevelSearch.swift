@@ -231,6 +231,11 @@ public final class BilevelSearch {
                 }
                 for p in weightParams { p.grad = nil }
                 for t in network.logits { t.grad = nil }
+                for (name, value) in [("training", trainLoss), ("validation", valLoss)] {
+                    if let value, !value.isFinite {
+                        throw PlanError("step \(step + 1): the \(name) loss is \(value): the search diverged (a lower --lr or --arch-lr usually helps); no plan was written")
+                    }
+                }
                 log(SearchLogEntry(epoch: epoch, step: step, trainLoss: trainLoss, validationLoss: valLoss,
                                    expectedMiB: Double(network.expectedSize(tape: .inference).scalar), argmaxMiB: argmaxMiB,
                                    temperature: Double(network.temperature), lambda: lambda))

@@ -25,6 +25,25 @@ final class FinetuneCommandTests: XCTestCase {
          "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--save-steps", "7", "--threads", "1", "--seed", "3"]
     }
 
+    /// A rate that makes the loss non-finite stops the run at that update with one line, and
+    /// no model is written.
+    func testDivergingRunStopsWithAClearError() throws {
+        let out = dir.appendingPathComponent("diverged")
+        var args = finetuneArgs(out)
+        args[args.firstIndex(of: "1e-3")!] = "1e30"
+        assertUserError(try CLI.run(args), contains: "training diverged")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("model.safetensors").path))
+        // The search likewise: no plan from a diverged run.
+        let fp32 = dir.appendingPathComponent("fp32")
+        XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
+        let search = dir.appendingPathComponent("search")
+        assertUserError(try CLI.run(["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2.5",
+                                     "--groups", "1", "--tolerance", "0.1", "--epochs", "2", "--train-weights", "--lr", "1e30",
+                                     "--batch-size", "8", "--threads", "1", "--output", search.path]),
+                        contains: "the search diverged")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: search.appendingPathComponent("plan.json").path))
+    }
+
     func results(_ out: URL) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("eval_results.json"))) as! [String: Any]
     }

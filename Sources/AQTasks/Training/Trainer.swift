@@ -19,6 +19,18 @@ public struct TrainingInterrupted: Error, CustomStringConvertible {
     public var description: String { "training interrupted after update \(globalStep)" }
 }
 
+/// A non-finite loss or gradient: the run stops before the update is applied, so the output
+/// keeps its last checkpoint and best model as they were.
+public struct TrainingDiverged: Error, CustomStringConvertible {
+    /// 1-based number of the update that was not applied.
+    public let update: Int
+    public let loss: Float
+    public let gradientNorm: Float
+    public var description: String {
+        "update \(update): the loss is \(loss) and the gradient norm \(gradientNorm): training diverged (a lower --lr usually helps); this update was not applied and the output keeps its last checkpoint"
+    }
+}
+
 /// Metrics of one epoch's evaluation.
 public struct EpochResult: Codable, Sendable, Equatable {
     /// 1-based.
@@ -143,7 +155,10 @@ public final class Trainer {
                 tape.backward(from: loss)
                 // Clipping covers the weights only: the ranges have their own rate and Adam's
                 // per-parameter normalisation.
-                if a.maxGradNorm > 0 { clipGradientNorm(model.parameters, maxNorm: a.maxGradNorm) }
+                let gradientNorm = a.maxGradNorm > 0 ? clipGradientNorm(model.parameters, maxNorm: a.maxGradNorm) : 0
+                guard loss.scalar.isFinite, gradientNorm.isFinite else {
+                    throw TrainingDiverged(update: state.globalStep + 1, loss: loss.scalar, gradientNorm: gradientNorm)
+                }
                 optimizer.learningRate = a.learningRate * schedule.factor(at: state.globalStep)
                 optimizer.update()
                 state.globalStep += 1
