@@ -22,6 +22,15 @@ public struct BitPlan: Codable, Sendable, Equatable {
             self.bits = bits
         }
 
+        enum CodingKeys: String, CodingKey { case shape, groups, bits }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            shape = try BitPlan.wholeNumbers(c, .shape)
+            groups = try BitPlan.wholeNumbers(c, .groups, single: true)[0]
+            bits = try BitPlan.wholeNumbers(c, .bits)
+        }
+
         public var rowsPerGroup: Int { shape[0] / groups }
         /// Weights in one group.
         public var groupSize: Int { rowsPerGroup * shape[1] }
@@ -72,11 +81,22 @@ public struct BitPlan: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        version = try c.decode(Int.self, forKey: .version)
-        candidates = try c.decode([Int].self, forKey: .candidates)
+        version = try Self.wholeNumbers(c, .version, single: true)[0]
+        candidates = try Self.wholeNumbers(c, .candidates)
         matrices = try c.decode([String: Matrix].self, forKey: .matrices)
         provenance = try c.decode(Provenance.self, forKey: .provenance)
         try validateStructure()
+    }
+
+    /// The integers at `key` (one, or an array), read as numbers first so that `2.5`, `1e30`
+    /// or `-0.5` get a message naming the value instead of Foundation's "not valid JSON".
+    static func wholeNumbers<K: CodingKey>(_ c: KeyedDecodingContainer<K>, _ key: K, single: Bool = false) throws -> [Int] {
+        let values = single ? [try c.decode(Double.self, forKey: key)] : try c.decode([Double].self, forKey: key)
+        for (i, v) in values.enumerated() where !(v.rounded() == v && abs(v) <= 1e15) {
+            let place = single ? "" : "element \(i) is "
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(place)\(v), not a whole number in range")
+        }
+        return values.map { Int($0) }
     }
 
     // MARK: - Size (METHOD.md section 4)
@@ -104,8 +124,8 @@ public struct BitPlan: Codable, Sendable, Equatable {
         try Self.validateCandidates(candidates)
         if matrices.isEmpty { throw PlanError("the plan has no matrices") }
         for (path, m) in matrices.sorted(by: { $0.key < $1.key }) {
-            guard m.shape.count == 2, m.shape.allSatisfy({ $0 > 0 }) else {
-                throw PlanError("\(path): shape \(m.shape) is not a positive [out, in] pair")
+            guard m.shape.count == 2, m.shape.allSatisfy({ $0 > 0 && $0 <= 1 << 24 }) else {
+                throw PlanError("\(path): shape \(m.shape) is not a positive [out, in] pair of at most 16,777,216 each")
             }
             guard m.groups > 0, m.shape[0] % m.groups == 0 else {
                 throw PlanError("\(path): \(m.groups) groups do not divide its \(m.shape[0]) rows")
@@ -147,14 +167,11 @@ public struct BitPlan: Codable, Sendable, Equatable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw PlanError("cannot read plan \(url.path): \(error.localizedDescription)") }
+        if let problem = StrictJSON.problem(in: data) { throw PlanError("\(url.path): not a bit plan: \(problem)") }
         do { self = try JSONDecoder().decode(BitPlan.self, from: data) } catch let e as PlanError {
             throw PlanError("\(url.path): \(e.description)")
-        } catch let DecodingError.keyNotFound(key, ctx) {
-            throw PlanError("\(url.path): missing key \"\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))\"")
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw PlanError("\(url.path): wrong type at \"\(ctx.codingPath.map(\.stringValue).joined(separator: "."))\"")
         } catch {
-            throw PlanError("\(url.path): not a bit plan (\(error.localizedDescription))")
+            throw PlanError("\(url.path): \(StrictJSON.describe(error))")
         }
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 // A small, strict JSON reader (RFC 8259) and the string escaping used by the writer.
 //
 // Written by hand rather than with JSONSerialization so that: numbers keep their exact text (a
@@ -319,4 +321,82 @@ func jsonQuoted(_ s: String) -> String {
         }
     }
     return out + "\""
+}
+
+// MARK: - Strict checks for JSON that Foundation decodes
+
+/// What Foundation's JSON decoding lets through or reports without a place: an empty file,
+/// invalid UTF-8, a syntax error, a duplicate key (Foundation keeps one of them silently).
+/// `problem(in:)` names the first such problem with its line and column, or returns nil.
+public enum StrictJSON {
+    public static func problem(in data: Data) -> String? {
+        guard !data.isEmpty else { return "the file is empty" }
+        return data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> String? in
+            if let bad = firstInvalidUTF8Offset(bytes) { return "\(place(bad, in: bytes)): not valid UTF-8" }
+            let value: JSONValue
+            do throws(JSONParseError) { value = try JSONParser.parse(bytes) } catch { return "\(place(error.offset, in: bytes)): \(error.message)" }
+            return duplicateKey(in: value, path: "")
+        }
+    }
+
+    /// "line L, column C" (1-based, columns in bytes) of a byte offset.
+    static func place(_ offset: Int, in bytes: UnsafeRawBufferPointer) -> String {
+        var line = 1, column = 1
+        for i in 0..<min(offset, bytes.count) {
+            if bytes[i] == 0x0A { line += 1; column = 1 } else { column += 1 }
+        }
+        return "line \(line), column \(column)"
+    }
+
+    static func duplicateKey(in value: JSONValue, path: String) -> String? {
+        switch value {
+        case .object(let members):
+            var seen = Set<String>()
+            for (key, member) in members {
+                let here = path.isEmpty ? key : path + "." + key
+                if !seen.insert(key).inserted { return "duplicate key \"\(here)\"" }
+                if let found = duplicateKey(in: member, path: here) { return found }
+            }
+        case .array(let items):
+            for (i, item) in items.enumerated() {
+                if let found = duplicateKey(in: item, path: "\(path)[\(i)]") { return found }
+            }
+        default: break
+        }
+        return nil
+    }
+
+    /// One line for a `DecodingError`: where (the key path, array indices as [i]) and what.
+    public static func describe(_ error: Error) -> String {
+        func path(_ keys: [CodingKey]) -> String {
+            var s = ""
+            for k in keys {
+                if let i = k.intValue, k.stringValue.hasPrefix("Index") { s += "[\(i)]" } else { s += (s.isEmpty ? "" : ".") + k.stringValue }
+            }
+            return s.isEmpty ? "the top level" : "\"\(s)\""
+        }
+        guard let e = error as? DecodingError else { return "\(error)" }
+        switch e {
+        case .keyNotFound(let key, let c): return "missing key \(path(c.codingPath + [key]))"
+        case .typeMismatch(let type, let c): return "\(path(c.codingPath)): expected \(typeName(type))"
+        case .valueNotFound(let type, let c): return "\(path(c.codingPath)): expected \(typeName(type)), found null"
+        case .dataCorrupted(let c):
+            return "\(path(c.codingPath)): \(c.debugDescription.replacingOccurrences(of: "\n", with: " "))"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type, is Int32.Type, is Int64.Type, is UInt64.Type: return "an integer"
+        case is Double.Type, is Float.Type: return "a number"
+        case is String.Type: return "a string"
+        case is Bool.Type: return "true or false"
+        default:
+            let name = "\(type)"
+            if name.hasPrefix("Array") { return "an array" }
+            if name.hasPrefix("Dictionary") { return "an object" }
+            return name
+        }
+    }
 }

@@ -86,7 +86,27 @@ final class BitPlanTests: XCTestCase {
         XCTAssertTrue(try decodeError { o in matrix(&o) { $0["groups"] = 5 } }.contains("5 groups do not divide"))
         XCTAssertTrue(try decodeError { o in matrix(&o) { $0["groups"] = 2 } }.contains("1 bit-widths for 2 groups"))
         XCTAssertTrue(try decodeError { $0.removeValue(forKey: "provenance") }.contains("missing key \"provenance\""))
-        XCTAssertTrue(try decodeError { $0["matrices"] = "x" }.contains("wrong type"))
+        XCTAssertTrue(try decodeError { $0["matrices"] = "x" }.contains("\"matrices\": expected an object"))
+        // Numbers that are not whole bit-widths or counts are named with their place.
+        let q = "\"matrices.bert.encoder.layer.0.attention.self.query.weight"
+        XCTAssertTrue(try decodeError { o in matrix(&o) { $0["bits"] = [2.5] } }.contains(q + ".bits\": element 0 is 2.5, not a whole number"))
+        XCTAssertTrue(try decodeError { o in matrix(&o) { $0["groups"] = 1e30 } }.contains(q + ".groups\": 1e+30, not a whole number"))
+        XCTAssertTrue(try decodeError { o in matrix(&o) { $0["shape"] = [1 << 40, 32] } }.contains("at most 16,777,216"))
+        XCTAssertTrue(try decodeError { $0["version"] = "1" }.contains("\"version\": expected a number"))
+        // What Foundation would accept or describe without a place: an empty file, bad UTF-8, a
+        // syntax error, a duplicate key (Foundation keeps one silently).
+        func rawError(_ bytes: [UInt8]) -> String {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString).json")
+            defer { try? FileManager.default.removeItem(at: url) }
+            do { try Data(bytes).write(to: url); _ = try BitPlan(contentsOf: url); return "" } catch { return "\(error)" }
+        }
+        let text = String(decoding: try good.jsonData(), as: UTF8.self)
+        XCTAssertTrue(rawError([]).contains("the file is empty"))
+        XCTAssertTrue(rawError([0x7B, 0x0A, 0xFF]).contains("line 2, column 1: not valid UTF-8"))
+        XCTAssertTrue(rawError(Array("{\n  \"version\": 1,,\n}".utf8)).contains("line 2"), rawError(Array("{\n  \"version\": 1,,\n}".utf8)))
+        let duplicated = text.replacingOccurrences(of: "\"version\" : 1", with: "\"version\" : 1, \"version\" : 1")
+        XCTAssertNotEqual(duplicated, text)
+        XCTAssertTrue(rawError(Array(duplicated.utf8)).contains("duplicate key \"version\""), rawError(Array(duplicated.utf8)))
         // Against the model: unknown path, wrong shape, missing matrix.
         var p = good
         p.matrices["bert.encoder.layer.9.attention.self.query.weight"] = p.matrices["bert.encoder.layer.0.attention.self.query.weight"]
