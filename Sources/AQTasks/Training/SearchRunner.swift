@@ -34,7 +34,8 @@ public struct SearchRunner {
     /// no single group's step can jump over.
     public static func checkBudget(_ c: SearchConfiguration, model: BertTaskModel) throws {
         try BitPlan.validateCandidates(c.candidates)
-        let weights = QuantizableMatrices.of(model).reduce(0) { $0 + $1.tensor.count }
+        let matrices = QuantizableMatrices.of(model)
+        let weights = matrices.reduce(0) { $0 + $1.tensor.count }
         let smallest = BitPlan.budgetMiB(averageBits: Double(c.candidates.first!), weights: weights)
         let largest = BitPlan.budgetMiB(averageBits: Double(c.candidates.last!), weights: weights)
         guard c.tolerance.isFinite, c.tolerance > 0, c.tolerance < 1 else {
@@ -49,14 +50,14 @@ public struct SearchRunner {
             throw PlanError(String(format: "a budget of %.3f MiB is below the size with every group at %d bits (%.3f MiB)",
                                    c.targetMiB, c.candidates.first!, smallest))
         }
-        for (path, t) in QuantizableMatrices.of(model) where t.shape[0] % c.groups != 0 {
+        for (path, t) in matrices where t.shape[0] % c.groups != 0 {
             throw PlanError("--groups \(c.groups) does not divide the \(t.shape[0]) rows of \(path)")
         }
         // The budget repair moves one group one candidate at a time; when no such step is wider
         // than the band it cannot jump over it, so every search ends inside.
         let gap = zip(c.candidates.dropFirst(), c.candidates).map { $0 - $1 }.max() ?? 0
         let band = 2 * c.tolerance * c.targetMiB
-        if let (path, t) = QuantizableMatrices.of(model).max(by: { $0.tensor.count < $1.tensor.count }) {
+        if let (path, t) = matrices.max(by: { $0.tensor.count < $1.tensor.count }) {
             let n = t.count / c.groups, step = Double(n * gap) / 8 / 1_048_576
             guard step <= band else {
                 throw PlanError(String(format: "one group of %@ (%d weights) moves the size by %.3g MiB per candidate step, more than the band %.3g MiB +- %.1f%% is wide, so no plan is sure to land inside it: use more --groups or a --tolerance of at least %.3f",
