@@ -226,3 +226,64 @@ public func outputConflict(_ output: String, inputs: [(label: String, path: Stri
     }
     return nil
 }
+
+// MARK: - One run per output
+
+/// An exclusive lock on an output for the life of the process: flock(2) on a hidden lock file,
+/// taken without waiting, so a second run pointed at the same output stops at once with a clear
+/// error instead of interleaving its files with the first one's. The kernel drops the lock when
+/// the process ends, however it ends (kill -9 included), so a stale lock file is harmless.
+public enum OutputLock {
+    /// Open lock files, kept for the life of the process.
+    nonisolated(unsafe) private static var held: [String: Int32] = [:]
+    private static let guardLock = NSLock()
+
+    /// Locks the output directory `directory` (created if missing), through `directory/.aqbert-lock`.
+    public static func lockDirectory(_ directory: String) throws {
+        if !fileExists(directory).isDirectory {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw FileWriteError(path: directory, reason: "cannot create the directory (\(error.localizedDescription))")
+            }
+        }
+        try lock(file: directory + "/.aqbert-lock", output: directory)
+    }
+
+    /// Locks the output file `file`, through a hidden `.NAME.aqbert-lock` beside it.
+    public static func lockFile(_ file: String) throws {
+        let url = URL(fileURLWithPath: file)
+        let directory = url.deletingLastPathComponent().path
+        guard fileExists(directory).isDirectory else {
+            throw FileWriteError(path: file, reason: "directory \(directory) does not exist")
+        }
+        try lock(file: directory + "/." + url.lastPathComponent + ".aqbert-lock", output: file)
+    }
+
+    private static func lock(file: String, output: String) throws {
+        guardLock.lock()
+        defer { guardLock.unlock() }
+        let key = URL(fileURLWithPath: file).standardizedFileURL.path
+        if held[key] != nil { return }
+        let fd = posixOpen(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 { throw FileWriteError(path: output, reason: "cannot create the lock file \(file): \(errnoMessage(errno))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            var owner = ""
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 31, 0) }
+            if n > 0, let pid = Int(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
+                owner = " (pid \(pid))"
+            }
+            _ = posixClose(fd)
+            if code == EWOULDBLOCK || code == EAGAIN {
+                throw FileWriteError(path: output, reason: "another aqbert run\(owner) is writing to it; wait for it to end or choose another output")
+            }
+            throw FileWriteError(path: output, reason: "cannot lock \(file): \(errnoMessage(code))")
+        }
+        // The holder's pid, for the message a second run prints.
+        let text = Array("\(getpid())\n".utf8)
+        if ftruncate(fd, 0) == 0 { _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
+        held[key] = fd
+    }
+}

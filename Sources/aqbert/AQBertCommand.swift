@@ -1,4 +1,5 @@
 import AQBert
+import AQFiles
 import ArgumentParser
 import Foundation
 
@@ -22,9 +23,15 @@ struct AQBertCommand: ParsableCommand {
         // Progress is one line per event: flush each line, so that a log file (or a pipe, such
         // as compare's steps) shows it when it happens rather than a buffer later.
         setvbuf(stdout, nil, _IOLBF, 0)
+        guardStandardStreams()
         do {
             var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
             try command.run()
+            // Output that could not be written (a closed stdout, a full disk behind a redirect) is
+            // a failure, not a success with the output lost.
+            if fflush(stdout) != 0 || ferror(stdout) != 0 {
+                throw CLIError("cannot write to standard output: \(errnoMessage(errno == 0 ? EBADF : errno))")
+            }
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
@@ -34,6 +41,20 @@ struct AQBertCommand: ParsableCommand {
             let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
             FileHandle.standardError.write(Data("error: \(text)\n".utf8))
             Foundation.exit(code.rawValue)
+        }
+    }
+
+    /// A standard stream that the caller closed (`aqbert ... >&-`) is opened on /dev/null the
+    /// wrong way round (as gnulib's stdopen does): otherwise the first file aqbert opens would get
+    /// its number and receive what is printed, and with it a write to the stream fails, so the
+    /// run ends with an error instead of losing its output.
+    static func guardStandardStreams() {
+        for fd in Int32(0)...2 where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
+            let opened = posixOpen("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY)
+            if opened >= 0 && opened != fd {
+                _ = dup2(opened, fd)
+                _ = posixClose(opened)
+            }
         }
     }
 

@@ -161,10 +161,12 @@ struct SearchCommand: ParsableCommand {
         if c.distillation != nil {
             runner.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: seed)
         }
+        try TextIO.lockOutput(output)
         if !resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("last-checkpoint.json").path) {
             throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")
         }
-        let hash = SHA256.hex(try Data(contentsOf: trainURL))
+        runner.fingerprint = try TextIO.fingerprint(modelDirectory: modelDir, inputs: [("train", trainURL)])
+        let hash = try runner.fingerprint?.files["train"] ?? SHA256.hex(contentsOf: trainURL)
         let every = logEvery, json = self.json
         let plan = try runner.run(dataSHA256: hash, resume: resume) { e in
             guard e.step % every == 0 else { return }

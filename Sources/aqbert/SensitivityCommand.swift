@@ -49,6 +49,7 @@ struct SensitivityCommand: ParsableCommand {
         let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
         if !report.initialized.isEmpty { throw notFineTunedError(common, model, report) }
         try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)])
+        try TextIO.lockOutput(output, directory: false)
         let outURL = URL(fileURLWithPath: output)
         if !resume, FileManager.default.fileExists(atPath: outURL.path),
            let saved = try? SensitivityReport.read(outURL), !saved.complete {

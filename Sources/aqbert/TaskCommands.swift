@@ -81,6 +81,7 @@ struct FinetuneCommand: ParsableCommand {
         let trainURL = try TextIO.existingFile(train, option: "--train")
         let devURL = try TextIO.existingFile(dev, option: "--dev")
         try TextIO.checkOutput(output, inputs: [("--model", common.model), ("--train", train), ("--dev", dev), ("--plan", planPath)])
+        try TextIO.lockOutput(output)
         let outputURL = URL(fileURLWithPath: output)
         if !resume, FileManager.default.fileExists(atPath: outputURL.appendingPathComponent("last-checkpoint.json").path) {
             throw CLIError("--output \(output) holds a run already: add --resume to continue it, or choose a new directory")
@@ -113,6 +114,9 @@ struct FinetuneCommand: ParsableCommand {
                 print("weight ranges \(ranges); distillation \(distill)")
             }
         }
+        trainer.fingerprint = try TextIO.fingerprint(modelDirectory: modelDir,
+                                                     inputs: [("train", trainURL), ("dev", devURL)]
+                                                         + (planPath.map { [("plan", URL(fileURLWithPath: $0))] } ?? []))
         let json = self.json, logEvery = self.logEvery
         let history = try trainer.train(resume: resume) { event in
             switch event {

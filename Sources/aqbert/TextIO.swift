@@ -2,6 +2,7 @@ import AQBert
 import AQFiles
 import AQHub
 import AQQuant
+import AQTasks
 import AQTokenizer
 import Foundation
 
@@ -51,6 +52,11 @@ enum TextIO {
             }
             return url
         } catch let e as HubError {
+            // A finetune / retrain output whose run has not finished holds checkpoints but no model.
+            let fm = FileManager.default
+            if fm.fileExists(atPath: spec + "/last-checkpoint.json") && !fm.fileExists(atPath: spec + "/model.safetensors") {
+                throw CLIError("--model \(spec) is an unfinished aqbert run (checkpoints, no model yet): finish it by running its command again with --resume")
+            }
             throw CLIError("--model \(spec): \(e.description)")
         }
     }
@@ -63,11 +69,35 @@ enum TextIO {
         if let conflict = outputConflict(output, inputs: named) { throw CLIError("\(option) \(conflict)") }
     }
 
+    /// Takes the run's exclusive lock on its output folder (or, with `directory: false`, its
+    /// output file) for the life of the process: a second run on the same output fails here.
+    static func lockOutput(_ output: String, directory: Bool = true) throws {
+        do {
+            if directory { try OutputLock.lockDirectory(output) } else { try OutputLock.lockFile(output) }
+        } catch { throw CLIError("--output: \(error)") }
+    }
+
+    /// The SHA-256 of a run's model and input files, recorded in its checkpoints.
+    static func fingerprint(modelDirectory: URL, inputs: [(String, URL)]) throws -> RunFingerprint {
+        do { return try RunFingerprint.of(modelDirectory: modelDirectory, inputs: inputs.map { (label: $0.0, url: $0.1) }) } catch {
+            throw CLIError("cannot read the run's inputs to fingerprint them: \(error.localizedDescription)")
+        }
+    }
+
+    /// Writes bytes to standard output through stdio (in order with `print`), flushed, with a
+    /// failure (a closed or full output) as an error instead of a lost write.
+    static func writeStandardOutput(_ data: Data) throws {
+        let written = data.withUnsafeBytes { raw in raw.count == 0 ? 0 : fwrite(raw.baseAddress, 1, raw.count, stdout) }
+        if written != data.count || fflush(stdout) != 0 || ferror(stdout) != 0 {
+            throw CLIError("cannot write to standard output: \(errnoMessage(errno))")
+        }
+    }
+
     /// Writes text to a path atomically (temp file + rename), or to stdout for '-'.
     static func write(_ text: String, to path: String) throws {
         let data = Data(text.utf8)
         if path == "-" {
-            FileHandle.standardOutput.write(data)
+            try writeStandardOutput(data)
             return
         }
         do { try TokenizerIO.writeAtomically(data, toPath: path) } catch { throw CLIError("--output: \(error)") }

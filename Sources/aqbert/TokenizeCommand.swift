@@ -47,7 +47,7 @@ struct TokenizeCommand: ParsableCommand {
         let lines = try TokenizerIO.splitLines(data, source: input == "-" ? "standard input" : input)
         let out = TokenizerIO.jsonLines(lines, tokenizer: tokenizer, maxLength: maxLength, truncation: .longestFirst)
         if output == "-" {
-            FileHandle.standardOutput.write(out)
+            try TextIO.writeStandardOutput(out)
         } else {
             try TokenizerIO.writeAtomically(out, toPath: output)
         }

@@ -143,6 +143,36 @@ final class FeatureSquadTests: XCTestCase {
         XCTAssertEqual(w.windows(questionTokens: 5, contextTokens: 0).1, [0..<0])
     }
 
+    /// The per-token max-context window (one pass) is run_squad's `_check_is_max_context`
+    /// asked for every token and window, and a long context costs time linear in its length.
+    func testMaxContextWindowsMatchThePerTokenRule() {
+        func bruteForce(_ windows: [Range<Int>], _ current: Int, _ position: Int) -> Bool {
+            var bestScore = -Double.infinity, best = -1
+            for (w, window) in windows.enumerated() where window.contains(position) {
+                let score = Double(min(position - window.lowerBound, window.upperBound - 1 - position)) + 0.01 * Double(window.count)
+                if best < 0 || score > bestScore { (bestScore, best) = (score, w) }
+            }
+            return best == current
+        }
+        for (maxLength, stride, question, context) in [(20, 4, 5, 21), (32, 8, 20, 30), (32, 20, 40, 50), (64, 0, 3, 200), (24, 7, 2, 5)] {
+            let (_, windows) = SquadWindowing(maxLength: maxLength, docStride: stride, maxQueryLength: 64)
+                .windows(questionTokens: question, contextTokens: context)
+            let best = FeatureBuilder.maxContextWindows(windows, contextTokens: context)
+            for (w, window) in windows.enumerated() {
+                for p in window { XCTAssertEqual(best[p] == w, bruteForce(windows, w, p), "window \(w) token \(p)") }
+            }
+        }
+        // A question that leaves one token of progress per window over a 20,000-token context:
+        // 20,000 windows, built here in well under a second (the per-pair rule needed ~10^10 steps).
+        let (_, windows) = SquadWindowing(maxLength: 40, docStride: 20, maxQueryLength: 64).windows(questionTokens: 16, contextTokens: 20_000)
+        XCTAssertEqual(windows.count, 19_980)
+        let best = FeatureBuilder.maxContextWindows(windows, contextTokens: 20_000)
+        XCTAssertEqual(best.count, 20_000)
+        XCTAssertFalse(best.contains(-1), "every token has a window")
+        // Settings outside what validation admits still make progress (no endless loop).
+        XCTAssertEqual(SquadWindowing(maxLength: 10, docStride: 30, maxQueryLength: -5).windows(questionTokens: 3, contextTokens: 50).1.count, 44)
+    }
+
     func testLongQuestionsAreCutOnlyWhereRunQaFails() {
         let w = SquadWindowing(maxLength: 32, docStride: 8, maxQueryLength: 10)
         // Fits without truncation: the question stays whole even beyond maxQueryLength.

@@ -15,18 +15,22 @@ public enum SHA256 {
     ]
 
     public static func hex(_ data: Data) -> String {
+        data.withUnsafeBytes { hex(bytes: $0) }
+    }
+
+    /// The hash of a file's contents, read through a memory map (no copy of a large file).
+    public static func hex(contentsOf url: URL) throws -> String {
+        hex(try Data(contentsOf: url, options: .alwaysMapped))
+    }
+
+    static func hex(bytes: UnsafeRawBufferPointer) -> String {
         var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
-        var message = [UInt8](data)
-        let bitLength = UInt64(message.count) * 8
-        message.append(0x80)
-        while message.count % 64 != 56 { message.append(0) }
-        for i in (0..<8).reversed() { message.append(UInt8(truncatingIfNeeded: bitLength >> (UInt64(i) * 8))) }
         var w = [UInt32](repeating: 0, count: 64)
         @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
-        for chunk in stride(from: 0, to: message.count, by: 64) {
+        func compress(_ block: UnsafeRawBufferPointer) {
             for i in 0..<16 {
-                let j = chunk + 4 * i
-                w[i] = UInt32(message[j]) << 24 | UInt32(message[j + 1]) << 16 | UInt32(message[j + 2]) << 8 | UInt32(message[j + 3])
+                let j = 4 * i
+                w[i] = UInt32(block[j]) << 24 | UInt32(block[j + 1]) << 16 | UInt32(block[j + 2]) << 8 | UInt32(block[j + 3])
             }
             for i in 16..<64 {
                 let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
@@ -44,6 +48,20 @@ public enum SHA256 {
                 (hh, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
             }
             h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
+        }
+        // Whole blocks straight from the input; the tail is padded in a copy (0x80, zeros, the
+        // length in bits, big-endian).
+        let whole = bytes.count / 64 * 64
+        for chunk in stride(from: 0, to: whole, by: 64) {
+            compress(UnsafeRawBufferPointer(rebasing: bytes[chunk..<(chunk + 64)]))
+        }
+        var tail = [UInt8](bytes[whole...])
+        tail.append(0x80)
+        while tail.count % 64 != 56 { tail.append(0) }
+        let bitLength = UInt64(bytes.count) * 8
+        for i in (0..<8).reversed() { tail.append(UInt8(truncatingIfNeeded: bitLength >> (UInt64(i) * 8))) }
+        tail.withUnsafeBytes { t in
+            for chunk in stride(from: 0, to: t.count, by: 64) { compress(UnsafeRawBufferPointer(rebasing: t[chunk..<(chunk + 64)])) }
         }
         return h.map { String(format: "%08x", $0) }.joined()
     }

@@ -28,12 +28,11 @@ extension FeatureBuilder {
     /// padding token when padding to max length), after the end; here it is that last context
     /// token.
     ///
-    /// - Precondition: `0 <= docStride` and `docStride + 4 <= maxLength`, `maxQueryLength >= 0`.
+    /// Meant for `0 <= docStride` and `docStride + 4 <= maxLength` (what `TrainingArguments.validate`
+    /// enforces); outside that, windows still hold one context token and advance by one, so the
+    /// cost stays linear in the context.
     public static func squad(_ examples: [SquadExample], tokenizer: BertTokenizer, maxLength: Int = 384,
                              docStride: Int = 128, maxQueryLength: Int = 64, training: Bool) -> [SquadFeature] {
-        precondition(docStride >= 0 && docStride + 4 <= maxLength,
-                     "doc stride \(docStride) leaves no room for a window in max length \(maxLength)")
-        precondition(maxQueryLength >= 0, "max query length must be >= 0, got \(maxQueryLength)")
         let settings = SquadWindowing(maxLength: maxLength, docStride: docStride, maxQueryLength: maxQueryLength)
         // Questions about one paragraph are adjacent in SQuAD files: chunks of 32 examples reuse
         // the previous context's tokens.
@@ -70,6 +69,7 @@ extension FeatureBuilder {
         if training, let answer = example.answers.first {
             target = (answer.start, answer.start + answer.text.unicodeScalars.count)
         }
+        let maxContextWindow = maxContextWindows(windows, contextTokens: context.count)
         var features: [SquadFeature] = []
         features.reserveCapacity(windows.count)
         for (w, window) in windows.enumerated() {
@@ -79,7 +79,7 @@ extension FeatureBuilder {
             var maxContext = [Bool](repeating: false, count: ids.count)
             for k in 0..<window.count {
                 offsets[lead.count + k] = context.offsets[window.lowerBound + k]
-                maxContext[lead.count + k] = isMaxContext(windows, w, position: window.lowerBound + k)
+                maxContext[lead.count + k] = maxContextWindow[window.lowerBound + k] == w
             }
             var feature = Feature(inputIds: ids,
                                   typeIds: [Int](repeating: 0, count: lead.count)
@@ -111,21 +111,26 @@ extension FeatureBuilder {
         return (start - 1, end + 1)
     }
 
-    /// `_check_is_max_context` of the original BERT `run_squad.py`: is window `current` the one
-    /// where context token `position` has the most context (ties: the earlier window)?
-    static func isMaxContext(_ windows: [Range<Int>], _ current: Int, position: Int) -> Bool {
-        var bestScore = -Double.infinity
-        var best = -1
-        for (w, window) in windows.enumerated() where window.contains(position) {
-            let left = position - window.lowerBound
-            let right = window.upperBound - 1 - position
-            let score = Double(min(left, right)) + 0.01 * Double(window.count)
-            if best < 0 || score > bestScore {
-                bestScore = score
-                best = w
+    /// `_check_is_max_context` of the original BERT `run_squad.py` for every context token at
+    /// once: the window where the token has the most context, scored min(left, right) + 0.01 x
+    /// window length (ties: the earlier window). One pass over the windows' tokens, so the cost is
+    /// the size of the features themselves (asking per token and window would cost windows^2 x
+    /// width for a long context whose windows move by a few tokens).
+    static func maxContextWindows(_ windows: [Range<Int>], contextTokens: Int) -> [Int] {
+        var best = [Int](repeating: -1, count: contextTokens)
+        var bestScore = [Double](repeating: -Double.infinity, count: contextTokens)
+        for (w, window) in windows.enumerated() {
+            for position in window {
+                let left = position - window.lowerBound
+                let right = window.upperBound - 1 - position
+                let score = Double(min(left, right)) + 0.01 * Double(window.count)
+                if best[position] < 0 || score > bestScore[position] {
+                    bestScore[position] = score
+                    best[position] = w
+                }
             }
         }
-        return best == current
+        return best
     }
 
     /// Python `str.lstrip()`: drops leading characters for which `str.isspace()` holds (Unicode
@@ -153,9 +158,12 @@ struct SquadWindowing: Sendable {
             q = min(q, maxQueryLength)
             if maxLength - 3 - q <= docStride { q = maxLength - 4 - docStride }
         }
+        q = max(q, 0)
         if q + contextTokens + 3 <= maxLength { return (q, [0..<contextTokens]) }
-        let width = maxLength - 3 - q
-        let step = width - docStride
+        // At least one context token per window and one token of progress per window, whatever
+        // the settings (`TrainingArguments.validate` refuses settings that would need this).
+        let width = max(maxLength - 3 - q, 1)
+        let step = max(width - docStride, 1)
         var windows: [Range<Int>] = []
         var start = 0
         while true {

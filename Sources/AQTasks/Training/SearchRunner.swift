@@ -19,6 +19,9 @@ public struct SearchRunner {
     public var saveSteps = 200
     /// The fp32 teacher of `configuration.distillation` (required when that is set).
     public var teacher: BertTaskModel?
+    /// The model and data files the search starts from; recorded in every checkpoint and
+    /// compared on `--resume`.
+    public var fingerprint: RunFingerprint?
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, configuration: SearchConfiguration, validationPercent: Int,
                 padId: Int, output: URL) {
@@ -139,11 +142,26 @@ public struct SearchRunner {
             try writeAtomically(try encoder.encode(state), to: dir.appendingPathComponent("search_state.json"))
             try writeAtomically(try encoder.encode(configuration), to: dir.appendingPathComponent("search_config.json"))
             try writeAtomically(Data(log.utf8), to: dir.appendingPathComponent("search_log.jsonl"))
+            if let fingerprint { try writeAtomically(try encoder.encode(fingerprint), to: dir.appendingPathComponent("run_fingerprint.json")) }
         }
     }
 
+    /// Whether a saved search position is one a search of `epochs` epochs can reach.
+    static func problem(in state: BilevelSearch.State, epochs: Int) -> String? {
+        if !(0...epochs).contains(state.epoch) { return "epoch \(state.epoch) is outside 0...\(epochs)" }
+        if state.batchInEpoch < 0 || state.step < 0 { return "negative position (step \(state.step), batch \(state.batchInEpoch))" }
+        if !(0...state.step).contains(state.architectureSteps) {
+            return "architectureSteps \(state.architectureSteps) is outside 0...\(state.step)"
+        }
+        if !(state.lambda.isFinite && state.lambda >= 0) { return "lambda \(state.lambda) is not a penalty weight" }
+        for (name, r) in state.activationRanges where !(r.count == 2 && r.allSatisfy(\.isFinite) && r[0] <= r[1]) {
+            return "activation range of \(name) is not a finite [low, high] pair"
+        }
+        return nil
+    }
+
     func loadCheckpoint(search: BilevelSearch, network: SuperNetwork) throws -> (BilevelSearch.State, String)? {
-        guard let dir = CheckpointFolders(output: output).latest() else { return nil }
+        guard let dir = try CheckpointFolders(output: output).latest() else { return nil }
         let configURL = dir.appendingPathComponent("search_config.json")
         let saved: SearchConfiguration
         do {
@@ -154,12 +172,22 @@ public struct SearchRunner {
         guard saved == configuration else {
             throw DataError("--resume: \(output.path) holds a search with other settings; use the same flags or a new --output")
         }
-        let state = try JSONDecoder().decode(BilevelSearch.State.self, from: Data(contentsOf: dir.appendingPathComponent("search_state.json")))
+        if let fingerprint {
+            let url = dir.appendingPathComponent("run_fingerprint.json")
+            let recorded = FileManager.default.fileExists(atPath: url.path) ? try CheckpointFolders.read(RunFingerprint.self, at: url) : nil
+            if let mismatch = fingerprint.mismatch(saved: recorded, output: output) { throw DataError(mismatch) }
+        }
+        let stateURL = dir.appendingPathComponent("search_state.json")
+        let state = try CheckpointFolders.read(BilevelSearch.State.self, at: stateURL)
+        if let problem = Self.problem(in: state, epochs: configuration.epochs) {
+            throw DataError("--resume: \(stateURL.path): \(problem); the checkpoint is damaged")
+        }
         try CheckpointFolders.readTensors(model.checkpointParameters + network.logits.map { ($0.name!, $0) },
                                           from: dir.appendingPathComponent("weights.safetensors"))
-        try CheckpointFolders.readMoments(into: search.weightOptimizer, from: dir.appendingPathComponent("optimizer.safetensors"), defaultStep: 0)
+        try CheckpointFolders.readMoments(into: search.weightOptimizer, from: dir.appendingPathComponent("optimizer.safetensors"),
+                                          expectedStep: nil)
         try CheckpointFolders.readMoments(into: search.architectureOptimizer, from: dir.appendingPathComponent("arch_optimizer.safetensors"),
-                                          defaultStep: 0)
+                                          expectedStep: nil)
         let log = (try? String(contentsOf: dir.appendingPathComponent("search_log.jsonl"), encoding: .utf8)) ?? ""
         return (state, log)
     }

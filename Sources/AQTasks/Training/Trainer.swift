@@ -1,4 +1,5 @@
 import AQBert
+import AQFiles
 import AQQuant
 import AQTokenizer
 import Foundation
@@ -58,6 +59,25 @@ struct TrainerState: Codable, Equatable {
     var arguments: TrainingArguments
     /// Wall time spent training and evaluating, summed over resumed runs.
     var trainSeconds: Double
+    /// The inputs the run was started from (checked on resume).
+    var fingerprint: RunFingerprint? = nil
+
+    /// Whether the position is one this run's shape can reach: nil when it is, else what is wrong.
+    func problem(epochs: Int, stepsPerEpoch: Int) -> String? {
+        if !(0...epochs).contains(epoch) { return "epoch \(epoch) is outside 0...\(epochs)" }
+        if !(0..<stepsPerEpoch).contains(stepInEpoch) || (epoch == epochs && stepInEpoch != 0) {
+            return "stepInEpoch \(stepInEpoch) is outside 0..<\(stepsPerEpoch)"
+        }
+        if globalStep != epoch * stepsPerEpoch + stepInEpoch {
+            return "globalStep \(globalStep) does not match epoch \(epoch) and step \(stepInEpoch) of \(stepsPerEpoch) per epoch"
+        }
+        if lossCount != stepInEpoch || !lossSum.isFinite { return "the running loss (\(lossSum) over \(lossCount) steps) does not match the position" }
+        if history.count != epoch { return "\(history.count) evaluated epochs for \(epoch) finished" }
+        if let bestEpoch, !(1...max(1, epoch)).contains(bestEpoch) || epoch == 0 { return "best epoch \(bestEpoch) was not evaluated" }
+        if (bestEpoch == nil) != (bestMetric == nil) { return "best epoch and best metric disagree" }
+        if !(trainSeconds >= 0 && trainSeconds.isFinite) { return "train seconds \(trainSeconds) is not a time" }
+        return nil
+    }
 }
 
 /// Fine-tunes a `BertTaskModel` on a task: AdamW (no decay on biases and LayerNorm), linear
@@ -78,6 +98,9 @@ public final class Trainer {
     /// Quantization-aware training: the fake quantization installed on `model` (its activation
     /// ranges follow the training mode, are checkpointed, and are saved with the best model).
     public var quantization: QuantizedBert?
+    /// The model and data files the run starts from; recorded in every checkpoint and, on
+    /// `--resume`, compared with the checkpoint's (a run never continues on other inputs).
+    public var fingerprint: RunFingerprint?
     /// Knowledge distillation: the fp32 teacher whose outputs the loss also matches, as
     /// `arguments.distillation(teacher:)` sets it up; run in eval mode, no gradients.
     public var teacher: BertTaskModel?
@@ -122,11 +145,8 @@ public final class Trainer {
                                                       learningRateScale: (a.rangeLearningRate ?? a.learningRate) / a.learningRate)],
                               learningRate: a.learningRate)
         var state = TrainerState(epoch: 0, stepInEpoch: 0, globalStep: 0, lossSum: 0, lossCount: 0, bestMetric: nil,
-                                 bestEpoch: nil, history: [], arguments: a, trainSeconds: 0)
-        if resume, let restored = try loadCheckpoint(optimizer: optimizer) {
-            guard restored.arguments == a else {
-                throw DataError("--resume: \(output.path) was trained with other arguments; use the same flags or a new --output")
-            }
+                                 bestEpoch: nil, history: [], arguments: a, trainSeconds: 0, fingerprint: fingerprint)
+        if resume, let restored = try loadCheckpoint(optimizer: optimizer, stepsPerEpoch: stepsPerEpoch) {
             state = restored
             progress(.resumed(globalStep: state.globalStep, epoch: state.epoch))
         } else {
@@ -192,8 +212,9 @@ public final class Trainer {
             if isBest {
                 state.bestMetric = score
                 state.bestEpoch = state.epoch + 1
-                try model.save(to: output, labelNames: pipeline.labelNames)
-                try quantization?.save(to: output)
+                try FileManager.default.createDirectory(at: bestModelStaging, withIntermediateDirectories: true)
+                try model.save(to: bestModelStaging, labelNames: pipeline.labelNames)
+                try quantization?.save(to: bestModelStaging)
             }
             progress(.evaluation(epoch: state.epoch, metrics: metrics, isBest: isBest))
             state.epoch += 1
@@ -206,7 +227,28 @@ public final class Trainer {
             started = Date()
             stepsTimed = 0
         }
+        try publishBestModel()
         return state.history
+    }
+
+    /// Where the best model so far is kept during a run. It moves into the output only when the
+    /// last epoch has finished, so a run that fails or is killed leaves no model in the output
+    /// that `evaluate` or `export` would take for a finished one.
+    var bestModelStaging: URL { output.appendingPathComponent(".best-model") }
+
+    /// Moves the staged best model's files into the output (each by rename(2), replacing), then
+    /// removes the staging folder. Idempotent: a resumed run killed half-way through this moves
+    /// what is left; a run published already finds nothing to move.
+    func publishBestModel() throws {
+        let fm = FileManager.default
+        guard fileExists(bestModelStaging.path).isDirectory else { return }
+        for name in try fm.contentsOfDirectory(atPath: bestModelStaging.path).sorted() {
+            let from = bestModelStaging.appendingPathComponent(name).path, to = output.appendingPathComponent(name).path
+            if rename(from, to) != 0 {
+                throw DataError("cannot move the best model's \(name) into \(output.path): \(errnoMessage(errno))")
+            }
+        }
+        try fm.removeItem(at: bestModelStaging)
     }
 
     func lossOf(_ batch: FeatureBatch, tape: Tape) -> Tensor {
@@ -270,14 +312,31 @@ public final class Trainer {
         }
     }
 
-    func loadCheckpoint(optimizer: AdamW) throws -> TrainerState? {
-        guard let dir = folders.latest() else { return nil }
-        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: dir.appendingPathComponent("trainer_state.json")))
+    /// The last checkpoint, checked before anything is trusted: the arguments and the inputs'
+    /// fingerprint must be this run's, the position one this run can reach, and the tensors and
+    /// optimizer moments this model's (see `CheckpointFolders`).
+    func loadCheckpoint(optimizer: AdamW, stepsPerEpoch: Int) throws -> TrainerState? {
+        guard let dir = try folders.latest() else { return nil }
+        let stateURL = dir.appendingPathComponent("trainer_state.json")
+        let state = try CheckpointFolders.read(TrainerState.self, at: stateURL)
+        guard state.arguments == arguments else {
+            throw DataError("--resume: \(output.path) was trained with other arguments; use the same flags or a new --output")
+        }
+        if let fingerprint, let mismatch = fingerprint.mismatch(saved: state.fingerprint, output: output) { throw DataError(mismatch) }
+        if let problem = state.problem(epochs: arguments.epochs, stepsPerEpoch: stepsPerEpoch) {
+            throw DataError("--resume: \(stateURL.path): \(problem); the checkpoint is damaged")
+        }
         try CheckpointFolders.readTensors(checkpointTensors, from: dir.appendingPathComponent("model.safetensors"))
         try CheckpointFolders.readMoments(into: optimizer, from: dir.appendingPathComponent("optimizer.safetensors"),
-                                          defaultStep: state.globalStep)
-        if let quantization, let data = try? Data(contentsOf: dir.appendingPathComponent("activation_ranges.json")) {
-            try quantization.setActivationRanges(try JSONDecoder().decode([String: [Float]].self, from: data))
+                                          expectedStep: state.globalStep)
+        if let quantization {
+            let url = dir.appendingPathComponent("activation_ranges.json")
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw DataError("--resume: \(dir.path) lacks activation_ranges.json, which a quantization-aware run writes; the checkpoint is damaged")
+            }
+            do { try quantization.setActivationRanges(try CheckpointFolders.read([String: [Float]].self, at: url)) } catch let e as DataError {
+                throw e
+            } catch { throw DataError("--resume: \(url.path): \(error)") }
         }
         return state
     }

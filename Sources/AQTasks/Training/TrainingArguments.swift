@@ -91,7 +91,15 @@ public struct TrainingArguments: Codable, Sendable, Equatable {
         if batchSize < 1 || evalBatchSize < 1 { throw DataError("--batch-size must be at least 1") }
         if maxSeqLength < 8 { throw DataError("--max-seq-length must be at least 8") }
         if !(warmupRatio >= 0 && warmupRatio < 1) { throw DataError("--warmup-ratio must be in [0, 1)") }
-        if task == .squad && docStride >= maxSeqLength { throw DataError("--doc-stride must be smaller than --max-seq-length") }
+        if task == .squad {
+            if docStride < 0 { throw DataError("--doc-stride must be 0 or more, got \(docStride)") }
+            // A window holds [CLS] question [SEP] context [SEP] with at least docStride + 1
+            // context tokens and one question token.
+            if docStride + 4 > maxSeqLength {
+                throw DataError("--doc-stride \(docStride) leaves no room for a window in --max-seq-length \(maxSeqLength): "
+                                + "it must be at most \(maxSeqLength - 4)")
+            }
+        }
         do { try distillationSettings?.validate() } catch { throw DataError("\(error)") }
         if let r = rangeLearningRate, !(r > 0 && r.isFinite) { throw DataError("--range-lr must be positive") }
     }
