@@ -35,6 +35,11 @@ public final class PackedBert {
     public static func export(model: BertTaskModel, quantization q: QuantizedBert, to directory: URL) throws -> (bytes: Int, predicted: Int) {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var tensors: [SafeTensorsWriter.Tensor] = []
+        var stored: [String: [UInt8]] = [:]
+        func append(_ name: String, _ dtype: SafeTensorsDType, _ shape: [Int], _ bytes: [UInt8]) {
+            tensors.append(.raw(name, dtype: dtype, shape: shape, bytes: bytes))
+            stored[name] = bytes
+        }
         let embeddingBits = q.embeddingBits
         for (name, t) in model.checkpointParameters {
             if let m = PackedFormat.planned(name, in: q.plan) {
@@ -54,9 +59,9 @@ public final class PackedBert {
                         codes += row[0..<bytes]
                     }
                 }
-                tensors.append(.raw(name + ".bits", dtype: .u8, shape: [m.groups], bytes: m.bits.map { UInt8($0) }))
-                tensors.append(.raw(name + ".ranges", dtype: .f16, shape: [ranges.count / 2, 2], bytes: littleEndianBytes(ranges)))
-                tensors.append(.raw(name + ".codes", dtype: .u8, shape: [codes.count], bytes: codes))
+                append(name + ".bits", .u8, [m.groups], m.bits.map { UInt8($0) })
+                append(name + ".ranges", .f16, [ranges.count / 2, 2], littleEndianBytes(ranges))
+                append(name + ".codes", .u8, [codes.count], codes)
             } else if embeddingBits > 0, PackedFormat.isEmbeddingTable(name) {
                 let (v, c) = (t.shape[0], t.shape[1])
                 var codes = [UInt8](), ranges = [UInt16]()
@@ -67,14 +72,19 @@ public final class PackedBert {
                     codes += rowCodes
                     ranges += [lo, hi]
                 }
-                tensors.append(.raw(name + ".codes", dtype: .u8, shape: [v, c], bytes: codes))
-                tensors.append(.raw(name + ".ranges", dtype: .f16, shape: [v, 2], bytes: littleEndianBytes(ranges)))
+                append(name + ".codes", .u8, [v, c], codes)
+                append(name + ".ranges", .f16, [v, 2], littleEndianBytes(ranges))
             } else {
-                tensors.append(.floats(name, shape: t.shape, t.array))
+                // The stored bytes (host order, little-endian on every CPU aqbert builds for, as
+                // safetensors stores fp32), so that the checksum covers exactly what is written.
+                append(name, .f32, t.shape, t.array.withUnsafeBytes { Array($0) })
             }
         }
+        let checksum = PackedFormat.checksum(names: Array(stored.keys)) { name, body in stored[name, default: []].withUnsafeBytes(body) }
         let weightsURL = directory.appendingPathComponent("model.safetensors")
-        do { try SafeTensorsWriter.write(tensors, metadata: PackedFormat.metadata, to: weightsURL) } catch let e as SafeTensorsError {
+        do {
+            try SafeTensorsWriter.write(tensors, metadata: PackedFormat.metadata(checksum: checksum), to: weightsURL)
+        } catch let e as SafeTensorsError {
             throw PackedModelError(e.description)
         }
         var config = model.config
@@ -103,7 +113,10 @@ public final class PackedBert {
     /// matrices and tables as kernels installed on it. Every tensor's dtype, shape and byte
     /// count is checked against the config and plan: a wrong width or a truncated tensor is an
     /// error naming it.
-    public static func load(directory: URL, architecture: BertArchitecture? = nil, numLabels: Int? = nil) throws
+    /// The file's format and version must be this one's; its tensors' checksum, when it carries
+    /// one, is verified first unless `verify` is false.
+    public static func load(directory: URL, architecture: BertArchitecture? = nil, numLabels: Int? = nil,
+                            verify: Bool = true) throws
         -> (model: BertTaskModel, packed: PackedBert) {
         let source = directory.path
         guard let qc = try QuantizationConfig.read(from: directory), qc.packed == true else {
@@ -114,6 +127,20 @@ public final class PackedBert {
         let checkpoint: SafeTensorsCheckpoint
         do { checkpoint = try SafeTensorsCheckpoint(directory: directory) } catch let e as SafeTensorsError {
             throw PackedModelError(e.description)
+        }
+        let weightsPath = directory.appendingPathComponent("model.safetensors").path
+        let metadata = checkpoint.metadata
+        guard metadata["format"] == PackedFormat.metadata["format"] else {
+            throw PackedModelError("\(weightsPath): metadata \"format\" is \(metadata["format"].map { "\"\($0)\"" } ?? "missing"), expected \"aq-bert-packed\"")
+        }
+        guard metadata["version"] == String(PackedFormat.version) else {
+            throw PackedModelError("\(weightsPath): packed format version \(metadata["version"].map { "\"\($0)\"" } ?? "missing") is not one this aqbert reads (\(PackedFormat.version)); export the model again with this aqbert")
+        }
+        if verify, let expected = metadata[PackedFormat.checksumKey] {
+            let actual = try PackedFormat.checksum(names: checkpoint.names) { name, body in try checkpoint.withRawBytes(name, body) }
+            guard actual == expected else {
+                throw PackedModelError("\(weightsPath): the tensors' checksum does not match the one recorded at export (the file is damaged); --no-verify loads it anyway")
+            }
         }
         let arch = architecture ?? config.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
         let model = BertTaskModel(config: config, architecture: arch, numLabels: numLabels)

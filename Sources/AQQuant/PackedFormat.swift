@@ -20,8 +20,27 @@ public struct PackedModelError: Error, CustomStringConvertible, Equatable, Senda
 /// its Hugging Face name.
 public enum PackedFormat {
     public static let version = 1
-    /// `__metadata__` of `model.safetensors`.
+    /// `__metadata__` of `model.safetensors` (export adds `checksumKey`).
     public static let metadata = ["format": "aq-bert-packed", "version": String(version)]
+    /// Metadata key of the tensors' checksum (`checksum(of:)`), verified on load. Files written
+    /// before it existed lack it and load unverified.
+    public static let checksumKey = "tensors_sha256"
+
+    /// The metadata export writes: `metadata` plus the checksum.
+    public static func metadata(checksum: String) -> [String: String] {
+        metadata.merging([checksumKey: checksum]) { $1 }
+    }
+
+    /// SHA-256 over every tensor in UTF-8 byte order of the names: the name, a 0 byte, then the
+    /// tensor's stored (little-endian) bytes. Independent of where the tensors sit in the file.
+    public static func checksum(names: [String], bytes: (String, (UnsafeRawBufferPointer) -> Void) throws -> Void) rethrows -> String {
+        var hasher = SHA256.Hasher()
+        for name in names.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            hasher.update(Array(name.utf8) + [0])
+            try bytes(name) { hasher.update($0) }
+        }
+        return hasher.finalize()
+    }
     public static let embeddingSuffixes = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
                                            "embeddings.token_type_embeddings.weight"]
 
@@ -70,7 +89,7 @@ public enum PackedFormat {
     /// The exact size of the packed `model.safetensors` (header included).
     public static func fileBytes(plan: BitPlan, parameters: [(name: String, shape: [Int])], embeddingBits: Int) throws -> Int {
         try SafeTensorsWriter.fileSize(of: tensorSpecs(plan: plan, parameters: parameters, embeddingBits: embeddingBits),
-                                       metadata: metadata)
+                                       metadata: metadata(checksum: String(repeating: "0", count: 64)))
     }
 
     /// Codes of `values` at `bits` bits, exactly as quantization-aware training quantizes

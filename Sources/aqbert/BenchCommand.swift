@@ -161,6 +161,7 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Worker threads (default: all cores).") var threads: Int?
         @Option(help: "Timed forward passes.") var steps: Int = 20
         @Option(help: "Untimed warm-up passes.") var warmup: Int = 3
+        @Flag(help: "Load a packed model without verifying its tensors' checksum.") var noVerify = false
 
         func validate() throws {
             try BenchCommand.validateRun(batch: batch, seq: seq, steps: steps, warmup: warmup, threads: threads)
@@ -173,7 +174,7 @@ struct BenchCommand: ParsableCommand {
             let kind: String
             do {
                 if PackedBert.isPacked(dir) {
-                    loaded = try PackedBert.load(directory: dir).model
+                    loaded = try PackedBert.load(directory: dir, verify: !noVerify).model
                     kind = "packed"
                 } else {
                     loaded = try BertTaskModel.load(directory: dir).model

@@ -28,6 +28,8 @@ struct EncodeCommand: ParsableCommand {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
+    @Flag(help: "Load a packed model without verifying its tensors' checksum.") var noVerify = false
+
     func run() throws {
         if let threads { Runtime.threads = threads }
         let texts = try TextIO.readLines(input)
@@ -37,7 +39,7 @@ struct EncodeCommand: ParsableCommand {
         if PackedBert.isPacked(dir) {
             // A packed model (aqbert export): its encoder, run by the low-bit kernels.
             do {
-                encoder = try SentenceEncoder(model: PackedBert.load(directory: dir, architecture: .base).model,
+                encoder = try SentenceEncoder(model: PackedBert.load(directory: dir, architecture: .base, verify: !noVerify).model,
                                               tokenizer: BertTokenizer(directory: dir))
             } catch { throw CLIError("\(error)") }
         } else {

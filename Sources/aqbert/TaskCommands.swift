@@ -178,7 +178,7 @@ func notFineTunedError(_ common: TaskModelOptions, _ model: BertTaskModel, _ rep
 
 /// Loads a fine-tuned model and the task's evaluation data.
 private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?, docStride: Int?,
-                               planPath: String? = nil, calibration: (path: String, rows: Int)? = nil) throws
+                               planPath: String? = nil, calibration: (path: String, rows: Int)? = nil, verify: Bool) throws
     -> (BertTaskModel, RunnableTask, TrainingArguments) {
     common.apply()
     var a = TrainingArguments.defaults(for: common.task)
@@ -197,7 +197,7 @@ private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqL
         if planPath != nil { throw CLIError("--plan applies to an fp32 model; \(common.model) is packed already") }
         do {
             let (model, _) = try PackedBert.load(directory: modelDir, architecture: pipeline.architecture,
-                                                 numLabels: pipeline.labelNames?.count)
+                                                 numLabels: pipeline.labelNames?.count, verify: verify)
             return (model, pipeline, a)
         } catch { throw CLIError("\(error)") }
     }
@@ -253,6 +253,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "With --plan: training data whose first rows calibrate the 8-bit activation ranges.") var calibration: String?
     @Option(help: "Rows of --calibration used.") var calibrationRows: Int = 1024
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Load a packed model without verifying its tensors' checksum.") var noVerify = false
 
     func validate() throws {
         if calibration != nil && plan == nil { throw ValidationError("--calibration needs --plan (a quantization-aware model has its ranges)") }
@@ -262,7 +263,8 @@ struct EvaluateCommand: ParsableCommand {
 
     func run() throws {
         let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride,
-                                                         planPath: plan, calibration: calibration.map { ($0, calibrationRows) })
+                                                         planPath: plan, calibration: calibration.map { ($0, calibrationRows) },
+                                                         verify: !noVerify)
         let report = try pipeline.report(model: model, batchSize: batchSize)
         print(json ? report.json : report.table)
     }
@@ -285,6 +287,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "Examples per forward pass.") var batchSize: Int = 64
     @Option(help: "Longest input in tokens (default: the task's).") var maxSeqLength: Int?
     @Option(help: "SQuAD window overlap in tokens (default 128).") var docStride: Int?
+    @Flag(help: "Load a packed model without verifying its tensors' checksum.") var noVerify = false
 
     func validate() throws {
         if format == .conll && common.task != .conll2003 { throw ValidationError("--format conll applies to --task conll2003 only") }
@@ -293,7 +296,8 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         try TextIO.checkOutput(output, inputs: [("--data", data), ("--model", common.model)])
-        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride)
+        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride,
+                                                         verify: !noVerify)
         try TextIO.write(try pipeline.predictions(model: model, batchSize: batchSize, format: format), to: output)
     }
 }

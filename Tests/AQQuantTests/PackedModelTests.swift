@@ -104,6 +104,42 @@ final class PackedModelTests: XCTestCase {
         try SafeTensorsWriter.write(tensors, metadata: PackedFormat.metadata, to: url)
     }
 
+    /// Export records the tensors' checksum; a damaged byte anywhere in the data fails the load
+    /// (unless verification is off), and an unknown format version is refused.
+    func testChecksumAndVersionAreChecked() throws {
+        let (m, q, _) = try quantized()
+        let out = dir.appendingPathComponent("packed")
+        try PackedBert.export(model: m, quantization: q, to: out)
+        let url = out.appendingPathComponent("model.safetensors")
+        let file = try SafeTensorsFile(url: url)
+        let recorded = try XCTUnwrap(file.metadata[PackedFormat.checksumKey])
+        XCTAssertEqual(recorded.count, 64)
+        XCTAssertEqual(try PackedFormat.checksum(names: file.names) { name, body in try file.withRawBytes(name, body) }, recorded)
+        let original = try Data(contentsOf: url)
+        let codes = try XCTUnwrap(file.names.first { $0.hasSuffix(".codes") && file.info($0)!.byteRange.count > 0 })
+        let fp32 = try XCTUnwrap(file.names.first { file.info($0)!.dtype == .f32 })
+        for name in [codes, fp32] {
+            var damaged = original
+            let at = file.dataOffset + file.info(name)!.byteRange.lowerBound
+            damaged[at] ^= 0x10
+            try damaged.write(to: url)
+            XCTAssertThrowsError(try PackedBert.load(directory: out)) { XCTAssertTrue("\($0)".contains("checksum does not match"), "\($0)") }
+            XCTAssertNoThrow(try PackedBert.load(directory: out, verify: false), "--no-verify loads it")
+        }
+        try original.write(to: url)
+        XCTAssertNoThrow(try PackedBert.load(directory: out))
+        // Another format version (the tensors and checksum unchanged).
+        var tensors = try file.names.map { n -> SafeTensorsWriter.Tensor in
+            let i = file.info(n)!
+            return .raw(n, dtype: i.dtype, shape: i.shape, bytes: try file.bytes(n))
+        }
+        tensors.sort { $0.name < $1.name }
+        var metadata = file.metadata
+        metadata["version"] = "7"
+        try SafeTensorsWriter.write(tensors, metadata: metadata, to: url)
+        XCTAssertThrowsError(try PackedBert.load(directory: out)) { XCTAssertTrue("\($0)".contains("version \"7\" is not one this aqbert reads"), "\($0)") }
+    }
+
     func testWrongWidthsAndTruncationFailLoudly() throws {
         let (m, q, _) = try quantized()
         let source = dir.appendingPathComponent("packed")
