@@ -55,6 +55,8 @@ let package = Package(
         .target(name: "AQHub", dependencies: ["AQFiles"]),
         // Task readers, features, metrics and the trainer.
         .target(name: "AQTasks", dependencies: ["AQBert", "AQQuant", "AQSearch"], swiftSettings: optimised),
+        // The mutation fuzzer's targets (every parser of user files) and mutator.
+        .target(name: "AQFuzz", dependencies: ["AQTasks"], swiftSettings: optimised),
         .executableTarget(
             name: "aqbert",
             dependencies: [
@@ -62,6 +64,7 @@ let package = Package(
                 "AQQuant",
                 "AQSearch",
                 "AQTasks",
+                "AQFuzz",
                 "AQHub",
                 "AQTokenizer",
                 "AQFiles",
@@ -75,6 +78,7 @@ let package = Package(
         .testTarget(name: "AQQuantTests", dependencies: ["AQQuant", "AQSafeTensors"]),
         .testTarget(name: "AQSearchTests", dependencies: ["AQSearch"]),
         .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "AQFuzzTests", dependencies: ["AQFuzz"], exclude: ["Fixtures", "Regressions"]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
         .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer"], exclude: ["Fixtures"]),
         .testTarget(

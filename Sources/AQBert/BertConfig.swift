@@ -201,12 +201,12 @@ public struct BertConfig: Sendable, Equatable {
         if !(layerNormEps > 0) { throw BertError("\(source): layer_norm_eps must be positive") }
     }
 
-    /// The weights every model of this configuration has at least (word and position embeddings,
-    /// and per layer the four attention and two FFN matrices), in Double so that no size
+    /// The weights every model of this configuration has at least (word, position and token-type
+    /// embeddings, and per layer the four attention and two FFN matrices), in Double so that no size
     /// overflows: what a checkpoint for it must hold, before anything is allocated.
     public var minimumWeightCount: Double {
         let h = Double(hiddenSize)
-        return (Double(vocabSize) + Double(maxPositionEmbeddings)) * h
+        return (Double(vocabSize) + Double(maxPositionEmbeddings) + Double(typeVocabSize)) * h
             + Double(numHiddenLayers) * (4 * h * h + 2 * h * Double(intermediateSize))
     }
 
@@ -218,8 +218,8 @@ public struct BertConfig: Sendable, Equatable {
     func validateDimensions(source: String) throws {
         let count = minimumWeightCount
         guard count <= Self.maximumWeightCount else {
-            throw BertError(String(format: "%@: the sizes (vocab_size %d, hidden_size %d, %d layers, intermediate_size %d, max_position_embeddings %d) describe a model of at least %.3g weights, more than the %.0f billion aqbert loads",
-                                   source, vocabSize, hiddenSize, numHiddenLayers, intermediateSize, maxPositionEmbeddings, count,
+            throw BertError(String(format: "%@: the sizes (vocab_size %ld, hidden_size %ld, %ld layers, intermediate_size %ld, max_position_embeddings %ld, type_vocab_size %ld) describe a model of at least %.3g weights, more than the %.0f billion aqbert loads",
+                                   source, vocabSize, hiddenSize, numHiddenLayers, intermediateSize, maxPositionEmbeddings, typeVocabSize, count,
                                    Self.maximumWeightCount / 1e9))
         }
     }

@@ -260,6 +260,30 @@ public enum OutputLock {
         try lock(file: directory + "/." + url.lastPathComponent + ".aqbert-lock", output: file)
     }
 
+    /// "another aqbert run (pid N) is writing to it" when a process holds the lock of output
+    /// directory `directory`, else nil (no lock file, or nobody holds it).
+    public static func holder(ofDirectory directory: String) -> String? {
+        let file = directory + "/.aqbert-lock"
+        let fd = posixOpen(file, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { _ = posixClose(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            _ = flock(fd, LOCK_UN)
+            return nil
+        }
+        return "another aqbert run\(owner(fd)) is writing to it"
+    }
+
+    /// " (pid N)" from a lock file's content, or "".
+    private static func owner(_ fd: Int32) -> String {
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 31, 0) }
+        guard n > 0, let pid = Int(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            return ""
+        }
+        return " (pid \(pid))"
+    }
+
     private static func lock(file: String, output: String) throws {
         guardLock.lock()
         defer { guardLock.unlock() }
@@ -269,12 +293,7 @@ public enum OutputLock {
         if fd < 0 { throw FileWriteError(path: output, reason: "cannot create the lock file \(file): \(errnoMessage(errno))") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let code = errno
-            var owner = ""
-            var buffer = [UInt8](repeating: 0, count: 32)
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 31, 0) }
-            if n > 0, let pid = Int(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
-                owner = " (pid \(pid))"
-            }
+            let owner = owner(fd)
             _ = posixClose(fd)
             if code == EWOULDBLOCK || code == EAGAIN {
                 throw FileWriteError(path: output, reason: "another aqbert run\(owner) is writing to it; wait for it to end or choose another output")

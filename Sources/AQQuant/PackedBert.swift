@@ -142,6 +142,16 @@ public final class PackedBert {
                 throw PackedModelError("\(weightsPath): the tensors' checksum does not match the one recorded at export (the file is damaged); --no-verify loads it anyway")
             }
         }
+        // Sizes far beyond what the file holds fail before the model is allocated. The packed
+        // file stores every embedding row and each kept group (at least 2 bits a weight), so a
+        // config that belongs to it describes at most a small multiple of its stored elements.
+        let storedCount = checkpoint.names.reduce(0.0) { total, name in
+            total + (checkpoint.info(name).map { $0.shape.reduce(1.0) { $0 * Double($1) } } ?? 0)
+        }
+        guard config.minimumWeightCount <= 16 * storedCount + 1e7 else {
+            throw PackedModelError(String(format: "%@: config.json describes at least %.0f weights, the packed file holds %.0f elements: the config does not belong to it",
+                                          source, config.minimumWeightCount, storedCount))
+        }
         let arch = architecture ?? config.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
         let model = BertTaskModel(config: config, architecture: arch, numLabels: numLabels)
         try plan.validate(against: model)

@@ -132,6 +132,8 @@ public final class BilevelSearch {
         public var lastSide = 0
         /// Running ranges of the fixed 8-bit activation quantizers.
         public var activationRanges: [String: [Float]] = [:]
+
+        public init(lambda: Double) { self.lambda = lambda }
     }
 
     /// Called after every `checkpointEvery` steps and at each epoch end, with the optimizers

@@ -1,6 +1,7 @@
 import AQBert
 import AQFiles
 import ArgumentParser
+import CAQKernels
 import Foundation
 
 let aqbertVersion = "0.1.0"
@@ -14,7 +15,7 @@ struct AQBertCommand: ParsableCommand {
         subcommands: [TokenizeCommand.self, EncodeCommand.self, FinetuneCommand.self, EvaluateCommand.self,
                       PredictCommand.self, ScoreCommand.self, SplitCommand.self, PlanCommand.self, InspectCommand.self,
                       SearchCommand.self, SensitivityCommand.self, RetrainCommand.self, ExportCommand.self, CompareCommand.self,
-                      BenchCommand.self]
+                      BenchCommand.self, FuzzCommand.self]
     )
 
     /// Every failure ends as one line on stderr ("error: ...") and exit status 1 (64 for usage
@@ -24,6 +25,13 @@ struct AQBertCommand: ParsableCommand {
         // as compare's steps) shows it when it happens rather than a buffer later.
         setvbuf(stdout, nil, _IOLBF, 0)
         guardStandardStreams()
+        // A step of compare (or a fuzz worker) dies with the process that started it, so that a
+        // killed compare leaves no step running on behind it.
+        if let text = ProcessInfo.processInfo.environment[StepRunner.parentVariable], let parent = Int32(text),
+           aq_die_with_parent(parent) == 1 {
+            FileHandle.standardError.write(Data("error: the compare that started this step has ended\n".utf8))
+            Foundation.exit(1)
+        }
         do {
             var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
             try command.run()

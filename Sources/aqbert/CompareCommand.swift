@@ -3,6 +3,7 @@ import AQQuant
 import AQSearch
 import AQTasks
 import ArgumentParser
+import AQFiles
 import Foundation
 
 extension ComparisonMethod: ExpressibleByArgument {}
@@ -249,6 +250,13 @@ struct StepRunner {
     let threads: Int?
 
     static let doneMarker = ".compare-done"
+    /// The environment variable that tells a child process its parent's pid (see main).
+    static let parentVariable = "AQBERT_PARENT_PID"
+
+    /// This process's environment plus the parent variable, for a child.
+    static var childEnvironment: [String: String] {
+        ProcessInfo.processInfo.environment.merging([parentVariable: String(getpid())]) { $1 }
+    }
 
     var executable: URL {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path == "/proc/self/exe"
@@ -266,6 +274,7 @@ struct StepRunner {
         let p = Process()
         p.executableURL = executable
         p.arguments = args
+        p.environment = Self.childEnvironment
         let pipe = Pipe()
         if capture { p.standardOutput = pipe }
         try p.run()
@@ -290,7 +299,11 @@ struct StepRunner {
         if fm.fileExists(atPath: directory.appendingPathComponent("last-checkpoint.json").path) {
             args.append("--resume")
         } else if fm.fileExists(atPath: directory.path) {
-            try fm.removeItem(at: directory)  // killed before its first checkpoint
+            // Killed before its first checkpoint; unless a run still holds the folder.
+            if let holder = OutputLock.holder(ofDirectory: directory.path) {
+                throw CLIError("\(directory.path): \(holder); wait for it to end")
+            }
+            try fm.removeItem(at: directory)
         }
         print("[compare] \(title)")
         fflush(stdout)

@@ -68,12 +68,14 @@ extension TaskReaders {
                     for (k, answerValue) in answerValues.enumerated() {
                         guard let answer = answerValue as? [String: Any], let text = answer["text"] as? String,
                               let startNumber = answer["answer_start"] as? NSNumber, !isBoolean(startNumber),
-                              startNumber.doubleValue == startNumber.doubleValue.rounded() else {
+                              startNumber.doubleValue == startNumber.doubleValue.rounded(),
+                              abs(startNumber.doubleValue) < 9.0e15 else {
                             throw DataError("\(at): answer \(k) needs a string \"text\" and an integer \"answer_start\"")
                         }
                         let start = startNumber.intValue
                         let textScalars = Array(text.unicodeScalars)
-                        guard start >= 0, start + textScalars.count <= contextScalars.count else {
+                        // (Written so that no sum can overflow, whatever answer_start is.)
+                        guard start >= 0, textScalars.count <= contextScalars.count, start <= contextScalars.count - textScalars.count else {
                             throw DataError("\(at): answer \(k) \"\(clip(text))\" at answer_start \(start) runs outside the context (\(contextScalars.count) characters); fix answer_start (a character offset into the context)")
                         }
                         guard contextScalars[start..<(start + textScalars.count)].elementsEqual(textScalars) else {

@@ -109,6 +109,10 @@ void aq_fake_quantize_range_accumulate(const float *x, float *y, size_t n, int b
 double aq_fake_quantize_range_dot(const float *x, const float *g, size_t n, int bits, float lo, float hi);
 void aq_range_pass_accumulate(const float *x, const float *dy, float *dx, size_t n, int bits, float lo, float hi, float w);
 
+// Linux: the calling process gets SIGKILL when its parent dies. Returns 0 when the parent is
+// `parent_pid` (alive), 1 when it has died already, -1 on error; 0 (no effect) elsewhere.
+int aq_die_with_parent(int parent_pid);
+
 #ifdef __cplusplus
 }
 #endif
