@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, fetches all-MiniLM-L6-v2 (for the parity test
-# against transformers; that test is skipped if the download fails), runs the whole suite.
+# against transformers; that test is skipped if the download fails), runs the whole suite and
+# one trial of Scripts/kill-resume.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Scripts/setup.sh
@@ -11,4 +12,6 @@ else
     aq_log "could not fetch all-MiniLM-L6-v2: its parity test will be skipped"
 fi
 swift build --build-tests
-exec swift test --skip-build --disable-swift-testing
+swift test --skip-build --disable-swift-testing
+# kill -9 at random points of finetune, retrain, search and compare, then resume: byte-identical.
+AQBERT=.build/debug/aqbert TRIALS=1 bash Scripts/kill-resume.sh

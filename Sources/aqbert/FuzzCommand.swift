@@ -55,7 +55,7 @@ struct FuzzCommand: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: work) }
         let targets = try makeTargets(in: work.appendingPathComponent("supervisor"))
         if let replay {
-            let input = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try TextIO.existingFile(replay, option: "--replay").path)))
+            let input = [UInt8](try Data(contentsOf: try TextIO.existingFile(replay, option: "--replay")))
             switch targets[0].run(input) {
             case .success: print("\(targets[0].name): accepted")
             case .failure(let e): print("\(targets[0].name): rejected: \("\(e)".prefix(300))")
@@ -82,8 +82,9 @@ struct FuzzCommand: ParsableCommand {
             }
             totalCrashes += found.count
             let seconds = Date().timeIntervalSince(started)
-            print(String(format: "%-17@ inputs %d  accepted %d  rejected %d  crashes %d  (%.0f inputs/s)",
-                         target.name, iterations - from, accepted, rejected, found.count, Double(iterations - from) / max(seconds, 1e-9)))
+            print(target.name.padding(toLength: 17, withPad: " ", startingAt: 0)
+                  + String(format: " inputs %ld  accepted %ld  rejected %ld  crashes %ld  (%.0f inputs/s)",
+                           iterations - from, accepted, rejected, found.count, Double(iterations - from) / max(seconds, 1e-9)))
             for (i, reason) in found { print("  crash at input \(i): \(reason)") }
             fflush(stdout)
         }
