@@ -195,6 +195,13 @@ public final class PackedBert {
                 let codesInfo = try info(name + ".codes", .u8, [PackedFormat.codeBytes(m, columns: t.shape[1])])
                 let ranges = try checkpoint.floats(rangesInfo.name)
                 let range = qc.activationRanges[String(path.dropLast(".weight".count))]
+                // The quantization-aware model quantized this matrix's input to activation_bits
+                // with a calibrated range; without it the packed model would compute something else.
+                if qc.activationBits > 0 {
+                    guard let r = range, r.count == 2, r.allSatisfy(\.isFinite), r[0] <= r[1] else {
+                        throw PackedModelError("\(source): quantization_config has no valid activation range for \(String(path.dropLast(".weight".count))) (activation_bits \(qc.activationBits)); export the model again")
+                    }
+                }
                 let bias = linear.bias
                 if let b = bias {
                     let biasName = String(name.dropLast("weight".count)) + "bias"
@@ -223,6 +230,9 @@ public final class PackedBert {
         // Inputs of Linears the plan leaves in fp32 are still 8-bit fake-quantized, as in training.
         for (path, linear) in linearsByPath where plan.matrices[path] == nil {
             if let r = qc.activationRanges[String(path.dropLast(".weight".count))], qc.activationBits > 0 {
+                guard r.count == 2, r.allSatisfy(\.isFinite), r[0] <= r[1] else {
+                    throw PackedModelError("\(source): the activation range of \(String(path.dropLast(".weight".count))) is not a finite [low, high] pair")
+                }
                 let q = ActivationQuantizer(bits: qc.activationBits)
                 q.setRange(low: r[0], high: r[1])
                 linear.inputTransform = { x, tape in q(x, tape: tape) }

@@ -140,6 +140,33 @@ final class PackedModelTests: XCTestCase {
         XCTAssertThrowsError(try PackedBert.load(directory: out)) { XCTAssertTrue("\($0)".contains("version \"7\" is not one this aqbert reads"), "\($0)") }
     }
 
+    /// A packed model whose config lacks a planned matrix's activation range (or has a broken
+    /// one) is refused: it would not compute what the quantization-aware model did.
+    func testMissingActivationRangeIsRefused() throws {
+        let (m, q, _) = try quantized()
+        let out = dir.appendingPathComponent("packed")
+        try PackedBert.export(model: m, quantization: q, to: out)
+        let configURL = out.appendingPathComponent("config.json")
+        let original = try Data(contentsOf: configURL)
+        let path = try XCTUnwrap(q.plan.matrices.keys.sorted().first)
+        let key = String(path.dropLast(".weight".count))
+        for value: Any? in [nil, [1.0], [2.0, 1.0]] {
+            var config = try XCTUnwrap(JSONSerialization.jsonObject(with: original) as? [String: Any])
+            var qc = try XCTUnwrap(config["quantization_config"] as? [String: Any])
+            var ranges = try XCTUnwrap(qc["activation_ranges"] as? [String: Any])
+            XCTAssertNotNil(ranges[key], "the export recorded \(key)'s range")
+            ranges[key] = value
+            qc["activation_ranges"] = ranges
+            config["quantization_config"] = qc
+            try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+            XCTAssertThrowsError(try PackedBert.load(directory: out), "\(String(describing: value))") {
+                XCTAssertTrue("\($0)".contains("activation range"), "\($0)")
+            }
+        }
+        try original.write(to: configURL)
+        XCTAssertNoThrow(try PackedBert.load(directory: out))
+    }
+
     func testWrongWidthsAndTruncationFailLoudly() throws {
         let (m, q, _) = try quantized()
         let source = dir.appendingPathComponent("packed")
