@@ -144,6 +144,9 @@ public struct BertConfig: Sendable, Equatable {
 
     /// Parses config JSON; `source` names it in errors.
     public init(json data: Data, source: String = "config.json") throws {
+        // Syntax (with line and column), UTF-8 and duplicate keys first: Foundation would keep
+        // one of two values for a key silently.
+        if let problem = StrictJSON.problem(in: data) { throw BertError("\(source): \(problem)") }
         guard let object = try? JSONSerialization.jsonObject(with: data), let dict = object as? [String: Any] else {
             throw BertError("\(source): not a JSON object")
         }
