@@ -217,13 +217,19 @@ public struct BertConfig: Sendable, Equatable {
     public static let maximumWeightCount: Double = 4e9
 
     /// Refuses sizes no BERT has before they reach an allocation (or an Int product that
-    /// overflows).
+    /// overflows), and a model whose fp32 weights alone exceed this machine's memory (an
+    /// allocation that would fail or be killed).
     func validateDimensions(source: String) throws {
         let count = minimumWeightCount
         guard count <= Self.maximumWeightCount else {
             throw BertError(String(format: "%@: the sizes (vocab_size %ld, hidden_size %ld, %ld layers, intermediate_size %ld, max_position_embeddings %ld, type_vocab_size %ld) describe a model of at least %.3g weights, more than the %.0f billion aqbert loads",
                                    source, vocabSize, hiddenSize, numHiddenLayers, intermediateSize, maxPositionEmbeddings, typeVocabSize, count,
                                    Self.maximumWeightCount / 1e9))
+        }
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        if pages > 0, pageSize > 0, count * 4 > Double(pages) * Double(pageSize) {
+            throw BertError(String(format: "%@: the model's fp32 weights need at least %.1f GB, more than this machine's %.1f GB of memory",
+                                   source, count * 4 / 1e9, Double(pages) * Double(pageSize) / 1e9))
         }
     }
 
