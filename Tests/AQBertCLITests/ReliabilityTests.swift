@@ -132,6 +132,37 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
     }
 
+    /// The search's checkpoints get the same checks: its state's position, its recorded inputs.
+    func testTamperedSearchCheckpointsAreRefused() throws {
+        let fp32 = dir.appendingPathComponent("fp32")
+        XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
+        func args(_ train: URL) -> [String] {
+            ["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2.5", "--groups", "1",
+             "--tolerance", "0.1", "--epochs", "3", "--batch-size", "8", "--save-steps", "2", "--threads", "1",
+             "--output", dir.appendingPathComponent("search").path]
+        }
+        let out = dir.appendingPathComponent("search")
+        XCTAssertEqual(try CLI.killAfter(args(train), fileAppears: out.appendingPathComponent("last-checkpoint.json")), .uncaughtSignal)
+        let pointer = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("last-checkpoint.json"))) as! [String: String]
+        let stateURL = out.appendingPathComponent(pointer["checkpoint"]!).appendingPathComponent("search_state.json")
+        let state = try Data(contentsOf: stateURL)
+        var object = try JSONSerialization.jsonObject(with: state) as! [String: Any]
+        object["epoch"] = 9
+        try JSONSerialization.data(withJSONObject: object).write(to: stateURL)
+        assertUserError(try CLI.run(args(train) + ["--resume"]), contains: "epoch 9 is outside 0...3")
+        object["epoch"] = 0
+        object["lambda"] = -1
+        try JSONSerialization.data(withJSONObject: object).write(to: stateURL)
+        assertUserError(try CLI.run(args(train) + ["--resume"]), contains: "lambda -1.0 is not a penalty weight")
+        try state.write(to: stateURL)
+        let otherTrain = dir.appendingPathComponent("other.tsv")
+        try (String(contentsOf: train, encoding: .utf8) + "one more good one\t1\n").write(to: otherTrain, atomically: true, encoding: .utf8)
+        assertUserError(try CLI.run(args(otherTrain) + ["--resume"]), contains: "train changed since")
+        let r = try CLI.run(args(train) + ["--resume"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("plan.json").path))
+    }
+
     /// Output that cannot be written (stdout closed) is an error, not a lost success.
     func testAClosedStandardOutputIsAnError() throws {
         let input = dir.appendingPathComponent("in.txt")
