@@ -81,10 +81,10 @@ struct TrainerState: Codable, Equatable {
 }
 
 /// Fine-tunes a `BertTaskModel` on a task: AdamW (no decay on biases and LayerNorm), linear
-/// warm-up/decay, gradient clipping, evaluation each epoch, the best model published in the output
-/// directory (Hugging Face layout) when the last epoch ends, resumable checkpoints. Deterministic: batch order comes
-/// from (seed, epoch) and each update's dropout masks from (seed, step), so a resumed run
-/// reproduces an uninterrupted one.
+/// warm-up/decay, gradient clipping, evaluation each epoch, resumable checkpoints, and the best
+/// model published in the output directory (Hugging Face layout) when the last epoch ends.
+/// Deterministic: batch order comes from (seed, epoch) and each update's dropout masks from
+/// (seed, step), so a resumed run reproduces an uninterrupted one.
 public final class Trainer {
     public let model: BertTaskModel
     public let pipeline: TaskPipeline
