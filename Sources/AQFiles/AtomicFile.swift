@@ -25,6 +25,23 @@ public func errnoMessage(_ code: Int32) -> String {
     return String(cString: p)
 }
 
+/// `mkdir -p`: creates `path` and its missing parents (0755); an error says which component
+/// failed and why (strerror), e.g. a parent that is a file.
+public func makeDirectories(_ path: String) throws {
+    if fileExists(path).isDirectory { return }
+    let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+    var current = ""
+    for component in absolute.split(separator: "/", omittingEmptySubsequences: true) {
+        current += "/" + component
+        let state = fileExists(current)
+        if state.isDirectory { continue }
+        if state.exists { throw FileWriteError(path: path, reason: "\(current) is a file, not a directory") }
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw FileWriteError(path: path, reason: "cannot create \(current): \(errnoMessage(errno))")
+        }
+    }
+}
+
 /// Whether `path` exists (stat(2), following links) and is a directory.
 public func fileExists(_ path: String) -> (exists: Bool, isDirectory: Bool) {
     var st = stat()
@@ -179,8 +196,10 @@ public func writeAtomically(_ data: Data, toPath path: String) throws {
         throw FileWriteError(path: path, reason: "it is a directory, expected a file")
     }
     let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-    guard fileExists(directory).isDirectory else {
-        throw FileWriteError(path: path, reason: "directory \(directory) does not exist")
+    let parent = fileExists(directory)
+    guard parent.isDirectory else {
+        throw FileWriteError(path: path, reason: parent.exists ? "\(directory) is a file, not a directory"
+                                                                 : "directory \(directory) does not exist")
     }
     try withAtomicFile(path) { file in
         try data.withUnsafeBytes { try file.write($0) }
@@ -240,13 +259,7 @@ public enum OutputLock {
 
     /// Locks the output directory `directory` (created if missing), through `directory/.aqbert-lock`.
     public static func lockDirectory(_ directory: String) throws {
-        if !fileExists(directory).isDirectory {
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            } catch {
-                throw FileWriteError(path: directory, reason: "cannot create the directory (\(error.localizedDescription))")
-            }
-        }
+        try makeDirectories(directory)
         try lock(file: directory + "/.aqbert-lock", output: directory)
     }
 

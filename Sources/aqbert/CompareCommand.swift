@@ -94,7 +94,7 @@ struct CompareCommand: ParsableCommand {
         let modelDir = try TextIO.modelDirectory(model)
         try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train), ("--dev", dev)])
         let out = URL(fileURLWithPath: output)
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        do { try makeDirectories(out.path) } catch { throw CLIError("--output: \(error)") }
         let runner = StepRunner(output: out, threads: threads)
         let metricName = task == .conll2003 || task == .squad ? "f1" : "accuracy"
         // Matrix shapes for the fp32 size: from the model's config.

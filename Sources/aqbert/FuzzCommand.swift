@@ -62,7 +62,9 @@ struct FuzzCommand: ParsableCommand {
             }
             return
         }
-        if let crashes { try FileManager.default.createDirectory(atPath: crashes, withIntermediateDirectories: true) }
+        if let crashes {
+            do { try makeDirectories(crashes) } catch { throw CLIError("--crashes: \(error)") }
+        }
         var totalCrashes = 0
         for target in targets {
             let started = Date()

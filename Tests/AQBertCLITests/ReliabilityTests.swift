@@ -163,6 +163,21 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("plan.json").path))
     }
 
+    /// An output that cannot be created (its parent is a file) is one line naming why, for every
+    /// kind of output: a run folder, a plan file, a comparison folder.
+    func testAnOutputThatCannotBeCreatedIsNamed() throws {
+        let file = dir.appendingPathComponent("a-file")
+        try Data("x".utf8).write(to: file)
+        let below = file.appendingPathComponent("out").path
+        assertUserError(try CLI.run(finetuneArgs(URL(fileURLWithPath: below))), contains: "a-file is a file, not a directory")
+        assertUserError(try CLI.run(["plan", "uniform", "--model", model.path, "--bits", "2", "--groups", "1", "--output", below]),
+                        contains: "a-file is a file, not a directory")
+        assertUserError(try CLI.run(["compare", "--model", model.path, "--task", "sst2", "--train", train.path, "--dev", dev.path,
+                                     "--fine-tuned", "--output", below]),
+                        contains: "a-file is a file, not a directory")
+        XCTAssertEqual(try Data(contentsOf: file), Data("x".utf8), "the file in the way is untouched")
+    }
+
     /// Output that cannot be written (stdout closed) is an error, not a lost success.
     func testAClosedStandardOutputIsAnError() throws {
         let input = dir.appendingPathComponent("in.txt")
