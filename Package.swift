@@ -40,7 +40,7 @@ let package = Package(
         // safetensors reading (memory-mapped) and writing.
         .target(name: "AQSafeTensors", dependencies: ["AQFiles"], swiftSettings: optimised),
         // WordPiece with BertTokenizerFast semantics.
-        .target(name: "AQTokenizer", dependencies: ["AQFiles"], swiftSettings: optimised),
+        .target(name: "AQTokenizer", dependencies: ["AQFiles", "AQSafeTensors"], swiftSettings: optimised),
         // BERT config, model, heads, checkpoint name map.
         .target(
             name: "AQBert",

@@ -1,3 +1,4 @@
+import AQSafeTensors
 import Foundation
 
 extension BertTokenizer {
@@ -58,20 +59,35 @@ extension BertTokenizer {
         options.maskToken = special("mask_token", options.maskToken)
 
         // Added tokens: tokenizer.json's list, then the config's `added_tokens_decoder` (wins by id).
+        // A malformed entry is an error naming it: skipping it would tokenize differently from
+        // the tokenizer that wrote the file.
         var byId: [Int: AddedToken] = [:]
-        if let list = tokenizerJSON["added_tokens"] as? [Any] {
-            for item in list {
-                if let dict = item as? [String: Any], let id = (dict["id"] as? NSNumber)?.intValue,
-                   let token = BertTokenizer.addedToken(dict, id: id) {
-                    byId[id] = token
+        let jsonPath = tokenizerJSONURL.path
+        if let value = tokenizerJSON["added_tokens"], !(value is NSNull) {
+            guard let list = value as? [Any] else {
+                throw TokenizerError(.invalidJSON, "\(jsonPath): \"added_tokens\" must be an array")
+            }
+            for (i, item) in list.enumerated() {
+                // (JSON true/false decode as an NSNumber whose class name says Bool.)
+                guard let dict = item as? [String: Any], let number = dict["id"] as? NSNumber,
+                      !String(describing: type(of: number)).contains("Bool"),
+                      number.doubleValue == number.doubleValue.rounded(), number.doubleValue >= 0, number.doubleValue < 1e9,
+                      let token = BertTokenizer.addedToken(dict, id: number.intValue) else {
+                    throw TokenizerError(.invalidJSON, "\(jsonPath): added_tokens[\(i)] needs an integer \"id\" >= 0 and a non-empty string \"content\"")
                 }
+                byId[number.intValue] = token
             }
         }
-        if let decoder = config["added_tokens_decoder"] as? [String: Any] {
-            for (key, value) in decoder {
-                if let id = Int(key), let dict = value as? [String: Any], let token = BertTokenizer.addedToken(dict, id: id) {
-                    byId[id] = token
+        if let value = config["added_tokens_decoder"], !(value is NSNull) {
+            guard let decoder = value as? [String: Any] else {
+                throw TokenizerError(.invalidJSON, "\(configPath): \"added_tokens_decoder\" must be an object")
+            }
+            for (key, value) in decoder.sorted(by: { $0.key < $1.key }) {
+                guard let id = Int(key), id >= 0, id < 1_000_000_000, let dict = value as? [String: Any],
+                      let token = BertTokenizer.addedToken(dict, id: id) else {
+                    throw TokenizerError(.invalidJSON, "\(configPath): added_tokens_decoder[\"\(key)\"] needs an integer key >= 0 and a non-empty string \"content\"")
                 }
+                byId[id] = token
             }
         }
         options.addedTokens = byId.keys.sorted().compactMap { byId[$0] }
@@ -96,6 +112,8 @@ extension BertTokenizer {
 
     static func readJSONObject(_ url: URL) throws -> [String: Any]? {
         guard let data = try readFile(url) else { return nil }
+        // Syntax with line and column, and duplicate keys (Foundation keeps one silently).
+        if let problem = StrictJSON.problem(in: data) { throw TokenizerError(.invalidJSON, "\(url.path): \(problem)") }
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: data, options: [])

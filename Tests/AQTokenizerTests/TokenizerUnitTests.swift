@@ -243,7 +243,11 @@ final class TokenizerUnitTests: XCTestCase {
                                          to: dir.appendingPathComponent("vocab.txt"))
         let config = dir.appendingPathComponent("tokenizer_config.json")
         try Data("{\"do_lower_case\": tru".utf8).write(to: config)
-        assertError(try BertTokenizer(directory: dir), kind: .invalidJSON, mentions: "tokenizer_config.json")
+        assertError(try BertTokenizer(directory: dir), kind: .invalidJSON, mentions: "line 1, column 19")
+        try Data("{\"do_lower_case\": true, \"do_lower_case\": false}".utf8).write(to: config)
+        assertError(try BertTokenizer(directory: dir), kind: .invalidJSON, mentions: "duplicate key \"do_lower_case\"")
+        try Data("{\"added_tokens_decoder\": {\"x\": {\"content\": \"[A]\"}}}".utf8).write(to: config)
+        assertError(try BertTokenizer(directory: dir), kind: .invalidJSON, mentions: "added_tokens_decoder[\"x\"]")
         try Data("[1, 2]".utf8).write(to: config)
         assertError(try BertTokenizer(directory: dir), kind: .invalidJSON, mentions: "tokenizer_config.json")
         try Data("{\"do_lower_case\": \"yes\"}".utf8).write(to: config)
@@ -251,6 +255,14 @@ final class TokenizerUnitTests: XCTestCase {
         try FileManager.default.removeItem(at: config)
         try Data("not json".utf8).write(to: dir.appendingPathComponent("tokenizer.json"))
         assertError(try BertTokenizer(directory: dir), kind: .invalidJSON, mentions: "tokenizer.json")
+        // Malformed added tokens are errors (skipping one would tokenize differently).
+        for (text, needle) in [("{\"added_tokens\": 5}", "\"added_tokens\" must be an array"),
+                               ("{\"added_tokens\": [{\"id\": true, \"content\": \"[A]\"}]}", "added_tokens[0]"),
+                               ("{\"added_tokens\": [{\"id\": 3, \"content\": \"\"}]}", "added_tokens[0]"),
+                               ("{\"added_tokens\": [{\"id\": 0, \"content\": \"[PAD]\"}, {\"id\": 1.5, \"content\": \"x\"}]}", "added_tokens[1]")] {
+            try Data(text.utf8).write(to: dir.appendingPathComponent("tokenizer.json"))
+            assertError(try BertTokenizer(directory: dir), kind: .invalidJSON, mentions: needle)
+        }
         try FileManager.default.removeItem(at: dir.appendingPathComponent("tokenizer.json"))
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("special_tokens_map.json"), withIntermediateDirectories: false)
         assertError(try BertTokenizer(directory: dir), kind: .notAFile, mentions: "special_tokens_map.json")
