@@ -44,7 +44,12 @@ public enum FuzzTargets {
             return u
         }
         func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
-        func read(_ u: URL) throws -> [UInt8] { [UInt8](try Data(contentsOf: u)) }
+        func read(_ u: URL) throws -> [UInt8] {
+            guard let data = FileManager.default.contents(atPath: u.path) else {
+                throw FuzzSetupError("cannot read \(u.path) (the model directory needs config.json, model.safetensors and vocab.txt)")
+            }
+            return [UInt8](data)
+        }
         let configText = try read(model.appendingPathComponent("config.json"))
         let weights = model.appendingPathComponent("model.safetensors")
         let vocab = try read(model.appendingPathComponent("vocab.txt"))
