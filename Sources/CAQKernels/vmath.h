@@ -17,7 +17,9 @@ void aq_init_dispatch(void);
 
 AQ_AVX2 static inline __m256 aq_exp256(__m256 x) {
     const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    // Operand order makes a NaN pass through (maxps/minps return their second operand then),
+    // so exp(NaN) is NaN as in libm, not exp(-88).
+    x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
     __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
     fx = _mm256_floor_ps(fx);
     x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);

@@ -175,6 +175,29 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// A row with a NaN gives a NaN softmax on both paths, as in PyTorch: the fast exp's range
+    /// clamp must not turn exp(NaN) into exp(-88), which would drop the NaN and return a finite,
+    /// wrong distribution. GELU keeps NaN too (forward and backward).
+    func testNaNPropagatesThroughSoftmaxAndGELU() {
+        var values = [Float](repeating: 0.5, count: 32)
+        for i in 0..<32 { values[i] = Float(i % 7) * 0.3 - 1 }
+        values[3] = .nan  // row 0 (columns 0..<16) has a NaN, row 1 has none
+        let x = Tensor(shape: [32], values: values), dy = Tensor(shape: [32], values: [Float](repeating: 1, count: 32))
+        for portable in [false, true] {
+            Kernels.forcePortable(portable)
+            let y = Tensor(uninitialized: [32])
+            Kernels.softmaxForward(x.pointer, y.pointer, rows: 2, cols: 16, scale: 1, keyMask: nil, rowsPerMask: 1)
+            for i in 0..<32 { XCTAssertEqual(y.pointer[i].isNaN, i < 16, "softmax portable=\(portable) index \(i)") }
+            for approximate in [false, true] {
+                let g = Tensor(uninitialized: [32]), d = Tensor(zeros: [32])
+                Kernels.geluForward(x.pointer, g.pointer, count: 32, approximate: approximate)
+                Kernels.geluBackward(x.pointer, dy.pointer, d.pointer, count: 32, approximate: approximate)
+                XCTAssertEqual((0..<32).filter { g.pointer[$0].isNaN || d.pointer[$0].isNaN }, [3], "gelu portable=\(portable)")
+            }
+            Kernels.forcePortable(false)
+        }
+    }
+
     func testSoftmaxMasked() {
         let x = randomTensor([2, 3, 5], seed: 18)
         let mask = Tensor(shape: [2, 5], values: [1, 1, 1, 0, 0, 1, 1, 1, 1, 1])
