@@ -13,7 +13,7 @@ import Darwin
 ///     <cache>/models--org--name/
 ///         refs/main                      the commit hash `main` pointed to (no newline)
 ///         blobs/<etag>                   file contents, named by the git sha1 or LFS sha256
-///         blobs/<etag>.incomplete        a transfer in progress (appended to when resuming)
+///         blobs/<etag>.incomplete        a partial download (appended to when resuming)
 ///         snapshots/<commit>/<file>      relative symlink -> ../../blobs/<etag>
 ///         .no_exist/<commit>/<file>      empty: the hub answered 404 for this file
 ///     <cache>/.locks/models--org--name/<etag>.lock   flock(2)ed while a blob is written
