@@ -155,12 +155,8 @@ extension BertTaskModel {
         do { checkpoint = try SafeTensorsCheckpoint(directory: directory) } catch let e as SafeTensorsError {
             throw BertError(e.description)
         }
-        // Sizes far beyond the weights fail here, before the model is allocated (a near miss
-        // reaches the per-tensor shape check below, which names the tensor).
-        let storedCount = checkpoint.names.reduce(0.0) { total, name in
-            total + (checkpoint.info(name).map { $0.shape.reduce(1.0) { $0 * Double($1) } } ?? 0)
-        }
-        guard config.minimumWeightCount <= 16 * storedCount + 1e7 else {
+        let storedCount = checkpoint.elementCount
+        guard config.fits(storedElements: storedCount) else {
             throw BertError(String(format: "%@: config.json describes at least %.0f weights, the checkpoint holds %.0f: the config does not belong to these weights",
                                    directory.path, config.minimumWeightCount, storedCount))
         }

@@ -213,6 +213,14 @@ public struct BertConfig: Sendable, Equatable {
             + Double(numHiddenLayers) * (4 * h * h + 2 * h * Double(intermediateSize))
     }
 
+    /// Whether a checkpoint storing `storedElements` elements can belong to this configuration:
+    /// it describes at most a small multiple of them (a packed file keeps every embedding row
+    /// and at least 2 bits a kept weight). Checked before the model is allocated, so sizes far
+    /// beyond the weights fail at once; a near miss reaches the per-tensor shape checks.
+    public func fits(storedElements: Double) -> Bool {
+        minimumWeightCount <= 16 * storedElements + 1e7
+    }
+
     /// The largest model aqbert loads: 4 billion weights (16 GB in fp32), far above any BERT.
     public static let maximumWeightCount: Double = 4e9
 

@@ -42,6 +42,19 @@ public func makeDirectories(_ path: String) throws {
     }
 }
 
+/// The directory a new file `path` goes into must exist and be a directory; the error says which
+/// it is not. Returns that directory.
+@discardableResult
+public func requireParentDirectory(of path: String) throws -> String {
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    let parent = fileExists(directory)
+    guard parent.isDirectory else {
+        throw FileWriteError(path: path, reason: parent.exists ? "\(directory) is a file, not a directory"
+                                                                 : "directory \(directory) does not exist")
+    }
+    return directory
+}
+
 /// Whether `path` exists (stat(2), following links) and is a directory.
 public func fileExists(_ path: String) -> (exists: Bool, isDirectory: Bool) {
     var st = stat()
@@ -195,12 +208,7 @@ public func writeAtomically(_ data: Data, toPath path: String) throws {
     if fileExists(path).isDirectory {
         throw FileWriteError(path: path, reason: "it is a directory, expected a file")
     }
-    let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-    let parent = fileExists(directory)
-    guard parent.isDirectory else {
-        throw FileWriteError(path: path, reason: parent.exists ? "\(directory) is a file, not a directory"
-                                                                 : "directory \(directory) does not exist")
-    }
+    try requireParentDirectory(of: path)
     try withAtomicFile(path) { file in
         try data.withUnsafeBytes { try file.write($0) }
     }
@@ -265,12 +273,8 @@ public enum OutputLock {
 
     /// Locks the output file `file`, through a hidden `.NAME.aqbert-lock` beside it.
     public static func lockFile(_ file: String) throws {
-        let url = URL(fileURLWithPath: file)
-        let directory = url.deletingLastPathComponent().path
-        guard fileExists(directory).isDirectory else {
-            throw FileWriteError(path: file, reason: "directory \(directory) does not exist")
-        }
-        try lock(file: directory + "/." + url.lastPathComponent + ".aqbert-lock", output: file)
+        let directory = try requireParentDirectory(of: file)
+        try lock(file: directory + "/." + URL(fileURLWithPath: file).lastPathComponent + ".aqbert-lock", output: file)
     }
 
     /// "another aqbert run (pid N) is writing to it" when a process holds the lock of output

@@ -19,6 +19,12 @@ public final class ActivationQuantizer {
         self.momentum = momentum
     }
 
+    /// Whether a saved range is one `setRange` can take: a finite [low, high] pair, low <= high.
+    /// Every reader of saved ranges (checkpoints, model directories, packed files) checks it.
+    public static func isValidRange(_ r: [Float]) -> Bool {
+        r.count == 2 && r[0].isFinite && r[1].isFinite && r[0] <= r[1]
+    }
+
     /// Restores a frozen range (from a saved model).
     public func setRange(low: Float, high: Float) {
         self.low = low

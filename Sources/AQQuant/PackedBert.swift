@@ -142,15 +142,13 @@ public final class PackedBert {
                 throw PackedModelError("\(weightsPath): the tensors' checksum does not match the one recorded at export (the file is damaged); --no-verify loads it anyway")
             }
         }
-        // Sizes far beyond what the file holds fail before the model is allocated. The packed
-        // file stores every embedding row and each kept group (at least 2 bits a weight), so a
-        // config that belongs to it describes at most a small multiple of its stored elements.
-        let storedCount = checkpoint.names.reduce(0.0) { total, name in
-            total + (checkpoint.info(name).map { $0.shape.reduce(1.0) { $0 * Double($1) } } ?? 0)
-        }
-        guard config.minimumWeightCount <= 16 * storedCount + 1e7 else {
+        let storedCount = checkpoint.elementCount
+        guard config.fits(storedElements: storedCount) else {
             throw PackedModelError(String(format: "%@: config.json describes at least %.0f weights, the packed file holds %.0f elements: the config does not belong to it",
                                           source, config.minimumWeightCount, storedCount))
+        }
+        if let (name, _) = qc.activationRanges.sorted(by: { $0.key < $1.key }).first(where: { !ActivationQuantizer.isValidRange($0.value) }) {
+            throw PackedModelError("\(source): the activation range of \(name) is not a finite [low, high] pair")
         }
         let arch = architecture ?? config.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
         let model = BertTaskModel(config: config, architecture: arch, numLabels: numLabels)
@@ -197,10 +195,8 @@ public final class PackedBert {
                 let range = qc.activationRanges[String(path.dropLast(".weight".count))]
                 // The quantization-aware model quantized this matrix's input to activation_bits
                 // with a calibrated range; without it the packed model would compute something else.
-                if qc.activationBits > 0 {
-                    guard let r = range, r.count == 2, r.allSatisfy(\.isFinite), r[0] <= r[1] else {
-                        throw PackedModelError("\(source): quantization_config has no valid activation range for \(String(path.dropLast(".weight".count))) (activation_bits \(qc.activationBits)); export the model again")
-                    }
+                if qc.activationBits > 0 && range == nil {
+                    throw PackedModelError("\(source): quantization_config has no activation range for \(String(path.dropLast(".weight".count))) (activation_bits \(qc.activationBits)); export the model again")
                 }
                 let bias = linear.bias
                 if let b = bias {
@@ -230,9 +226,6 @@ public final class PackedBert {
         // Inputs of Linears the plan leaves in fp32 are still 8-bit fake-quantized, as in training.
         for (path, linear) in linearsByPath where plan.matrices[path] == nil {
             if let r = qc.activationRanges[String(path.dropLast(".weight".count))], qc.activationBits > 0 {
-                guard r.count == 2, r.allSatisfy(\.isFinite), r[0] <= r[1] else {
-                    throw PackedModelError("\(source): the activation range of \(String(path.dropLast(".weight".count))) is not a finite [low, high] pair")
-                }
                 let q = ActivationQuantizer(bits: qc.activationBits)
                 q.setRange(low: r[0], high: r[1])
                 linear.inputTransform = { x, tape in q(x, tape: tape) }

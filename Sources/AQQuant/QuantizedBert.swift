@@ -135,8 +135,11 @@ public final class QuantizedBert {
     /// Restores saved ranges (keys as `activationRanges`).
     public func setActivationRanges(_ ranges: [String: [Float]]) throws {
         for (k, v) in ranges {
-            guard let q = activationQuantizers[k], v.count == 2, v[0] <= v[1] else {
+            guard let q = activationQuantizers[k] else {
                 throw PlanError("activation range for \(k) does not match the plan's matrices")
+            }
+            guard ActivationQuantizer.isValidRange(v) else {
+                throw PlanError("the activation range of \(k) is not a finite [low, high] pair")
             }
             q.setRange(low: v[0], high: v[1])
         }

@@ -366,6 +366,12 @@ public enum StrictJSON {
         return nil
     }
 
+    /// Whether a number from JSONSerialization was a JSON `true`/`false` (Foundation bridges both
+    /// to NSNumber, and `0`/`1` cast to Bool, so only the class tells them apart).
+    public static func isBoolean(_ n: NSNumber) -> Bool {
+        String(describing: type(of: n)).contains("Bool")
+    }
+
     /// One line for a `DecodingError`: where (the key path, array indices as [i]) and what.
     public static func describe(_ error: Error) -> String {
         func path(_ keys: [CodingKey]) -> String {

@@ -22,6 +22,10 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
     public let names: [String]
     /// `__metadata__` of the single file, or of the first shard.
     public var metadata: [String: String] { files.first?.metadata ?? [:] }
+    /// Elements stored over all tensors (in Double: a damaged header cannot overflow it).
+    public var elementCount: Double {
+        names.reduce(0.0) { total, name in total + (info(name).map { $0.shape.reduce(1.0) { $0 * Double($1) } } ?? 0) }
+    }
 
     private let fileByName: [String: SafeTensorsFile]
 

@@ -121,7 +121,8 @@ public final class SuperNetwork {
 
     public func setActivationRanges(_ ranges: [String: [Float]]) throws {
         for (k, v) in ranges {
-            guard let q = activationQuantizers[k], v.count == 2 else { throw PlanError("activation range for unknown \(k)") }
+            guard let q = activationQuantizers[k] else { throw PlanError("activation range for unknown \(k)") }
+            guard ActivationQuantizer.isValidRange(v) else { throw PlanError("the activation range of \(k) is not a finite [low, high] pair") }
             q.setRange(low: v[0], high: v[1])
         }
     }

@@ -68,9 +68,7 @@ extension BertTokenizer {
                 throw TokenizerError(.invalidJSON, "\(jsonPath): \"added_tokens\" must be an array")
             }
             for (i, item) in list.enumerated() {
-                // (JSON true/false decode as an NSNumber whose class name says Bool.)
-                guard let dict = item as? [String: Any], let number = dict["id"] as? NSNumber,
-                      !String(describing: type(of: number)).contains("Bool"),
+                guard let dict = item as? [String: Any], let number = dict["id"] as? NSNumber, !StrictJSON.isBoolean(number),
                       number.doubleValue == number.doubleValue.rounded(), number.doubleValue >= 0, number.doubleValue < 1e9,
                       let token = BertTokenizer.addedToken(dict, id: number.intValue) else {
                     throw TokenizerError(.invalidJSON, "\(jsonPath): added_tokens[\(i)] needs an integer \"id\" >= 0 and a non-empty string \"content\"")

@@ -165,8 +165,10 @@ struct SearchCommand: ParsableCommand {
         if !resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("last-checkpoint.json").path) {
             throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")
         }
-        runner.fingerprint = try TextIO.fingerprint(modelDirectory: modelDir, inputs: [("train", trainURL)])
-        let hash = try runner.fingerprint?.files["train"] ?? SHA256.hex(contentsOf: trainURL)
+        let fingerprint = try TextIO.fingerprint(modelDirectory: modelDir, inputs: [("train", trainURL)])
+        runner.fingerprint = fingerprint
+        // The training data's hash, recorded in the plan's provenance too.
+        let hash = try fingerprint.files["train"] ?? SHA256.hex(contentsOf: trainURL)
         let every = logEvery, json = self.json
         let plan = try runner.run(dataSHA256: hash, resume: resume) { e in
             guard e.step % every == 0 else { return }

@@ -1,3 +1,4 @@
+import AQSafeTensors
 import Foundation
 
 // GLUE SST-2 and MNLI. GLUE TSVs are read as the GLUE/transformers processors read them:
@@ -92,7 +93,7 @@ extension TaskReaders {
                     throw DataError("\(source.at(i)): unknown MNLI label \"\(name)\"; labels are \(mnliLabels.joined(separator: ", "))")
                 }
                 id = k
-            case let n as NSNumber where !isBoolean(n) && n.doubleValue == n.doubleValue.rounded():
+            case let n as NSNumber where !StrictJSON.isBoolean(n) && n.doubleValue == n.doubleValue.rounded():
                 let k = n.intValue
                 guard (-1...2).contains(k) else {
                     throw DataError("\(source.at(i)): MNLI label \(k) out of range; use 0 (entailment), 1 (neutral), 2 (contradiction) or -1 (unlabelled)")
@@ -172,10 +173,5 @@ extension TaskReaders {
         let digits = detail[r.upperBound...].prefix(while: \.isNumber)
         guard let offset = Int(digits) else { return nil }
         return 1 + data.prefix(offset).reduce(0) { $1 == 0x0A ? $0 + 1 : $0 }
-    }
-
-    /// JSONSerialization gives booleans as NSNumber; tell them apart from numbers.
-    static func isBoolean(_ n: NSNumber) -> Bool {
-        String(describing: type(of: n)).contains("Bool")
     }
 }

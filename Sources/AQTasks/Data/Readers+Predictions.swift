@@ -1,3 +1,4 @@
+import AQSafeTensors
 import Foundation
 
 /// Prediction files, the inputs of `aqbert score` (and what `evaluate` writes), so predictions
@@ -25,7 +26,7 @@ public enum PredictionFiles {
                 throw DataError("\(source.at(i)): looks like \(FileShape.sniff(source.lines).description); predictions must be \(classificationExpect)")
             }
             let object = try TaskReaders.jsonObject(line, source, i)
-            guard let indexNumber = object["index"] as? NSNumber, !TaskReaders.isBoolean(indexNumber) else {
+            guard let indexNumber = object["index"] as? NSNumber, !StrictJSON.isBoolean(indexNumber) else {
                 throw DataError("\(source.at(i)): no integer \"index\"; predictions must be \(classificationExpect)")
             }
             guard indexNumber.intValue == out.count, indexNumber.doubleValue == Double(out.count) else {
@@ -42,7 +43,7 @@ public enum PredictionFiles {
             }
             if let p = object["probabilities"], !(p is NSNull) {
                 guard let values = p as? [Any], values.count == labels.count,
-                      values.allSatisfy({ ($0 as? NSNumber).map { !TaskReaders.isBoolean($0) } ?? false }) else {
+                      values.allSatisfy({ ($0 as? NSNumber).map { !StrictJSON.isBoolean($0) } ?? false }) else {
                     throw DataError("\(source.at(i)): \"probabilities\" must be an array of \(labels.count) numbers (one per label: \(labels.joined(separator: ", ")))")
                 }
             }

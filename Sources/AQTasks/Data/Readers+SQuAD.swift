@@ -1,3 +1,4 @@
+import AQSafeTensors
 import Foundation
 
 extension TaskReaders {
@@ -67,7 +68,7 @@ extension TaskReaders {
                     var answers: [SquadExample.Answer] = []
                     for (k, answerValue) in answerValues.enumerated() {
                         guard let answer = answerValue as? [String: Any], let text = answer["text"] as? String,
-                              let startNumber = answer["answer_start"] as? NSNumber, !isBoolean(startNumber),
+                              let startNumber = answer["answer_start"] as? NSNumber, !StrictJSON.isBoolean(startNumber),
                               startNumber.doubleValue == startNumber.doubleValue.rounded(),
                               abs(startNumber.doubleValue) < 9.0e15 else {
                             throw DataError("\(at): answer \(k) needs a string \"text\" and an integer \"answer_start\"")

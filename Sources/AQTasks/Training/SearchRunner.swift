@@ -154,7 +154,7 @@ public struct SearchRunner {
             return "architectureSteps \(state.architectureSteps) is outside 0...\(state.step)"
         }
         if !(state.lambda.isFinite && state.lambda >= 0) { return "lambda \(state.lambda) is not a penalty weight" }
-        for (name, r) in state.activationRanges where !(r.count == 2 && r.allSatisfy(\.isFinite) && r[0] <= r[1]) {
+        for (name, r) in state.activationRanges where !ActivationQuantizer.isValidRange(r) {
             return "activation range of \(name) is not a finite [low, high] pair"
         }
         return nil
