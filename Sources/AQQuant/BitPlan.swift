@@ -1,14 +1,23 @@
 import AQBert
+import AQNN
 import Foundation
 
-/// The bit-width of every row group of every quantized encoder matrix (METHOD.md section 1).
+/// The bit-width of every row group of every quantized encoder matrix (METHOD.md section 1),
+/// and optionally of the row groups of the word and position embedding tables.
 ///
 /// Keyed by Hugging Face parameter path (`bert.encoder.layer.3.attention.self.query.weight`).
 /// Encoded with sorted keys so diffs are stable; decoding validates everything it can without a
 /// model (version, candidate set, group counts, bits in the set), and `validate(against:)`
 /// checks paths and shapes against a model.
+///
+/// Version 1 plans cover the encoder matrices only (the embedding tables then stay at the model's
+/// `embedding_bits`, 8). Version 2 adds `embeddings` and `embedding_candidates`; a plan without
+/// planned tables is still written as version 1, so that it stays readable by older builds.
 public struct BitPlan: Codable, Sendable, Equatable {
-    public static let currentVersion = 1
+    /// The newest version this build reads and writes.
+    public static let currentVersion = 2
+    /// Versions this build reads.
+    public static let readableVersions = 1...2
 
     /// One matrix: `groups` contiguous row groups of a `[out, in]` weight, bits per group.
     public struct Matrix: Codable, Sendable, Equatable {
@@ -64,28 +73,103 @@ public struct BitPlan: Codable, Sendable, Equatable {
         }
     }
 
+    /// One embedding table `[V, C]`: contiguous groups of `rowsPerGroup` rows (the last one
+    /// shorter when R does not divide V), one bit-width per group. Unlike an encoder group, every
+    /// row keeps its own quantization range (as the 8-bit tables always had): the group only sets
+    /// the width. Token ids are ordered roughly by frequency in BERT vocabularies, so a group is a
+    /// band of similar frequencies.
+    public struct Embedding: Codable, Sendable, Equatable {
+        public var shape: [Int]
+        public var rowsPerGroup: Int
+        public var bits: [Int]
+
+        public init(shape: [Int], rowsPerGroup: Int, bits: [Int]) {
+            self.shape = shape
+            self.rowsPerGroup = rowsPerGroup
+            self.bits = bits
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case shape, bits
+            case rowsPerGroup = "rows_per_group"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            shape = try BitPlan.wholeNumbers(c, .shape)
+            rowsPerGroup = try BitPlan.wholeNumbers(c, .rowsPerGroup, single: true)[0]
+            bits = try BitPlan.wholeNumbers(c, .bits)
+        }
+
+        /// Groups of a `rows`-row table at `rowsPerGroup` rows each.
+        public static func groupCount(rows: Int, rowsPerGroup: Int) -> Int { (rows + rowsPerGroup - 1) / rowsPerGroup }
+        public var groups: Int { Self.groupCount(rows: shape[0], rowsPerGroup: rowsPerGroup) }
+        /// The rows of group `g`.
+        public func rows(ofGroup g: Int) -> Range<Int> { g * rowsPerGroup ..< min(shape[0], (g + 1) * rowsPerGroup) }
+        /// The bit-width of every row, in row order.
+        public var rowBits: [Int] { (0..<shape[0]).map { bits[$0 / rowsPerGroup] } }
+        public var weightCount: Int { shape[0] * shape[1] }
+        public var totalBits: Int { bits.indices.reduce(0) { $0 + bits[$1] * rows(ofGroup: $1).count * shape[1] } }
+    }
+
     public var version: Int
     /// Allowed bit-widths, ascending, within 0...8 (0 = pruned).
     public var candidates: [Int]
     public var matrices: [String: Matrix]
+    /// Allowed bit-widths of embedding groups (version 2; empty without planned tables).
+    public var embeddingCandidates: [Int]
+    /// Planned embedding tables by path (`bert.embeddings.word_embeddings.weight`); tables not
+    /// listed are quantized at the model's `embedding_bits`.
+    public var embeddings: [String: Embedding]
     public var provenance: Provenance
 
-    public init(candidates: [Int], matrices: [String: Matrix], provenance: Provenance) {
-        version = Self.currentVersion
+    public init(candidates: [Int], matrices: [String: Matrix], embeddingCandidates: [Int] = [],
+                embeddings: [String: Embedding] = [:], provenance: Provenance) {
+        version = embeddings.isEmpty ? 1 : 2
         self.candidates = candidates
         self.matrices = matrices
+        self.embeddingCandidates = embeddings.isEmpty ? [] : embeddingCandidates
+        self.embeddings = embeddings
         self.provenance = provenance
     }
 
-    enum CodingKeys: String, CodingKey { case version, candidates, matrices, provenance }
+    enum CodingKeys: String, CodingKey {
+        case version, candidates, matrices, provenance, embeddings
+        case embeddingCandidates = "embedding_candidates"
+    }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         version = try Self.wholeNumbers(c, .version, single: true)[0]
+        guard Self.readableVersions.contains(version) else {
+            throw PlanError("unknown plan version \(version) (this aqbert reads versions \(Self.readableVersions.lowerBound) to \(Self.readableVersions.upperBound))")
+        }
         candidates = try Self.wholeNumbers(c, .candidates)
         matrices = try c.decode([String: Matrix].self, forKey: .matrices)
         provenance = try c.decode(Provenance.self, forKey: .provenance)
+        if version >= 2 {
+            embeddingCandidates = try Self.wholeNumbers(c, .embeddingCandidates)
+            embeddings = try c.decode([String: Embedding].self, forKey: .embeddings)
+        } else {
+            if c.contains(.embeddings) || c.contains(.embeddingCandidates) {
+                throw PlanError("a version 1 plan has no embeddings (planned embedding tables need version 2)")
+            }
+            embeddingCandidates = []
+            embeddings = [:]
+        }
         try validateStructure()
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(version, forKey: .version)
+        try c.encode(candidates, forKey: .candidates)
+        try c.encode(matrices, forKey: .matrices)
+        try c.encode(provenance, forKey: .provenance)
+        if version >= 2 {
+            try c.encode(embeddingCandidates, forKey: .embeddingCandidates)
+            try c.encode(embeddings, forKey: .embeddings)
+        }
     }
 
     /// The integers at `key` (one, or an array), read as numbers first so that `2.5`, `1e30`
@@ -106,6 +190,12 @@ public struct BitPlan: Codable, Sendable, Equatable {
     /// C = sum n_ij * b_ij / 8 / 2^20 (MiB of weight bits; embeddings, biases, LayerNorm and head excluded).
     public var sizeMiB: Double { Double(matrices.values.reduce(0) { $0 + $1.totalBits }) / 8 / 1_048_576 }
     public var averageBits: Double { Double(matrices.values.reduce(0) { $0 + $1.totalBits }) / Double(max(1, weightCount)) }
+    /// Bits of the planned embedding tables.
+    public var embeddingTotalBits: Int { embeddings.values.reduce(0) { $0 + $1.totalBits } }
+    /// Weights in the planned embedding tables.
+    public var embeddingWeightCount: Int { embeddings.values.reduce(0) { $0 + $1.weightCount } }
+    /// Average bits over the planned embedding tables (0 without any).
+    public var embeddingAverageBits: Double { Double(embeddingTotalBits) / Double(max(1, embeddingWeightCount)) }
     /// Share of weights in 0-bit groups.
     public var prunedFraction: Double {
         Double(matrices.values.reduce(0) { $0 + $1.bits.filter { $0 == 0 }.count * $1.groupSize }) / Double(max(1, weightCount))
@@ -118,10 +208,30 @@ public struct BitPlan: Codable, Sendable, Equatable {
 
     /// Checks that need no model.
     public func validateStructure() throws {
-        guard version == Self.currentVersion else {
-            throw PlanError("unknown plan version \(version) (this aqbert reads version \(Self.currentVersion))")
+        guard Self.readableVersions.contains(version) else {
+            throw PlanError("unknown plan version \(version) (this aqbert reads versions \(Self.readableVersions.lowerBound) to \(Self.readableVersions.upperBound))")
         }
         try Self.validateCandidates(candidates)
+        if version >= 2 {
+            if embeddings.isEmpty { throw PlanError("a version 2 plan lists its embedding tables (write version 1 without any)") }
+            do { try Self.validateCandidates(embeddingCandidates) } catch let e as PlanError {
+                throw PlanError("embedding_candidates: \(e.description)")
+            }
+        }
+        for (path, e) in embeddings.sorted(by: { $0.key < $1.key }) {
+            guard e.shape.count == 2, e.shape.allSatisfy({ $0 > 0 && $0 <= 1 << 24 }) else {
+                throw PlanError("\(path): shape \(e.shape) is not a positive [rows, columns] pair of at most 16,777,216 each")
+            }
+            guard e.rowsPerGroup > 0, e.rowsPerGroup <= e.shape[0] else {
+                throw PlanError("\(path): rows_per_group \(e.rowsPerGroup) is not within 1...\(e.shape[0]) (the table's rows)")
+            }
+            guard e.bits.count == e.groups else {
+                throw PlanError("\(path): \(e.bits.count) bit-widths for \(e.groups) groups of \(e.rowsPerGroup) rows")
+            }
+            if let bad = e.bits.first(where: { !embeddingCandidates.contains($0) }) {
+                throw PlanError("\(path): bit-width \(bad) is not in the embedding candidate set \(embeddingCandidates)")
+            }
+        }
         if matrices.isEmpty { throw PlanError("the plan has no matrices") }
         for (path, m) in matrices.sorted(by: { $0.key < $1.key }) {
             guard m.shape.count == 2, m.shape.allSatisfy({ $0 > 0 && $0 <= 1 << 24 }) else {
@@ -158,6 +268,13 @@ public struct BitPlan: Codable, Sendable, Equatable {
         }
         if let missing = expected.first(where: { matrices[$0.path] == nil }) {
             throw PlanError("the plan has no entry for \(missing.path)")
+        }
+        let tables = Dictionary(uniqueKeysWithValues: PlannableEmbeddings.of(model).map { ($0.path, $0.table.weight.shape) })
+        for (path, e) in embeddings.sorted(by: { $0.key < $1.key }) {
+            guard let shape = tables[path] else {
+                throw PlanError("\(path) is not a plannable embedding table of this model (\(tables.keys.sorted().joined(separator: ", ")))")
+            }
+            guard shape == e.shape else { throw PlanError("\(path): the plan says shape \(e.shape), the model has \(shape)") }
         }
     }
 
@@ -215,7 +332,35 @@ public enum QuantizableMatrices {
     public static func linears(_ model: BertTaskModel) -> [Linear] { model.bert.layers.flatMap(\.denseLayers) }
 }
 
+/// The embedding tables a plan may give row groups: word and position embeddings (the
+/// token-type table has a handful of rows and stays at `embedding_bits`). Named like the
+/// matrices, by the prefixed Hugging Face path of the task layout.
+public enum PlannableEmbeddings {
+    public static func of(_ model: BertTaskModel) -> [(path: String, table: AQNN.Embedding)] {
+        let prefix = BertCheckpointNames.modelPrefix(model.config.family)
+        let e = model.bert.embeddings
+        return [(prefix + "embeddings.word_embeddings.weight", e.word), (prefix + "embeddings.position_embeddings.weight", e.position)]
+    }
+}
+
 extension BitPlan {
+    /// The plan with the word and position tables at `bits` in groups of `rowsPerGroup` rows.
+    public func withEmbeddings(model: BertTaskModel, bits: Int, rowsPerGroup: Int, candidates: [Int]? = nil) throws -> BitPlan {
+        let cands = candidates ?? [bits]
+        try Self.validateCandidates(cands)
+        guard cands.contains(bits) else { throw PlanError("embedding bit-width \(bits) is not in the candidate set \(cands)") }
+        guard rowsPerGroup > 0 else { throw PlanError("--embedding-rows must be positive, got \(rowsPerGroup)") }
+        var tables: [String: Embedding] = [:]
+        for (path, table) in PlannableEmbeddings.of(model) {
+            let shape = table.weight.shape, r = min(rowsPerGroup, shape[0])
+            tables[path] = Embedding(shape: shape, rowsPerGroup: r,
+                                     bits: [Int](repeating: bits, count: Embedding.groupCount(rows: shape[0], rowsPerGroup: r)))
+        }
+        var out = BitPlan(candidates: self.candidates, matrices: matrices, embeddingCandidates: cands, embeddings: tables, provenance: provenance)
+        out.provenance.achievedMiB = out.sizeMiB
+        return out
+    }
+
     /// Every group of every matrix at `bits`.
     public static func uniform(model: BertTaskModel, bits: Int, groups: Int, candidates: [Int]? = nil) throws -> BitPlan {
         let cands = candidates ?? [bits]
@@ -240,6 +385,15 @@ extension BitPlan {
         var out = self
         for path in matrices.keys.sorted() {
             g.shuffle(&out.matrices[path]!.bits)
+        }
+        // Embedding groups shuffle among the full ones (a shorter last group keeps its width, so
+        // the size stays exactly the plan's).
+        for path in embeddings.keys.sorted() {
+            let e = embeddings[path]!  // iterating its own keys
+            let full = e.shape[0] % e.rowsPerGroup == 0 ? e.groups : e.groups - 1
+            var head = Array(e.bits[0..<full])
+            g.shuffle(&head)
+            out.embeddings[path]!.bits.replaceSubrange(0..<full, with: head)
         }
         out.provenance = Provenance(method: "random", task: provenance.task, seed: seed, targetMiB: provenance.targetMiB,
                                     achievedMiB: out.sizeMiB, dataSHA256: nil,

@@ -62,6 +62,32 @@ public final class PackedBert {
                 append(name + ".bits", .u8, [m.groups], m.bits.map { UInt8($0) })
                 append(name + ".ranges", .f16, [ranges.count / 2, 2], littleEndianBytes(ranges))
                 append(name + ".codes", .u8, [codes.count], codes)
+            } else if let e = PackedFormat.plannedEmbedding(name, in: q.plan) {
+                // Each kept row on its own range: learned (fp16 bounds as trained) or min/max.
+                let c = t.shape[1]
+                let learned = PackedFormat.plannedEmbeddingKey(name, in: q.plan).flatMap { q.weightRanges[$0] }
+                var codes: [UInt8] = [], ranges: [UInt16] = []
+                var packedRow = [UInt8](repeating: 0, count: PackedFormat.rowBytes(columns: c, bits: 8))
+                for g in 0..<e.groups where e.bits[g] > 0 {
+                    let b = e.bits[g], bytes = PackedFormat.rowBytes(columns: c, bits: b)
+                    for r in e.rows(ofGroup: g) {
+                        let row = UnsafeBufferPointer(start: t.pointer + r * c, count: c)
+                        let (rowCodes, lo, hi): ([UInt8], UInt16, UInt16)
+                        if let learned {
+                            var l: Float = 0, h: Float = 0
+                            aq_learned_range(learned.pointer[2 * r], learned.pointer[2 * r + 1], &l, &h)
+                            (rowCodes, lo, hi) = try PackedFormat.encode(row, bits: b, lo: l, hi: h)
+                        } else {
+                            (rowCodes, lo, hi) = try PackedFormat.encode(row, bits: b)
+                        }
+                        ranges += [lo, hi]
+                        aq_pack_codes(rowCodes, c, Int32(b), &packedRow)
+                        codes += packedRow[0..<bytes]
+                    }
+                }
+                append(name + ".bits", .u8, [e.groups], e.bits.map { UInt8($0) })
+                append(name + ".ranges", .f16, [ranges.count / 2, 2], littleEndianBytes(ranges))
+                append(name + ".codes", .u8, [codes.count], codes)
             } else if embeddingBits > 0, PackedFormat.isEmbeddingTable(name) {
                 let (v, c) = (t.shape[0], t.shape[1])
                 var codes = [UInt8](), ranges = [UInt16]()
@@ -83,7 +109,7 @@ public final class PackedBert {
         let checksum = PackedFormat.checksum(names: Array(stored.keys)) { name, body in stored[name, default: []].withUnsafeBytes(body) }
         let weightsURL = directory.appendingPathComponent("model.safetensors")
         do {
-            try SafeTensorsWriter.write(tensors, metadata: PackedFormat.metadata(checksum: checksum), to: weightsURL)
+            try SafeTensorsWriter.write(tensors, metadata: PackedFormat.metadata(checksum: checksum, plan: q.plan), to: weightsURL)
         } catch let e as SafeTensorsError {
             throw PackedModelError(e.description)
         }
@@ -130,11 +156,14 @@ public final class PackedBert {
         }
         let weightsPath = directory.appendingPathComponent("model.safetensors").path
         let metadata = checkpoint.metadata
-        guard metadata["format"] == PackedFormat.metadata["format"] else {
-            throw PackedModelError("\(weightsPath): metadata \"format\" is \(metadata["format"].map { "\"\($0)\"" } ?? "missing"), expected \"aq-bert-packed\"")
+        guard metadata["format"] == PackedFormat.formatName else {
+            throw PackedModelError("\(weightsPath): metadata \"format\" is \(metadata["format"].map { "\"\($0)\"" } ?? "missing"), expected \"\(PackedFormat.formatName)\"")
         }
-        guard metadata["version"] == String(PackedFormat.version) else {
-            throw PackedModelError("\(weightsPath): packed format version \(metadata["version"].map { "\"\($0)\"" } ?? "missing") is not one this aqbert reads (\(PackedFormat.version)); export the model again with this aqbert")
+        guard let version = metadata["version"], PackedFormat.readableVersions.contains(version) else {
+            throw PackedModelError("\(weightsPath): packed format version \(metadata["version"].map { "\"\($0)\"" } ?? "missing") is not one this aqbert reads (\(PackedFormat.readableVersions.joined(separator: ", "))); export the model again with this aqbert")
+        }
+        guard version == String(PackedFormat.version(for: plan)) else {
+            throw PackedModelError("\(weightsPath): packed format version \(version) does not match \(qc.planFile), which \(plan.embeddings.isEmpty ? "plans no" : "plans") embedding tables")
         }
         if verify, let expected = metadata[PackedFormat.checksumKey] {
             let actual = try PackedFormat.checksum(names: checkpoint.names) { name, body in try checkpoint.withRawBytes(name, body) }
@@ -210,6 +239,17 @@ public final class PackedBert {
                 }
                 packed.linears[name] = packedLinear
                 linear.forwardOverride = { x, _ in packedLinear.forward(x) }
+            } else if let e = PackedFormat.plannedEmbedding(name, in: plan),
+                      let (_, table) = tables.first(where: { name.hasSuffix("embeddings.\($0.0).weight") }) {
+                let bitsInfo = try info(name + ".bits", .u8, [e.groups])
+                guard try checkpoint.bytes(bitsInfo.name).map(Int.init) == e.bits else {
+                    throw PackedModelError("\(source): tensor \(name).bits disagrees with the plan's bit-widths for \(name)")
+                }
+                let rangesInfo = try info(name + ".ranges", .f16, [PackedFormat.keptRows(e), 2])
+                let codesInfo = try info(name + ".codes", .u8, [PackedFormat.codeBytes(e)])
+                let embedding = try PackedEmbedding(codes: try checkpoint.bytes(codesInfo.name), ranges: try checkpoint.floats(rangesInfo.name),
+                                                    columns: e.shape[1], rowBits: e.rowBits)
+                table.lookupTransform = { _, ids, outShape, _, _ in embedding.lookup(ids: ids, shape: outShape) }
             } else if qc.embeddingBits > 0, let (_, table) = tables.first(where: { name.hasSuffix("embeddings.\($0.0).weight") }) {
                 let shape = t.shape
                 let codesInfo = try info(name + ".codes", .u8, shape)
@@ -454,24 +494,46 @@ public final class PackedLinear: @unchecked Sendable {
     }
 }
 
-/// An embedding table stored as 8-bit (or narrower) codes with one fp16 range per row;
-/// lookups dequantize the gathered rows only.
+/// An embedding table stored as codes with one fp16 range per row: every row at the model's
+/// `embedding_bits` (`[V, C]` bytes), or each row at its group's width as a bitstream (rows of
+/// pruned groups have no codes and read as 0). Lookups dequantize the gathered rows only.
 public final class PackedEmbedding: @unchecked Sendable {
     let codes: [UInt8]
+    /// Per row: byte offset of its codes, width (0: a pruned row), dequantization step and offset.
+    let offset: [Int], bits: [Int]
     let step: [Float], low: [Float]
+    /// One byte per code (the `embedding_bits` layout) rather than a bitstream.
+    let bytePerCode: Bool
     public let rows: Int, columns: Int
 
-    init(codes: [UInt8], ranges: [Float], rows: Int, columns: Int, bits: Int) throws {
+    /// Every row at `bits` (8 or fewer), `columns` bytes each.
+    convenience init(codes: [UInt8], ranges: [Float], rows: Int, columns: Int, bits: Int) throws {
+        try self.init(codes: codes, ranges: ranges, columns: columns, rowBits: [Int](repeating: bits, count: rows), bytesPerCode: true)
+    }
+
+    /// Each row at `rowBits[r]`, kept rows packed one after another (`ranges`: one pair per kept row).
+    convenience init(codes: [UInt8], ranges: [Float], columns: Int, rowBits: [Int]) throws {
+        try self.init(codes: codes, ranges: ranges, columns: columns, rowBits: rowBits, bytesPerCode: false)
+    }
+
+    private init(codes: [UInt8], ranges: [Float], columns: Int, rowBits: [Int], bytesPerCode: Bool) throws {
         self.codes = codes
-        self.rows = rows
+        rows = rowBits.count
         self.columns = columns
-        var step = [Float](), low = [Float]()
-        for i in 0..<rows {
-            let lo = ranges[2 * i], hi = ranges[2 * i + 1]
-            guard hi >= lo, lo.isFinite, hi.isFinite else { throw PackedModelError("embedding row \(i) has range [\(lo), \(hi)]") }
-            step.append(PackedFormat.step(lo: lo, hi: hi, bits: bits))
-            low.append(lo)
+        self.bytePerCode = bytesPerCode
+        var offset = [Int](repeating: 0, count: rows), step = [Float](repeating: 0, count: rows), low = [Float](repeating: 0, count: rows)
+        var at = 0, kept = 0
+        for (r, b) in rowBits.enumerated() where b > 0 {
+            let lo = ranges[2 * kept], hi = ranges[2 * kept + 1]
+            guard hi >= lo, lo.isFinite, hi.isFinite else { throw PackedModelError("embedding row \(r) has range [\(lo), \(hi)]") }
+            offset[r] = at
+            step[r] = PackedFormat.step(lo: lo, hi: hi, bits: b)
+            low[r] = lo
+            at += bytesPerCode ? columns : PackedFormat.rowBytes(columns: columns, bits: b)
+            kept += 1
         }
+        self.offset = offset
+        bits = rowBits
         self.step = step
         self.low = low
     }
@@ -484,9 +546,15 @@ public final class PackedEmbedding: @unchecked Sendable {
             for (i, id) in ids.enumerated() {
                 let r = Int(id)
                 precondition(r >= 0 && r < rows, "token id \(r) outside the \(rows)-row table (ids are validated before the forward pass)")
-                let s = step[r], lo = low[r]
-                let src = cp.baseAddress! + r * c, dst = y.pointer + i * c
-                for j in 0..<c { dst[j] = Float(src[j]) * s + lo }
+                let dst = y.pointer + i * c, b = bits[r]
+                if b == 0 {
+                    dst.update(repeating: 0, count: c)
+                } else if bytePerCode {
+                    let s = step[r], lo = low[r], src = cp.baseAddress! + offset[r]
+                    for j in 0..<c { dst[j] = Float(src[j]) * s + lo }
+                } else {
+                    aq_unpack_codes_f32(cp.baseAddress! + offset[r], c, Int32(b), step[r], low[r], dst)
+                }
             }
         }
         return y

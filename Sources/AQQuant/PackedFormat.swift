@@ -8,27 +8,39 @@ public struct PackedModelError: Error, CustomStringConvertible, Equatable, Senda
     public init(_ description: String) { self.description = description }
 }
 
-/// The on-disk layout of a packed mixed-precision model (Docs/PACKED_FORMAT.md, format version 1).
+/// The on-disk layout of a packed mixed-precision model (Docs/PACKED_FORMAT.md, format versions 1
+/// and 2; version 2 adds planned embedding tables, and a file without any is written as version 1).
 ///
 /// Per planned encoder matrix `P` (`[O, K]`, `G` row groups of `R = O / G` rows):
 /// - `P.bits`   U8 `[G]`: the bit-width of each group (0 = pruned), as in `quantization_config`;
 /// - `P.ranges` F16 `[kept, 2]`: `(lo, hi)` of each kept group, in group order;
 /// - `P.codes`  U8 `[bytes]`: each kept group's `R` rows in group order, each row `K` codes of
 ///   `b` bits as an LSB-first bitstream of `ceil(K * b / 8)` bytes. Pruned groups have no bytes.
-/// Per embedding table `E` (`[V, C]`, quantized per row): `E.codes` U8 `[V, C]`, `E.ranges` F16 `[V, 2]`.
+/// Per embedding table `E` (`[V, C]`, quantized per row) at the model's `embedding_bits`:
+/// `E.codes` U8 `[V, C]`, `E.ranges` F16 `[V, 2]`.
+/// Per planned embedding table `E` (version 2; groups of `R` rows, the last one possibly shorter):
+/// `E.bits` U8 `[G]`; `E.ranges` F16 `[kept rows, 2]`: `(lo, hi)` of each row of a kept group,
+/// in row order; `E.codes` U8 `[bytes]`: those rows, each `C` codes as a bitstream of
+/// `ceil(C * b / 8)` bytes. Rows of pruned groups have neither (they are 0).
 /// Everything else (biases, LayerNorm, pooler, head, matrices the plan leaves out) is F32 under
 /// its Hugging Face name.
 public enum PackedFormat {
-    public static let version = 1
-    /// `__metadata__` of `model.safetensors` (export adds `checksumKey`).
-    public static let metadata = ["format": "aq-bert-packed", "version": String(version)]
+    /// The newest format version (planned embedding tables); `version(for:)` is the one a file gets.
+    public static let version = 2
+    /// Versions this build reads.
+    public static let readableVersions = ["1", "2"]
+    /// The format's name in `__metadata__`.
+    public static let formatName = "aq-bert-packed"
+
+    /// The lowest version that holds `plan`: 2 with planned embedding tables, else 1.
+    public static func version(for plan: BitPlan) -> Int { plan.embeddings.isEmpty ? 1 : 2 }
     /// Metadata key of the tensors' checksum (`checksum(of:)`), verified on load. Files written
     /// before it existed lack it and load unverified.
     public static let checksumKey = "tensors_sha256"
 
-    /// The metadata export writes: `metadata` plus the checksum.
-    public static func metadata(checksum: String) -> [String: String] {
-        metadata.merging([checksumKey: checksum]) { $1 }
+    /// The `__metadata__` export writes for `plan`: format, version and the checksum.
+    public static func metadata(checksum: String, plan: BitPlan) -> [String: String] {
+        ["format": formatName, "version": String(version(for: plan)), checksumKey: checksum]
     }
 
     /// SHA-256 over every tensor in UTF-8 byte order of the names: the name, a 0 byte, then the
@@ -51,6 +63,26 @@ public enum PackedFormat {
     public static func codeBytes(_ matrix: BitPlan.Matrix, columns: Int) -> Int {
         let rowsPerGroup = matrix.rowsPerGroup
         return matrix.bits.reduce(0) { $0 + ($1 == 0 ? 0 : rowsPerGroup * rowBytes(columns: columns, bits: $1)) }
+    }
+
+    /// Bytes of the codes of a planned embedding table (`C` columns each row).
+    public static func codeBytes(_ table: BitPlan.Embedding) -> Int {
+        (0..<table.groups).reduce(0) { $0 + table.rows(ofGroup: $1).count * rowBytes(columns: table.shape[1], bits: table.bits[$1]) }
+    }
+
+    /// Rows of a planned embedding table that have codes (and a range): those of kept groups.
+    public static func keptRows(_ table: BitPlan.Embedding) -> Int {
+        (0..<table.groups).reduce(0) { $0 + (table.bits[$1] > 0 ? table.rows(ofGroup: $1).count : 0) }
+    }
+
+    /// The plan's embedding entry for a checkpoint tensor name (as `planned`).
+    public static func plannedEmbedding(_ name: String, in plan: BitPlan) -> BitPlan.Embedding? {
+        plannedEmbeddingKey(name, in: plan).flatMap { plan.embeddings[$0] }
+    }
+
+    /// The plan's key (table path) for a checkpoint tensor name.
+    public static func plannedEmbeddingKey(_ name: String, in plan: BitPlan) -> String? {
+        [name, "bert." + name, "distilbert." + name].first { plan.embeddings[$0] != nil }
     }
 
     /// The plan's entry for a checkpoint tensor name (`bert.`/`distilbert.`-prefixed or bare;
@@ -76,6 +108,10 @@ public enum PackedFormat {
                 specs.append((name + ".bits", .u8, [m.groups]))
                 specs.append((name + ".ranges", .f16, [m.bits.filter { $0 > 0 }.count, 2]))
                 specs.append((name + ".codes", .u8, [codeBytes(m, columns: shape[1])]))
+            } else if let e = plannedEmbedding(name, in: plan), shape.count == 2 {
+                specs.append((name + ".bits", .u8, [e.groups]))
+                specs.append((name + ".ranges", .f16, [keptRows(e), 2]))
+                specs.append((name + ".codes", .u8, [codeBytes(e)]))
             } else if embeddingBits > 0, isEmbeddingTable(name), shape.count == 2 {
                 specs.append((name + ".codes", .u8, shape))
                 specs.append((name + ".ranges", .f16, [shape[0], 2]))
@@ -89,7 +125,7 @@ public enum PackedFormat {
     /// The exact size of the packed `model.safetensors` (header included).
     public static func fileBytes(plan: BitPlan, parameters: [(name: String, shape: [Int])], embeddingBits: Int) throws -> Int {
         try SafeTensorsWriter.fileSize(of: tensorSpecs(plan: plan, parameters: parameters, embeddingBits: embeddingBits),
-                                       metadata: metadata(checksum: String(repeating: "0", count: 64)))
+                                       metadata: metadata(checksum: String(repeating: "0", count: 64), plan: plan))
     }
 
     /// Codes of `values` at `bits` bits, exactly as quantization-aware training quantizes

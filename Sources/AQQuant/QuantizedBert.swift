@@ -3,8 +3,8 @@ import AQBert
 /// Quantization-aware execution of a BERT with a fixed bit plan (METHOD.md sections 1, 5):
 /// every planned encoder matrix is fake-quantized per row group at its bit-width (pruned groups
 /// are exactly 0), the input of every quantized Linear is fake-quantized at 8 bits with a
-/// running range, and the word/position/token-type embeddings are fake-quantized at 8 bits per
-/// row. Parameters stay fp32 (gradients flow straight through), so training continues normally.
+/// running range, and the word/position/token-type embeddings are fake-quantized per row, at
+/// 8 bits or, for the tables the plan lists, at the width of the row's group. Parameters stay fp32 (gradients flow straight through), so training continues normally.
 /// Weight groups quantize on their min/max range, or (`ranges: .learned`) within trainable
 /// clipping bounds (`LearnedRanges`), which are then parameters to train with the weights.
 /// Outside training (frozen ranges, nothing recorded) the planned Linears compute exactly in
@@ -63,6 +63,23 @@ public final class QuantizedBert {
                 return ExactQuantizedProduct.forward(x, weight: linear.weight, bias: linear.bias, groupBits: bits,
                                                      ranges: bounds.map(LearnedRanges.effective),
                                                      activationLow: quantizer.low, activationHigh: quantizer.high)
+            }
+        }
+        // Planned embedding tables: each gathered row at its group's width, on its own range
+        // (learned bounds per row with `ranges: .learned`, trained where batches gather the row).
+        for (path, table) in PlannableEmbeddings.of(model) {
+            guard let planned = plan.embeddings[path] else { continue }
+            let rowBits = planned.rowBits
+            var bounds: Tensor? = nil
+            if ranges == .learned {
+                let t = LearnedRanges.initial(table.weight, groupBits: rowBits, method: rangeInitialization)
+                t.requiresGrad = true
+                t.name = LearnedRanges.tensorName(path)
+                weightRanges[path] = t
+                bounds = t
+            }
+            table.lookupTransform = { w, ids, shape, pad, tape in
+                tape.quantizedEmbedding(w, ids: ids, shape: shape, rowBits: rowBits, ranges: bounds, paddingIndex: pad)
             }
         }
     }

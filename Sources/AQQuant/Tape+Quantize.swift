@@ -163,3 +163,80 @@ extension Tape {
         return y
     }
 }
+
+extension Tape {
+    /// Embedding lookup for a planned table: each gathered row fake-quantized at the width of its
+    /// group (`rowBits[id]`) on the row's own range, its min/max or, with `ranges` ([V, 2]), its
+    /// learned bounds rounded to fp16 (values outside clamp). Rows at 0 bits are 0. The same
+    /// result as quantizing the whole table, at the cost of the rows used.
+    /// Backward: straight-through scatter-add into the table (inside the bounds with `ranges`;
+    /// nothing for 0-bit rows and `paddingIndex`), and LSQ's gradients into the gathered rows'
+    /// bounds (`aq_fake_quantize_range_backward`).
+    /// table: [V, C], ids: N, rowBits: V values, ranges: [V, 2] or nil -> [shape..., C]
+    public func quantizedEmbedding(_ table: Tensor, ids: [Int32], shape: [Int], rowBits: [Int], ranges: Tensor?,
+                                   paddingIndex: Int32?) -> Tensor {
+        precondition(rowBits.count == table.shape[0] && (ranges?.shape ?? [table.shape[0], 2]) == [table.shape[0], 2],
+                     "quantizedEmbedding: \(rowBits.count) row widths, ranges \(ranges?.shape ?? []) for table \(table.shape)")
+        let gathered = embedding(table, ids: ids, shape: shape, paddingIndex: paddingIndex)
+        let c = table.shape[1], rows = ids.count
+        let tracked = tracks(gathered) || (ranges.map { tracks($0) } ?? false)
+        let y = Tensor(uninitialized: gathered.shape)
+        y.requiresGrad = tracked
+        // The fp16 bounds of every gathered row (learned ranges only).
+        var bounds = [Float](repeating: 0, count: ranges == nil ? 0 : 2 * rows)
+        if let ranges {
+            for (i, id) in ids.enumerated() {
+                var lo: Float = 0, hi: Float = 0
+                aq_learned_range(ranges.pointer[2 * Int(id)], ranges.pointer[2 * Int(id) + 1], &lo, &hi)
+                (bounds[2 * i], bounds[2 * i + 1]) = (lo, hi)
+            }
+        }
+        let grain = max(1, 16384 / max(1, c))
+        bounds.withUnsafeBufferPointer { bp in
+            Runtime.parallelFor(rows, grain: grain) { r in
+                for i in r {
+                    let b = rowBits[Int(ids[i])], x = gathered.pointer + i * c, out = y.pointer + i * c
+                    if b == 0 {
+                        out.update(repeating: 0, count: c)
+                    } else if ranges != nil {
+                        aq_fake_quantize_range(x, out, c, Int32(b), bp[2 * i], bp[2 * i + 1])
+                    } else {
+                        aq_fake_quantize(x, out, c, Int32(b))
+                    }
+                }
+            }
+        }
+        if tracked {
+            record(y) {
+                guard let dy = y.grad else { return }
+                let dx = gathered.requiresGrad ? gathered.ensureGrad().pointer : nil
+                guard let ranges else {
+                    if let dx { for i in 0..<rows where rowBits[Int(ids[i])] > 0 { Kernels.axpy(1, dy.pointer + i * c, dx + i * c, count: c) } }
+                    return
+                }
+                // Per gathered row, then summed into the table's bounds in id order (ids repeat).
+                var dBounds = [Double](repeating: 0, count: 2 * rows)
+                dBounds.withUnsafeMutableBufferPointer { db in
+                    bounds.withUnsafeBufferPointer { bp in
+                        Runtime.parallelFor(rows, grain: grain) { r in
+                            for i in r {
+                                let b = rowBits[Int(ids[i])]
+                                guard b > 0 else { continue }
+                                aq_fake_quantize_range_backward(gathered.pointer + i * c, dy.pointer + i * c, dx.map { $0 + i * c }, c,
+                                                                Int32(b), bp[2 * i], bp[2 * i + 1], &db[2 * i], &db[2 * i + 1])
+                            }
+                        }
+                    }
+                }
+                if ranges.requiresGrad {
+                    let dr = ranges.ensureGrad().pointer
+                    for (i, id) in ids.enumerated() where rowBits[Int(id)] > 0 {
+                        dr[2 * Int(id)] += Float(dBounds[2 * i])
+                        dr[2 * Int(id) + 1] += Float(dBounds[2 * i + 1])
+                    }
+                }
+            }
+        }
+        return y
+    }
+}
