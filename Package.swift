@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AQFuzzTests", dependencies: ["AQFuzz"], exclude: ["Fixtures", "Regressions"]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
-        .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer"], exclude: ["Fixtures"]),
+        .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer", "AQQuant", "AQSearch"], exclude: ["Fixtures"]),
         .testTarget(
             name: "AQBertTests",
             dependencies: ["AQBert"],

@@ -240,3 +240,81 @@ extension Tape {
         return y
     }
 }
+
+extension Tape {
+    /// The super-network's lookup of a planned table: each gathered row x of group j = id / R is
+    /// replaced by sum_k O[j, k] * Q_{b_k}(x), quantized on the row's own range (min/max, or with
+    /// `ranges` the fixed bounds of row `id` at candidate k at [(id K + k) 2 ...]). Only the
+    /// gathered rows are computed.
+    /// Backward: dx += sum_{k: b_k > 0} O[j, k] * dy (straight-through per candidate; with ranges
+    ///           only inside candidate k's bounds), scattered into the table (not `paddingIndex`);
+    ///           dO[j, k] += <dy, Q_{b_k}(x)> over the gathered rows of group j.
+    /// table: [V, C], ids: N, mixing: [G, K] with G = ceil(V / R) -> [shape..., C]
+    public func mixedEmbedding(_ table: Tensor, ids: [Int32], shape: [Int], paddingIndex: Int32?, mixing o: Tensor,
+                               rowsPerGroup r: Int, candidates: [Int], ranges: [Float]?) -> Tensor {
+        let k = candidates.count, v = table.shape[0]
+        precondition(o.rank == 2 && o.shape == [(v + r - 1) / r, k] && (ranges?.count ?? v * k * 2) == v * k * 2,
+                     "mixedEmbedding: mixing \(o.shape) for table \(table.shape), \(r) rows per group, \(k) candidates")
+        let gathered = embedding(table, ids: ids, shape: shape, paddingIndex: paddingIndex)
+        let c = table.shape[1], rows = ids.count
+        let tracked = tracks(gathered, o)
+        let y = Tensor(zeros: gathered.shape)
+        y.requiresGrad = tracked
+        let grain = max(1, 16384 / max(1, c * k))
+        Runtime.parallelFor(rows, grain: grain) { span in
+            for i in span {
+                let id = Int(ids[i]), j = id / r
+                let x = gathered.pointer + i * c, out = y.pointer + i * c
+                for (q, b) in candidates.enumerated() {
+                    if let ranges {
+                        aq_fake_quantize_range_accumulate(x, out, c, Int32(b), ranges[(id * k + q) * 2], ranges[(id * k + q) * 2 + 1],
+                                                          o.pointer[j * k + q])
+                    } else {
+                        aq_fake_quantize_accumulate(x, out, c, Int32(b), o.pointer[j * k + q])
+                    }
+                }
+            }
+        }
+        if tracked {
+            record(y) {
+                guard let dy = y.grad else { return }
+                let dx = gathered.requiresGrad ? gathered.ensureGrad().pointer : nil
+                // Per gathered row, then summed into the groups in row order (ids repeat).
+                var dots = [Double](repeating: 0, count: o.requiresGrad ? rows * k : 0)
+                dots.withUnsafeMutableBufferPointer { dp in
+                    Runtime.parallelFor(rows, grain: grain) { span in
+                        for i in span {
+                            let id = Int(ids[i]), j = id / r
+                            let x = gathered.pointer + i * c, d = dy.pointer + i * c
+                            if let dx {
+                                if let ranges {
+                                    for (q, b) in candidates.enumerated() where b > 0 {
+                                        aq_range_pass_accumulate(x, d, dx + i * c, c, Int32(b), ranges[(id * k + q) * 2],
+                                                                 ranges[(id * k + q) * 2 + 1], o.pointer[j * k + q])
+                                    }
+                                } else {
+                                    var keep: Float = 0
+                                    for (q, b) in candidates.enumerated() where b > 0 { keep += o.pointer[j * k + q] }
+                                    aq_axpy(keep, d, dx + i * c, c)
+                                }
+                            }
+                            guard !dp.isEmpty else { continue }
+                            for (q, b) in candidates.enumerated() {
+                                dp[i * k + q] = ranges.map { aq_fake_quantize_range_dot(x, d, c, Int32(b), $0[(id * k + q) * 2], $0[(id * k + q) * 2 + 1]) }
+                                    ?? aq_fake_quantize_dot(x, d, c, Int32(b))
+                            }
+                        }
+                    }
+                }
+                if o.requiresGrad {
+                    let dO = o.ensureGrad().pointer
+                    for i in 0..<rows {
+                        let j = Int(ids[i]) / r
+                        for q in 0..<k { dO[j * k + q] += Float(dots[i * k + q]) }
+                    }
+                }
+            }
+        }
+        return y
+    }
+}

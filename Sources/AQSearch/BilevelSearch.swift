@@ -58,8 +58,16 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     /// The candidates' quantization ranges in the super-network (`SuperNetwork(ranges:)`, which
     /// must agree); nil = min/max, the paper's (absent in configurations written before the option).
     public var weightRanges: SearchRanges? = nil
+    /// What `targetMiB` counts; nil = the encoder's weight bits, the paper's (absent in
+    /// configurations written before the option).
+    public var budget: SizeBudget? = nil
+    /// The embedding tables' row groups and candidates (file budgets only); nil = 8-bit tables.
+    public var embeddings: EmbeddingSearch? = nil
 
     public init(targetMiB: Double) { self.targetMiB = targetMiB }
+
+    /// The band the plan must land in, in MiB (`SearchSize.band`).
+    public var band: ClosedRange<Double> { SearchSize.band(target: targetMiB, tolerance: tolerance, budget: budget ?? .encoder) }
 
     /// METHOD.md Eq. 12 with N0 = architectureStart: t = t0 exp(-eta max(0, e - N0)).
     public func temperature(atEpoch e: Double) -> Float {
@@ -161,6 +169,9 @@ public final class BilevelSearch {
     public func run(resume: State? = nil, log: (SearchLogEntry) -> Void) throws -> BitPlan {
         let c = configuration
         guard trainCount > 0, validationCount > 0 else { throw PlanError("the search needs training and validation examples") }
+        guard network.size.budget == c.budget ?? .encoder else {
+            throw PlanError("the super-network counts a \(network.size.budget.rawValue) budget, the configuration says \((c.budget ?? .encoder).rawValue)")
+        }
         guard network.ranges == c.weightRanges ?? .minmax else {
             throw PlanError("the super-network computes with \(network.ranges.rawValue) ranges, the configuration says \((c.weightRanges ?? .minmax).rawValue)")
         }
@@ -381,8 +392,8 @@ public final class BilevelSearch {
     /// side, x0.5 when it jumps to the other side.
     func updateLambda(argmaxMiB c: Double) {
         guard configuration.lambda == nil else { return }
-        let v = configuration.targetMiB, eps = configuration.tolerance
-        let side = c > (1 + eps) * v ? 1 : (c < (1 - eps) * v ? -1 : 0)
+        let band = configuration.band
+        let side = c > band.upperBound ? 1 : (c < band.lowerBound ? -1 : 0)
         if side != 0 && side == lastSide {
             lambda *= configuration.lambdaGrowth
         } else if side != 0 && lastSide != 0 && side != lastSide {

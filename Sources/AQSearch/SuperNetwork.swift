@@ -27,16 +27,20 @@ public enum SearchRanges: String, Codable, Sendable, CaseIterable {
 }
 
 /// Per-group architecture logits over the candidate bit-widths, installed on a model so that
-/// every planned matrix computes with its Gumbel-softmax mixed weight.
+/// every planned matrix computes with its Gumbel-softmax mixed weight, and, with `embeddings`,
+/// every gathered row of the word and position tables with its group's mixed row.
 public final class SuperNetwork {
+    /// The encoder matrices' candidates (the tables' are in `size.units`).
     public let candidates: [Int]
-    /// Matrix paths, logits [G, K] per matrix (trainable), in model order.
+    /// Unit paths (matrices in model order, then planned tables), logits [G, K] per unit (trainable).
     public let paths: [String]
     public let logits: [Tensor]
-    let shapes: [[Int]]
+    /// What the budget counts and each (group, candidate) costs.
+    public let size: SearchSize
     /// How each candidate's range is set.
     public let ranges: SearchRanges
-    /// With `.mse`: per matrix, the bounds (lo, hi) of group j at candidate k at [(j K + k) 2 ...].
+    /// With `.mse`: per unit, the bounds (lo, hi) of group j (for a table: row j) at candidate k
+    /// at [(j K + k) 2 ...].
     public let bounds: [[Float]]?
     /// Gumbel-softmax temperature t (METHOD.md Eq. 12).
     public var temperature: Float = 5
@@ -55,12 +59,15 @@ public final class SuperNetwork {
     }
 
     /// Installs mixed weights on every encoder matrix of `model`, `groups` row groups each, and
-    /// the fixed parts (8-bit embeddings and Linear inputs) unless their bits are 0.
-    /// `initialLogits` (one per candidate, the same for every group) start the logits; nil or
-    /// all equal is the uniform start of METHOD.md section 3.
+    /// the fixed parts (8-bit embeddings and Linear inputs) unless their bits are 0; with
+    /// `embeddings` (a file `budget` only) the word and position tables get row groups with logits
+    /// of their own instead of 8 bits.
+    /// `initialLogits` (one per candidate, the same for every group) start the matrices' logits;
+    /// nil or all equal is the uniform start of METHOD.md section 3 (tables always start uniform).
     /// With `ranges` `.mse` the bounds come from the model's weights at this moment.
     public init(model: BertTaskModel, candidates: [Int], groups: Int, seed: UInt64, initialLogits: [Float]? = nil,
-                ranges: SearchRanges = .minmax, embeddingBits: Int = 8, activationBits: Int = 8) throws {
+                ranges: SearchRanges = .minmax, budget: SizeBudget = .encoder, embeddings: EmbeddingSearch? = nil,
+                embeddingBits: Int = 8, activationBits: Int = 8) throws {
         try BitPlan.validateCandidates(candidates)
         if let initialLogits {
             guard initialLogits.count == candidates.count, initialLogits.allSatisfy(\.isFinite) else {
@@ -70,33 +77,42 @@ public final class SuperNetwork {
         self.candidates = candidates
         generator = SeededGenerator(seed: seed)
         self.model = model
-        let matrices = QuantizableMatrices.of(model)
-        var paths: [String] = [], logits: [Tensor] = [], shapes: [[Int]] = []
-        for (path, w) in matrices {
-            guard groups > 0, w.shape[0] % groups == 0 else {
-                throw PlanError("--groups \(groups) does not divide the \(w.shape[0]) rows of \(path)")
+        let size = try SearchSize(model: model, candidates: candidates, groups: groups, budget: budget, embeddings: embeddings,
+                                  embeddingBits: embeddingBits)
+        self.size = size
+        var logits: [Tensor] = []
+        for unit in size.units {
+            let k = unit.candidates.count
+            let theta = Tensor(zeros: [unit.groups, k], requiresGrad: true)
+            if let initialLogits, !unit.isEmbedding {
+                for j in 0..<unit.groups { for c in 0..<k { theta.pointer[j * k + c] = initialLogits[c] } }
             }
-            let theta = Tensor(zeros: [groups, candidates.count], requiresGrad: true)
-            if let initialLogits {
-                for j in 0..<groups { for k in 0..<candidates.count { theta.pointer[j * candidates.count + k] = initialLogits[k] } }
-            }
-            theta.name = "theta." + path
-            paths.append(path)
+            theta.name = "theta." + unit.path
             logits.append(theta)
-            shapes.append(w.shape)
         }
-        self.paths = paths
+        paths = size.units.map(\.path)
         self.logits = logits
-        self.shapes = shapes
         self.ranges = ranges
-        bounds = ranges == .mse ? matrices.map { Self.mseBounds(of: $0.tensor, groups: groups, candidates: candidates) } : nil
-        for (i, linear) in QuantizableMatrices.linears(model).enumerated() where i < logits.count {
+        let matrices = QuantizableMatrices.of(model)
+        let tables = PlannableEmbeddings.of(model).filter { t in size.units.contains { $0.isEmbedding && $0.path == t.path } }
+        bounds = ranges == .mse
+            ? matrices.map { Self.mseBounds(of: $0.tensor, groups: groups, candidates: candidates) }
+                + tables.map { Self.mseBounds(of: $0.table.weight, groups: $0.table.weight.shape[0], candidates: embeddings?.candidates ?? []) }
+            : nil
+        for (i, linear) in QuantizableMatrices.linears(model).enumerated() where i < matrices.count {
             let theta = logits[i], matrixBounds = bounds?[i]
             linear.weightTransform = { [unowned self] w, tape in
                 tape.mixedQuantize(w, mixing: self.mixing(theta, tape: tape), candidates: self.candidates, ranges: matrixBounds)
             }
         }
         activationQuantizers = QuantizedBert.installFixedParts(on: model, embeddingBits: embeddingBits, activationBits: activationBits)
+        for (t, (_, table)) in tables.enumerated() {
+            let u = matrices.count + t, unit = size.units[u], theta = logits[u], rowBounds = bounds?[u]
+            table.lookupTransform = { [unowned self] w, ids, shape, pad, tape in
+                tape.mixedEmbedding(w, ids: ids, shape: shape, paddingIndex: pad, mixing: self.mixing(theta, tape: tape),
+                                    rowsPerGroup: unit.groupRows[0], candidates: unit.candidates, ranges: rowBounds)
+            }
+        }
     }
 
     /// The MSE-optimal bounds of every (group, candidate) of `w` ([O, I], `groups` row groups),
@@ -151,53 +167,46 @@ public final class SuperNetwork {
 
     // MARK: - Size (METHOD.md section 4)
 
-    /// E[C] = sum_{i,j} n_ij * sum_k p_k b_k / 8 / 2^20 with p = softmax(theta), no noise -> [1] (MiB).
+    /// E[C] = fixed + sum over units and groups of sum_k p_k cost_k with p = softmax(theta), no
+    /// noise, in MiB; for the encoder budget cost_k = n_j b_k bits (the paper's C). -> [1]
     public func expectedSize(tape: Tape) -> Tensor {
         var terms: [Tensor] = []
-        for (theta, shape) in zip(logits, shapes) {
-            let g = theta.shape[0]
-            let n = Float(shape[0] / g * shape[1])
+        for (theta, unit) in zip(logits, size.units) {
             let p = tape.softmax(theta)
-            let cost = Tensor(shape: [candidates.count], values: candidates.map { Float($0) * n / 8 / 1_048_576 })
+            let k = unit.candidates.count
+            let perMiB = Float(size.unitsPerMiB)
+            let cost = unit.uniformGroups
+                ? Tensor(shape: [k], values: (0..<k).map { Float(unit.cost(0, $0)) / perMiB })
+                : Tensor(shape: [unit.groups, k], values: unit.costs.map { Float($0) / perMiB })
             terms.append(tape.sum(tape.mul(p, cost)))
         }
-        return terms.dropFirst().reduce(terms[0]) { tape.add($0, $1) }
+        let total = terms.dropFirst().reduce(terms[0]) { tape.add($0, $1) }
+        guard size.fixed != 0 else { return total }
+        return tape.add(total, Tensor(shape: total.shape, values: [Float](repeating: Float(Double(size.fixed) / size.unitsPerMiB), count: total.count)))
     }
 
-    /// Bit-width chosen for group `j` of `theta` [G, K] (argmax with `tieBreak`).
-    func choice(_ theta: Tensor, group j: Int, tieBreak: TieBreak) -> Int {
-        candidates[choiceIndex(theta, group: j, tieBreak: tieBreak)]
-    }
-
-    /// Index into `candidates` of the argmax of row `j` of `theta`.
-    func choiceIndex(_ theta: Tensor, group j: Int, tieBreak: TieBreak) -> Int {
-        let k = candidates.count
-        let row = theta.pointer + j * k
+    /// Index into unit `u`'s candidates of the argmax of row `j` of its logits (ties by `tieBreak`).
+    func choiceIndex(unit u: Int, group j: Int, tieBreak: TieBreak) -> Int {
+        let k = size.units[u].candidates.count
+        let row = logits[u].pointer + j * k
         var best = 0
         for c in 1..<k where tieBreak == .widest ? row[c] >= row[best] : row[c] > row[best] { best = c }
         return best
     }
 
+    /// The argmax candidate index of every group of every unit.
+    func argmaxChoices(tieBreak: TieBreak) -> [[Int]] {
+        size.units.indices.map { u in (0..<size.units[u].groups).map { choiceIndex(unit: u, group: $0, tieBreak: tieBreak) } }
+    }
+
     /// C of the argmax assignment in MiB, without building a plan.
     public func argmaxSizeMiB(tieBreak: TieBreak) -> Double {
-        var bits = 0
-        for (theta, shape) in zip(logits, shapes) {
-            let g = theta.shape[0], n = shape[0] / g * shape[1]
-            for j in 0..<g { bits += choice(theta, group: j, tieBreak: tieBreak) * n }
-        }
-        return Double(bits) / 8 / 1_048_576
+        Double(size.size(argmaxChoices(tieBreak: tieBreak))) / size.unitsPerMiB
     }
 
     /// The argmax assignment as a bit plan.
     public func argmaxPlan(tieBreak: TieBreak, provenance: BitPlan.Provenance) -> BitPlan {
-        var matrices: [String: BitPlan.Matrix] = [:]
-        for (path, (theta, shape)) in zip(paths, zip(logits, shapes)) {
-            let g = theta.shape[0]
-            matrices[path] = BitPlan.Matrix(shape: shape, groups: g, bits: (0..<g).map { choice(theta, group: $0, tieBreak: tieBreak) })
-        }
-        var plan = BitPlan(candidates: candidates, matrices: matrices, provenance: provenance)
-        plan.provenance.achievedMiB = plan.sizeMiB
-        return plan
+        size.plan(argmaxChoices(tieBreak: tieBreak), provenance: provenance)
     }
 
     // MARK: - Budget repair
@@ -236,70 +245,70 @@ public final class SuperNetwork {
         }
     }
 
-    /// The argmax plan, brought inside the band (1 +- eps) V when it lands outside it: above the
-    /// band, the group whose logit margin theta[chosen] - theta[next narrower] is smallest moves one
-    /// candidate down, and so on until the size is inside; below, the same upwards. Ties go to
-    /// the earlier matrix (model order), then the lower group index, so the repair is a function
-    /// of the logits alone. A move that would jump over the whole band is skipped. Returns the
-    /// plan and the repair (nil when the argmax was inside); throws when no sequence of such
-    /// moves reaches the band (a group's step is wider than the band).
+    /// The argmax plan, brought inside the band (`SearchSize.band`) when it lands outside it:
+    /// above the band, the group whose logit margin theta[chosen] - theta[next narrower] is
+    /// smallest moves one candidate down, and so on until the size is inside; below, the same
+    /// upwards. Ties go to the earlier unit (model order, tables last), then the lower group
+    /// index, so the repair is a function of the logits alone. A move that would jump over the
+    /// whole band is skipped. For a file budget the plan's exact packed size is checked at the
+    /// end and the repair continues while it is above the cap (the header's digits can differ
+    /// from the size model by a few bytes). Returns the plan and the repair (nil when the argmax
+    /// was inside); throws when no sequence of such moves reaches the band.
     public func repairedArgmaxPlan(targetMiB v: Double, tolerance eps: Double, tieBreak: TieBreak,
                                    provenance: BitPlan.Provenance) throws -> (BitPlan, BudgetRepair?) {
-        let k = candidates.count
-        let upper = (1 + eps) * v * 8 * 1_048_576, lower = (1 - eps) * v * 8 * 1_048_576  // in bits
-        // Chosen candidate index per (matrix, group) and the weights per group.
-        var chosen: [[Int]] = [], perGroup: [Int] = []
-        var bits = 0
-        for (theta, shape) in zip(logits, shapes) {
-            let g = theta.shape[0], n = shape[0] / g * shape[1]
-            let row = (0..<g).map { choiceIndex(theta, group: $0, tieBreak: tieBreak) }
-            bits += row.reduce(0) { $0 + candidates[$1] * n }
-            chosen.append(row)
-            perGroup.append(n)
-        }
-        let argmaxBits = bits
+        let band = SearchSize.band(target: v, tolerance: eps, budget: size.budget)
+        var upper = band.upperBound * size.unitsPerMiB
+        let lower = band.lowerBound * size.unitsPerMiB
+        var chosen = argmaxChoices(tieBreak: tieBreak)
+        var units = size.size(chosen)
+        let argmaxUnits = units
         var moves: [RepairMove] = []
-        while Double(bits) > upper || Double(bits) < lower {
-            let step = Double(bits) > upper ? -1 : 1
-            var best: (m: Int, j: Int, margin: Float)? = nil
-            for (m, theta) in logits.enumerated() {
-                let n = perGroup[m]
-                for j in 0..<theta.shape[0] {
-                    let c = chosen[m][j], next = c + step
-                    guard next >= 0, next < k else { continue }
-                    let after = Double(bits + (candidates[next] - candidates[c]) * n)
-                    guard step < 0 ? after >= lower : after <= upper else { continue }
-                    let margin = theta.pointer[j * k + c] - theta.pointer[j * k + next]
-                    if best == nil || margin < best!.margin { best = (m, j, margin) }
+        func fail() -> PlanError {
+            PlanError(String(format: "the searched plan (%.4f MiB) cannot be moved inside the band %.4f ... %.4f MiB one group at a time (a group's step is wider than the band): widen --tolerance or use more --groups",
+                             Double(argmaxUnits) / size.unitsPerMiB, band.lowerBound, band.upperBound))
+        }
+        while true {
+            while Double(units) > upper || Double(units) < lower {
+                let step = Double(units) > upper ? -1 : 1
+                var best: (u: Int, j: Int, margin: Float)? = nil
+                for (u, theta) in logits.enumerated() {
+                    let unit = size.units[u], k = unit.candidates.count
+                    for j in 0..<unit.groups {
+                        let c = chosen[u][j], next = c + step
+                        guard next >= 0, next < k else { continue }
+                        let after = Double(units + unit.cost(j, next) - unit.cost(j, c))
+                        guard step < 0 ? after >= lower : after <= upper else { continue }
+                        let margin = theta.pointer[j * k + c] - theta.pointer[j * k + next]
+                        if best == nil || margin < best!.margin { best = (u, j, margin) }
+                    }
                 }
+                guard let best else { throw fail() }
+                let unit = size.units[best.u], c = chosen[best.u][best.j]
+                moves.append(RepairMove(path: paths[best.u], group: best.j, fromBits: unit.candidates[c], toBits: unit.candidates[c + step],
+                                        margin: best.margin))
+                units += unit.cost(best.j, c + step) - unit.cost(best.j, c)
+                chosen[best.u][best.j] = c + step
             }
-            guard let best else {
-                throw PlanError(String(format: "the searched plan (%.4f MiB) cannot be moved inside the band %.4f MiB +- %.1f%% one group at a time (a group's step is wider than the band): widen --tolerance or use more --groups",
-                                       Double(argmaxBits) / 8 / 1_048_576, v, 100 * eps))
-            }
-            let c = chosen[best.m][best.j]
-            moves.append(RepairMove(path: paths[best.m], group: best.j, fromBits: candidates[c], toBits: candidates[c + step],
-                                    margin: best.margin))
-            bits += (candidates[c + step] - candidates[c]) * perGroup[best.m]
-            chosen[best.m][best.j] = c + step
+            // The size model against the exact size (identical for the encoder budget).
+            let exact = try size.exactSize(of: size.plan(chosen, provenance: provenance))
+            guard Double(exact) > band.upperBound * size.unitsPerMiB else { break }
+            upper -= Double(exact) - band.upperBound * size.unitsPerMiB
+            guard upper >= lower else { throw fail() }
         }
-        var matrices: [String: BitPlan.Matrix] = [:]
-        for (m, path) in paths.enumerated() {
-            matrices[path] = BitPlan.Matrix(shape: shapes[m], groups: chosen[m].count, bits: chosen[m].map { candidates[$0] })
-        }
-        var plan = BitPlan(candidates: candidates, matrices: matrices, provenance: provenance)
-        plan.provenance.achievedMiB = plan.sizeMiB
+        var plan = size.plan(chosen, provenance: provenance)
         guard !moves.isEmpty else { return (plan, nil) }
-        let repair = BudgetRepair(argmaxMiB: Double(argmaxBits) / 8 / 1_048_576, repairedMiB: plan.sizeMiB, moves: moves)
+        let repair = BudgetRepair(argmaxMiB: Double(argmaxUnits) / size.unitsPerMiB, repairedMiB: Double(units) / size.unitsPerMiB,
+                                  moves: moves)
         plan.provenance.notes["budget_repair"] = repair.summary
         return (plan, repair)
     }
 
-    /// L_size (METHOD.md Eq. 4) on the argmax size C: log E[C] above (1 + eps) V, -log E[C]
-    /// below (1 - eps) V, nothing inside the band. Returns nil inside the band.
+    /// L_size (METHOD.md Eq. 4) on the argmax size C: log E[C] above the band, -log E[C] below it,
+    /// nothing inside (`SearchSize.band`). Returns nil inside the band.
     public func sizeLoss(argmaxMiB c: Double, targetMiB v: Double, tolerance eps: Double, tape: Tape) -> Tensor? {
-        if c > (1 + eps) * v { return tape.log(expectedSize(tape: tape)) }
-        if c < (1 - eps) * v { return tape.scale(tape.log(expectedSize(tape: tape)), by: -1) }
+        let band = SearchSize.band(target: v, tolerance: eps, budget: size.budget)
+        if c > band.upperBound { return tape.log(expectedSize(tape: tape)) }
+        if c < band.lowerBound { return tape.scale(tape.log(expectedSize(tape: tape)), by: -1) }
         return nil
     }
 }

@@ -17,6 +17,9 @@ struct PlanCommand: ParsableCommand {
         @Option(help: "Bit-width of every group (0-8).") var bits: Int
         @Option(help: "Row groups per matrix (must divide every matrix's rows).") var groups: Int = 128
         @Option(help: "Candidate set recorded in the plan (default: just --bits), e.g. 0,2,4.") var candidates: String?
+        @Option(help: "Also plan the word and position tables, every row at this width (default: not planned, 8 bits).")
+        var embeddingBits: Int?
+        @Option(help: "Rows per embedding group (with --embedding-bits).") var embeddingRows: Int = 32
         @Option(help: "Plan file to write.") var output: String
 
         func run() throws {
@@ -24,7 +27,8 @@ struct PlanCommand: ParsableCommand {
             try TextIO.checkOutput(output, inputs: [("--model", dir.path)])
             let model = try TextIO.loadModel(dir)
             let cands = try candidates.map(parseBits)
-            let plan = try BitPlan.uniform(model: model, bits: bits, groups: groups, candidates: cands)
+            var plan = try BitPlan.uniform(model: model, bits: bits, groups: groups, candidates: cands)
+            if let embeddingBits { plan = try plan.withEmbeddings(model: model, bits: embeddingBits, rowsPerGroup: embeddingRows) }
             try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
             print(String(format: "uniform %d-bit plan: %.3f MiB, %d matrices x %d groups -> %@", bits, plan.sizeMiB,
                          plan.matrices.count, groups, output))
@@ -118,7 +122,7 @@ struct InspectCommand: ParsableCommand {
             let dir = try TextIO.modelDirectory(model)
             let m = try TextIO.loadModel(dir)
             do { try p.validate(against: m) } catch { throw CLIError("--plan \(plan): \(error)") }
-            let embeddingBits = (try? QuantizationConfig.read(from: dir))??.embeddingBits ?? 8
+            let embeddingBits = (try? QuantizationConfig.read(from: dir))??.embeddingBits ?? 8  // the tables the plan leaves out
             do {
                 fileBytes = try PackedFormat.fileBytes(plan: p, parameters: m.checkpointParameters.map { ($0.name, $0.tensor.shape) },
                                                        embeddingBits: embeddingBits)
@@ -139,7 +143,15 @@ struct InspectCommand: ParsableCommand {
             }
             let total = histogram(Array(p.matrices.values)).sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
             let ms = paths.map { "\"\($0)\":\(obj(p.matrices[$0]!))" }.joined(separator: ",")
-            print("{\"size_mib\":\(p.sizeMiB),\"avg_bits\":\(p.averageBits),\"pruned_fraction\":\(p.prunedFraction),\"weights\":\(p.weightCount)\(fileBytesJSON),\"candidates\":[\(p.candidates.map(String.init).joined(separator: ","))],\"method\":\"\(p.provenance.method)\",\"histogram\":{\(total)},\"matrices\":{\(ms)}}")
+            func table(_ e: BitPlan.Embedding) -> String {
+                var h: [Int: Int] = [:]
+                for g in 0..<e.groups { h[e.bits[g], default: 0] += e.rows(ofGroup: g).count * e.shape[1] }
+                let hist = h.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
+                return "{\"shape\":[\(e.shape[0]),\(e.shape[1])],\"rows_per_group\":\(e.rowsPerGroup),\"groups\":\(e.groups),\"avg_bits\":\(Double(e.totalBits) / Double(e.weightCount)),\"histogram\":{\(hist)}}"
+            }
+            let tables = p.embeddings.keys.sorted().map { "\"\($0)\":\(table(p.embeddings[$0]!))" }.joined(separator: ",")
+            let tableJSON = p.embeddings.isEmpty ? "" : ",\"embedding_avg_bits\":\(p.embeddingAverageBits),\"embedding_candidates\":[\(p.embeddingCandidates.map(String.init).joined(separator: ","))],\"embeddings\":{\(tables)}"
+            print("{\"version\":\(p.version),\"size_mib\":\(p.sizeMiB),\"avg_bits\":\(p.averageBits),\"pruned_fraction\":\(p.prunedFraction),\"weights\":\(p.weightCount)\(fileBytesJSON),\"candidates\":[\(p.candidates.map(String.init).joined(separator: ","))],\"method\":\"\(p.provenance.method)\",\"histogram\":{\(total)},\"matrices\":{\(ms)}\(tableJSON)}")
             return
         }
         print("plan \(plan): method \(p.provenance.method), candidates \(p.candidates)")
@@ -156,9 +168,18 @@ struct InspectCommand: ParsableCommand {
         }
         print(String(format: "total: %d weights, %.3f MiB, %.3f average bits, %.1f%% pruned", p.weightCount, p.sizeMiB,
                      p.averageBits, 100 * p.prunedFraction))
+        for path in p.embeddings.keys.sorted() {
+            let e = p.embeddings[path]!
+            var counts: [Int: Int] = [:]
+            for b in e.bits { counts[b, default: 0] += 1 }
+            let h = counts.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: " ")
+            print(path.padding(toLength: 52, withPad: " ", startingAt: 0)
+                  + String(format: " %8d %9.3f  (%d rows per group)  ", e.groups, Double(e.totalBits) / Double(e.weightCount), e.rowsPerGroup) + h)
+        }
         if let fileBytes {
-            print(String(format: "packed model.safetensors (aqbert export): %d bytes (%.2f MiB): codes, fp16 ranges, 8-bit embeddings, fp32 rest",
-                         fileBytes, Double(fileBytes) / 1_048_576))
+            print(String(format: "packed model.safetensors (aqbert export): %d bytes (%.2f MiB): codes, fp16 ranges, %@ embeddings, fp32 rest",
+                         fileBytes, Double(fileBytes) / 1_048_576,
+                         p.embeddings.isEmpty ? "8-bit" : String(format: "planned (%.3f average bits)", p.embeddingAverageBits)))
         }
     }
 

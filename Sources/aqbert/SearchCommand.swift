@@ -7,6 +7,7 @@ import Foundation
 
 extension ArchitectureOptimizer: ExpressibleByArgument {}
 extension TieBreak: ExpressibleByArgument {}
+extension SizeBudget: ExpressibleByArgument {}
 extension SearchRanges: ExpressibleByArgument {}
 
 /// Whether the search's weight steps run: `--freeze-weights` (the default: architecture steps
@@ -44,8 +45,14 @@ struct SearchCommand: ParsableCommand {
 
     @OptionGroup var common: TaskModelOptions
     @Option(help: "Training data; the validation split is carved out of it.") var train: String
-    @Option(help: "Budget in MiB of weight bits.") var targetMb: Double?
-    @Option(help: "Budget as average bits per encoder weight.") var targetBits: Double?
+    @Option(help: "Budget in MB: with --budget file (the default), the packed model.safetensors export writes, in 10^6 bytes, a cap; with --budget encoder, MiB of encoder weight bits (the paper's C).")
+    var targetMb: Double?
+    @Option(help: "Budget as average bits per encoder weight (the paper's; embeddings stay at 8 bits).") var targetBits: Double?
+    @Option(help: "What --target-mb counts: file (every byte of the packed file; the word and position tables are searched too) or encoder.")
+    var budget: SizeBudget?
+    @Option(help: "Candidate widths of the embedding tables' row groups under a file budget (one width keeps them fixed).")
+    var embeddingBits: String = "2,3,4,8"
+    @Option(help: "Rows per embedding group under a file budget.") var embeddingRows: Int = 32
     @Option(help: "Candidate bit-widths, 0 = pruned.") var bits: String = "0,2,4"
     @Option(help: "Row groups per matrix.") var groups: Int = 128
     @Option(help: "Share of the training examples held out for the architecture steps.") var valFraction: Double = 0.1
@@ -82,6 +89,10 @@ struct SearchCommand: ParsableCommand {
 
     func validate() throws {
         if (targetMb == nil) == (targetBits == nil) { throw ValidationError("give exactly one of --target-mb or --target-bits") }
+        if targetBits != nil && budget == .file {
+            throw ValidationError("--target-bits is an average over the encoder's weights: a file budget is --target-mb with --budget file")
+        }
+        if embeddingRows < 1 { throw ValidationError("--embedding-rows must be at least 1") }
         if !(valFraction > 0 && valFraction < 1) { throw ValidationError("--val-fraction must be between 0 and 1") }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
         if let archStart, archStart < 0 || archStart >= epochs { throw ValidationError("--arch-start must be between 0 and --epochs - 1") }
@@ -126,11 +137,22 @@ struct SearchCommand: ParsableCommand {
         let shapes: BertConfig
         do { shapes = try BertConfig(contentsOf: modelDir) } catch { throw CLIError("\(error)") }
         let weights = QuantizableMatrices.weightCount(shapes)
-        var c = SearchConfiguration(targetMiB: targetMb ?? BitPlan.budgetMiB(averageBits: targetBits!, weights: weights))
+        let sizeBudget: SizeBudget = targetBits != nil ? .encoder : (budget ?? .file)
+        // A file budget is in MB of 10^6 bytes (what a file listing shows); the search works in MiB.
+        let target = targetBits.map { BitPlan.budgetMiB(averageBits: $0, weights: weights) }
+            ?? (sizeBudget == .file ? targetMb! * 1_000_000 / 1_048_576 : targetMb!)
+        var c = SearchConfiguration(targetMiB: target)
         c.candidates = candidates
         c.groups = groups
         c.tolerance = tolerance
-        do { try SearchRunner.checkBudget(c, model: BertTaskModel(config: shapes, architecture: .base)) } catch {
+        if sizeBudget == .file {
+            c.budget = .file
+            let tableBits = try parseBits(embeddingBits)
+            do { try BitPlan.validateCandidates(tableBits) } catch { throw CLIError("--embedding-bits: \(error)") }
+            c.embeddings = EmbeddingSearch(candidates: tableBits, rowsPerGroup: embeddingRows)
+        }
+        let architecture = shapes.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
+        do { try SearchRunner.checkBudget(c, model: BertTaskModel(config: shapes, architecture: architecture)) } catch {
             throw CLIError("\(error)")
         }
         let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
@@ -185,9 +207,18 @@ struct SearchCommand: ParsableCommand {
         if let repair = plan.provenance.notes["budget_repair"] {
             print("the argmax plan was outside the band: \(repair) (\(output)/budget_repair.json)")
         }
-        let inBand = abs(plan.sizeMiB - c.targetMiB) <= c.tolerance * c.targetMiB
-        print(String(format: "plan: %.3f MiB (%.3f average bits, %.1f%% pruned), target %.3f MiB +- %.0f%%: %@ -> %@/plan.json",
-                     plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction, c.targetMiB, 100 * c.tolerance,
-                     inBand ? "inside the band" : "OUTSIDE the band", output))
+        if c.budget == .file {
+            let bytes = try runner.fileBytes(of: plan)
+            let cap = Int((c.targetMiB * 1_048_576).rounded())
+            print(String(format: "plan: packed file %d bytes (cap %d, band %d ... %d): %@; encoder %.3f average bits (%.1f%% pruned), embeddings %.3f average bits -> %@/plan.json",
+                         bytes, cap, Int((c.band.lowerBound * 1_048_576).rounded()), cap,
+                         c.band.contains(Double(bytes) / 1_048_576) ? "inside the band" : "OUTSIDE the band",
+                         plan.averageBits, 100 * plan.prunedFraction, plan.embeddingAverageBits, output))
+        } else {
+            let inBand = c.band.contains(plan.sizeMiB)
+            print(String(format: "plan: %.3f MiB (%.3f average bits, %.1f%% pruned), target %.3f MiB +- %.0f%%: %@ -> %@/plan.json",
+                         plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction, c.targetMiB, 100 * c.tolerance,
+                         inBand ? "inside the band" : "OUTSIDE the band", output))
+        }
     }
 }

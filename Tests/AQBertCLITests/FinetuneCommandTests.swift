@@ -1,4 +1,6 @@
 import AQBert
+import AQQuant
+import AQSearch
 import Foundation
 import XCTest
 
@@ -208,6 +210,71 @@ final class FinetuneCommandTests: XCTestCase {
                         contains: "retrain")
         assertUserError(try CLI.run(["evaluate", "--model", packed.path, "--task", "sst2", "--data", dev.path, "--plan", plan.path]),
                         contains: "packed")
+    }
+
+    /// A whole-file budget: the search plans the word and position tables too, lands inside the
+    /// band under the cap, and retrain, inspect and export agree on the file: export writes
+    /// exactly inspect's file_bytes, at most the cap, and the packed model scores what the
+    /// quantization-aware one does.
+    func testFileBudgetSearchPlansTheTablesAndTheFileHoldsTheCap() throws {
+        let fp32 = dir.appendingPathComponent("fp32")
+        XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
+        let (m, _) = try BertTaskModel.load(directory: fp32)
+        let size = try SearchSize(model: m, candidates: [0, 2, 4], groups: 1, budget: .file,
+                                  embeddings: EmbeddingSearch(candidates: [2, 3, 4, 8], rowsPerGroup: 10))
+        let cap = Int(((size.smallestMiB + size.largestMiB) / 2 * 1_048_576).rounded())
+        let out = dir.appendingPathComponent("search-file")
+        func args(_ out: URL, mb: Double) -> [String] {
+            ["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-mb", String(mb), "--groups", "1",
+             "--embedding-rows", "10", "--tolerance", "0.1", "--epochs", "2", "--batch-size", "8", "--threads", "1", "--output", out.path]
+        }
+        let r = try CLI.run(args(out, mb: Double(cap) / 1e6))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("inside the band"), r.stdout)
+        let planURL = out.appendingPathComponent("plan.json")
+        let plan = try BitPlan(contentsOf: planURL)
+        XCTAssertEqual(plan.version, 2)
+        XCTAssertEqual(plan.embeddings.keys.sorted(), ["bert.embeddings.position_embeddings.weight", "bert.embeddings.word_embeddings.weight"])
+        XCTAssertEqual(plan.embeddingCandidates, [2, 3, 4, 8])
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("search_config.json"))) as? [String: Any]
+        XCTAssertEqual(config?["budget"] as? String, "file")
+
+        let qat = dir.appendingPathComponent("qat-file")
+        var retrain = finetuneArgs(qat)
+        retrain[0] = "retrain"
+        retrain[2] = fp32.path
+        retrain[retrain.firstIndex(of: "2")!] = "1"  // one epoch
+        let q = try CLI.run(retrain + ["--plan", planURL.path])
+        XCTAssertEqual(q.status, 0, q.stderr)
+        let inspect = try CLI.run(["inspect", "--plan", planURL.path, "--model", qat.path, "--json"])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+        let fileBytes = try XCTUnwrap(report["file_bytes"] as? Int)
+        XCTAssertNotNil(report["embeddings"] as? [String: Any])
+        XCTAssertEqual(report["version"] as? Int, 2)
+        XCTAssertLessThanOrEqual(fileBytes, cap)
+        XCTAssertGreaterThanOrEqual(Double(fileBytes), 0.8 * Double(cap), "inside the band (1 - 2 eps) V ... V")
+        let packed = dir.appendingPathComponent("packed-file")
+        let x = try CLI.run(["export", "--model", qat.path, "--output", packed.path])
+        XCTAssertEqual(x.status, 0, x.stderr)
+        let written = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: packed.appendingPathComponent("model.safetensors").path)[.size] as? Int)
+        XCTAssertEqual(written, fileBytes, "export writes exactly inspect's file_bytes")
+        func predictions(_ model: URL) throws -> String {
+            let o = dir.appendingPathComponent("pred-\(model.lastPathComponent).jsonl")
+            let r = try CLI.run(["predict", "--model", model.path, "--task", "sst2", "--data", dev.path, "--output", o.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try String(contentsOf: o, encoding: .utf8)
+        }
+        XCTAssertEqual(try predictions(packed), try predictions(qat), "the packed model computes what the quantization-aware one does")
+
+        // Budgets a file budget cannot meet, and flags that do not go together: one line each.
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("s1"), mb: 0.5 * size.smallestMiB * 1.048576)),
+                        contains: "below the smallest packed file")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("s2"), mb: 2 * size.largestMiB * 1.048576)),
+                        contains: "nothing to search")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("s3"), mb: 0.04) + ["--embedding-bits", "2,9"]), contains: "--embedding-bits")
+        assertUserError(try CLI.run(["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2",
+                                     "--budget", "file", "--output", dir.appendingPathComponent("s4").path]), contains: "--target-bits")
     }
 
     /// search on the fine-tuned tiny model writes plan.json / search_log.jsonl, is deterministic,

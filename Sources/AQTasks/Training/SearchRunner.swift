@@ -37,6 +37,7 @@ public struct SearchRunner {
     /// no single group's step can jump over.
     public static func checkBudget(_ c: SearchConfiguration, model: BertTaskModel) throws {
         try BitPlan.validateCandidates(c.candidates)
+        if c.budget == .file || c.embeddings != nil { return try checkFileBudget(c, model: model) }
         let matrices = QuantizableMatrices.of(model)
         let weights = matrices.reduce(0) { $0 + $1.tensor.count }
         let smallest = BitPlan.budgetMiB(averageBits: Double(c.candidates.first!), weights: weights)
@@ -69,6 +70,34 @@ public struct SearchRunner {
         }
     }
 
+    /// The exact size of the packed model.safetensors `export` writes for `plan` on this model.
+    public func fileBytes(of plan: BitPlan) throws -> Int {
+        try PackedFormat.fileBytes(plan: plan, parameters: model.checkpointParameters.map { ($0.name, $0.tensor.shape) }, embeddingBits: 8)
+    }
+
+    /// `checkBudget` for a file budget: the cap against the smallest and largest packed files
+    /// the candidates allow (`SearchSize`), and no group's step wider than the band.
+    static func checkFileBudget(_ c: SearchConfiguration, model: BertTaskModel) throws {
+        guard c.tolerance.isFinite, c.tolerance > 0, c.tolerance < 0.5 else {
+            throw PlanError("--tolerance sets the band (1 - 2 eps) V ... V of a file budget: a number above 0 and below 0.5, got \(c.tolerance)")
+        }
+        guard c.targetMiB.isFinite, c.targetMiB > 0 else { throw PlanError("the size budget must be positive, got \(c.targetMiB) MiB") }
+        let size = try SearchSize(model: model, candidates: c.candidates, groups: c.groups, budget: c.budget ?? .encoder,
+                                  embeddings: c.embeddings)
+        let band = c.band, bytes = { (mib: Double) in Int((mib * 1_048_576).rounded()) }
+        guard band.upperBound >= size.smallestMiB else {
+            throw PlanError("a file budget of \(bytes(band.upperBound)) bytes is below the smallest packed file these candidates allow (\(bytes(size.smallestMiB)) bytes, every group at its narrowest width)")
+        }
+        guard band.lowerBound <= size.largestMiB else {
+            throw PlanError("a file budget of \(bytes(band.upperBound)) bytes is above the packed file with every group at its widest width (\(bytes(size.largestMiB)) bytes): nothing to search")
+        }
+        let step = size.largestStepMiB
+        guard step <= band.upperBound - band.lowerBound else {
+            throw PlanError(String(format: "one group moves the file by %d bytes per candidate step, more than the band (%d bytes wide), so no plan is sure to land inside it: use more --groups, fewer --embedding-rows or a larger --tolerance",
+                                   bytes(step), bytes(band.upperBound - band.lowerBound)))
+        }
+    }
+
     /// Runs the search; with `resume`, continues from the last checkpoint in `output` (same
     /// configuration required), reproducing the uninterrupted run exactly.
     public func run(dataSHA256: String?, resume: Bool = false, log: (SearchLogEntry) -> Void) throws -> BitPlan {
@@ -86,7 +115,8 @@ public struct SearchRunner {
         }
         let network = try SuperNetwork(model: model, candidates: configuration.candidates, groups: configuration.groups,
                                        seed: configuration.seed, initialLogits: configuration.initialLogits,
-                                       ranges: configuration.weightRanges ?? .minmax)
+                                       ranges: configuration.weightRanges ?? .minmax, budget: configuration.budget ?? .encoder,
+                                       embeddings: configuration.embeddings)
         defer { network.uninstall() }
         let distillation: Distillation?
         if let settings = configuration.distillation {
