@@ -31,8 +31,8 @@ public struct FuzzTarget {
 /// directory (config.json, model.safetensors, vocab.txt; the repository's tiny BERT is enough).
 public enum FuzzTargets {
     public static let names = ["safetensors", "config", "vocab", "tokenizer-json", "tokenizer-config", "sst2", "mnli",
-                               "conll2003", "squad", "plan", "packed-config", "packed-weights", "trainer-state",
-                               "search-state"]
+                               "conll2003", "squad", "plan", "packed-config", "packed-weights", "packed-tables",
+                               "trainer-state", "search-state"]
 
     /// Sets up the targets under `scratch` (one folder each).
     public static func make(model: URL, scratch: URL) throws -> [FuzzTarget] {
@@ -69,13 +69,25 @@ public enum FuzzTargets {
             mixed.matrices[path]!.bits = (0..<groups).map { [0, 2, 3, 4, 8][(i + $0) % 5] }
         }
 
-        // A packed export of the model with the mixed plan.
-        let packedSeed = try folder("packed-seed")
-        let q = try QuantizedBert(plan: mixed, model: bert)
-        q.training = true
-        _ = bert.forward(BertBatch(sequences: [[2, 5, 6, 7, 3], [2, 8, 3]]), tape: .inference)
-        q.training = false
-        try PackedBert.export(model: bert, quantization: q, to: packedSeed)
+        // The mixed plan with planned embedding tables (version 2).
+        var tables = try mixed.withEmbeddings(model: bert, bits: 4, rowsPerGroup: 7, candidates: [0, 2, 4, 8])
+        for (i, path) in tables.embeddings.keys.sorted().enumerated() {
+            tables.embeddings[path]!.bits = tables.embeddings[path]!.bits.indices.map { [0, 2, 4, 8][(i + $0) % 4] }
+        }
+
+        // Packed exports of the model with the mixed plan, and with the tables planned too.
+        func export(_ plan: BitPlan, to name: String) throws -> URL {
+            let dir = try folder(name)
+            let q = try QuantizedBert(plan: plan, model: bert)
+            q.training = true
+            _ = bert.forward(BertBatch(sequences: [[2, 5, 6, 7, 3], [2, 8, 3]]), tape: .inference)
+            q.training = false
+            try PackedBert.export(model: bert, quantization: q, to: dir)
+            q.uninstall()
+            return dir
+        }
+        let packedSeed = try export(mixed, to: "packed-seed")
+        let packedTablesSeed = try export(tables, to: "packed-tables-seed")
 
         // safetensors: the model's weights, the packed file, and a small file of every dtype.
         let small = scratch.appendingPathComponent("small.safetensors")
@@ -152,20 +164,21 @@ public enum FuzzTargets {
 
         // Bit plans, checked against the model as every command does.
         targets.append(FuzzTarget(name: "plan", fileName: "plan.json", directory: try folder("plan"),
-                                  seeds: [try uniform.jsonData(), try mixed.jsonData()].map { [UInt8]($0) }) { url in
+                                  seeds: [try uniform.jsonData(), try mixed.jsonData(), try tables.jsonData()].map { [UInt8]($0) }) { url in
             let plan = try BitPlan(contentsOf: url)
             try plan.validate(against: bert)
         })
 
         // A packed model: its config.json (quantization_config) and its weights (checksum off,
         // so that mutations reach the tensor checks behind it).
-        for (name, file) in [("packed-config", "config.json"), ("packed-weights", "model.safetensors")] {
+        for (name, file, seed) in [("packed-config", "config.json", packedSeed), ("packed-weights", "model.safetensors", packedSeed),
+                                   ("packed-tables", "model.safetensors", packedTablesSeed)] {
             let dir = try folder(name)
-            for item in try fm.contentsOfDirectory(atPath: packedSeed.path) {
-                try fm.copyItem(at: packedSeed.appendingPathComponent(item), to: dir.appendingPathComponent(item))
+            for item in try fm.contentsOfDirectory(atPath: seed.path) {
+                try fm.copyItem(at: seed.appendingPathComponent(item), to: dir.appendingPathComponent(item))
             }
             targets.append(FuzzTarget(name: name, fileName: file, directory: dir,
-                                      seeds: [try read(packedSeed.appendingPathComponent(file))]) { url in
+                                      seeds: [try read(seed.appendingPathComponent(file))]) { url in
                 _ = try PackedBert.load(directory: url.deletingLastPathComponent(), verify: false)
             })
         }

@@ -322,6 +322,13 @@ public enum BitMapPicture {
         }
         s += Plot.text(x: left, y: barY + 28, "0 bits", size: 10, anchor: "start")
         s += Plot.text(x: left + 300, y: barY + 28, "\(maxBits) bits", size: 10, anchor: "end")
+        // Planned embedding tables: their average width under each panel.
+        for (pi, entry) in plans.enumerated() where !entry.plan.embeddings.isEmpty {
+            let text = entry.plan.embeddings.sorted { $0.key > $1.key }.map { path, e in
+                String(format: "%@ %.2f bits", path.contains("word") ? "word emb" : "position emb", Double(e.totalBits) / Double(e.weightCount))
+            }.joined(separator: ", ")
+            s += Plot.text(x: left + Double(pi) * (panelW + gap), y: barY + 46, text, size: 10, anchor: "start")
+        }
         return s + "</svg>\n"
     }
 }
@@ -330,25 +337,32 @@ extension BitMapPicture {
     /// Every group of every encoder matrix: one row per matrix (block order, then Q, K, V, attn
     /// out, FFN in, FFN out), one cell per row group in group order, coloured by its bit-width
     /// (0 = pruned, drawn white with a grey edge).
+    /// Planned embedding tables follow as one row each (their groups scaled to the same width).
     public static func groupsSVG(_ plan: BitPlan, title: String) -> String {
-        let rows = plan.matrices.compactMap { path, m in cell(of: path).map { (key: $0.block * columns.count + $0.column, cell: $0, matrix: m) } }
+        let matrixRows = plan.matrices.compactMap { path, m in cell(of: path).map { (key: $0.block * columns.count + $0.column, cell: $0, matrix: m) } }
             .sorted { $0.key < $1.key }
-        let widths = plan.candidates.filter { $0 > 0 }
-        let maxBits = max(1, plan.candidates.max() ?? 8)
+        let tableLabels = ["word_embeddings": "word emb", "position_embeddings": "position emb"]
+        let rows: [(label: String, bits: [Int])] = matrixRows.map { ("block \($0.cell.block) \(columns[$0.cell.column].label)", $0.matrix.bits) }
+            + plan.embeddings.sorted { $0.key > $1.key }.map { path, e in
+                (tableLabels.first { path.contains($0.key) }?.value ?? path, e.bits)
+            }
+        let widths = Array(Set(plan.candidates + plan.embeddingCandidates).filter { $0 > 0 }).sorted()
+        let maxBits = max(1, (plan.candidates + plan.embeddingCandidates).max() ?? 8)
         func fill(_ bits: Int) -> String { bits == 0 ? "#ffffff" : Plot.viridis(Double(bits) / Double(maxBits)) }
-        let groups = rows.map(\.matrix.groups).max() ?? 1
+        let groups = matrixRows.map(\.matrix.groups).max() ?? 1
         let cellW = max(2, min(8, 640 / Double(groups))), cellH = 11.0, left = 120.0, top = 50.0
         let width = left + cellW * Double(groups) + 30, height = top + cellH * Double(rows.count) + 70
         var s = Plot.header(width: width, height: height)
         s += Plot.text(x: 10, y: 22, title, size: 14, anchor: "start")
-        s += Plot.text(x: left, y: top - 8, "row groups 0 ... \(groups - 1) of each matrix", size: 10, anchor: "start")
+        s += Plot.text(x: left, y: top - 8, "row groups 0 ... \(groups - 1) of each matrix" + (plan.embeddings.isEmpty ? "" : "; every group of each table"),
+                       size: 10, anchor: "start")
         for (r, row) in rows.enumerated() {
             let y = top + Double(r) * cellH
-            s += Plot.text(x: left - 6, y: y + cellH - 2, "block \(row.cell.block) \(columns[row.cell.column].label)", size: 9, anchor: "end")
-            let w = cellW * Double(groups) / Double(row.matrix.groups)
+            s += Plot.text(x: left - 6, y: y + cellH - 2, row.label, size: 9, anchor: "end")
+            let w = cellW * Double(groups) / Double(row.bits.count)
             // One rectangle per run of equal widths (keeps the file small).
             var g = 0
-            let bits = row.matrix.bits
+            let bits = row.bits
             while g < bits.count {
                 var end = g + 1
                 while end < bits.count && bits[end] == bits[g] { end += 1 }
