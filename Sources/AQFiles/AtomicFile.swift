@@ -27,19 +27,25 @@ public func errnoMessage(_ code: Int32) -> String {
 
 /// `mkdir -p`: creates `path` and its missing parents (0755); an error says which component
 /// failed and why (strerror), e.g. a parent that is a file.
-public func makeDirectories(_ path: String) throws {
-    if fileExists(path).isDirectory { return }
+/// Returns the directories it created, outermost first.
+@discardableResult
+public func makeDirectories(_ path: String) throws -> [String] {
+    if fileExists(path).isDirectory { return [] }
     let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
     var current = ""
+    var created: [String] = []
     for component in absolute.split(separator: "/", omittingEmptySubsequences: true) {
         current += "/" + component
         let state = fileExists(current)
         if state.isDirectory { continue }
         if state.exists { throw FileWriteError(path: path, reason: "\(current) is a file, not a directory") }
-        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+        if mkdir(current, 0o755) != 0 {
+            if errno == EEXIST { continue }
             throw FileWriteError(path: path, reason: "cannot create \(current): \(errnoMessage(errno))")
         }
+        created.append(current)
     }
+    return created
 }
 
 /// The directory a new file `path` goes into must exist and be a directory; the error says which
@@ -261,20 +267,56 @@ public func outputConflict(_ output: String, inputs: [(label: String, path: Stri
 /// error instead of interleaving its files with the first one's. The kernel drops the lock when
 /// the process ends, however it ends (kill -9 included), so a stale lock file is harmless.
 public enum OutputLock {
-    /// Open lock files, kept for the life of the process.
-    nonisolated(unsafe) private static var held: [String: Int32] = [:]
+    /// A lock this process holds: the open lock file and the directories taking it created.
+    private struct Held {
+        var fd: Int32
+        var file: String
+        var createdDirectories: [String]
+        /// The lock file's content before this run, when it was there already (a killed run's).
+        var previous: [UInt8]?
+    }
+    /// Locks held, kept for the life of the process (or until `releaseAll`).
+    nonisolated(unsafe) private static var held: [String: Held] = [:]
     private static let guardLock = NSLock()
 
     /// Locks the output directory `directory` (created if missing), through `directory/.aqbert-lock`.
     public static func lockDirectory(_ directory: String) throws {
-        try makeDirectories(directory)
-        try lock(file: directory + "/.aqbert-lock", output: directory)
+        let created = try makeDirectories(directory)
+        do { try lock(file: directory + "/.aqbert-lock", output: directory, created: created) } catch {
+            removeEmpty(created)
+            throw error
+        }
     }
 
     /// Locks the output file `file`, through a hidden `.NAME.aqbert-lock` beside it.
     public static func lockFile(_ file: String) throws {
         let directory = try requireParentDirectory(of: file)
-        try lock(file: directory + "/." + URL(fileURLWithPath: file).lastPathComponent + ".aqbert-lock", output: file)
+        try lock(file: directory + "/." + URL(fileURLWithPath: file).lastPathComponent + ".aqbert-lock", output: file, created: [])
+    }
+
+    /// Ends every lock this process holds: the lock files are removed (while still held, so that
+    /// no other run can be holding them) and closed. After a failed run (`succeeded` false) a
+    /// lock file that was there before keeps its old content, and the output directories that
+    /// taking the locks created are removed again when nothing else was written into them, so a
+    /// run refused before its work leaves no trace.
+    public static func releaseAll(succeeded: Bool) {
+        guardLock.lock()
+        defer { guardLock.unlock() }
+        for (_, h) in held.sorted(by: { $0.key < $1.key }) {
+            if !succeeded, let previous = h.previous {
+                if ftruncate(h.fd, 0) == 0 { _ = previous.withUnsafeBytes { pwrite(h.fd, $0.baseAddress, $0.count, 0) } }
+            } else {
+                _ = unlink(h.file)
+            }
+            _ = posixClose(h.fd)
+            if !succeeded { removeEmpty(h.createdDirectories) }
+        }
+        held = [:]
+    }
+
+    /// rmdir of `directories` innermost first, stopping at the first one that is not empty.
+    private static func removeEmpty(_ directories: [String]) {
+        for d in directories.reversed() where rmdir(d) != 0 { return }
     }
 
     /// "another aqbert run (pid N) is writing to it" when a process holds the lock of output
@@ -301,25 +343,49 @@ public enum OutputLock {
         return " (pid \(pid))"
     }
 
-    private static func lock(file: String, output: String) throws {
+    /// True when the open `fd` is the file at `path` now (the holder before us may have removed
+    /// the file between our open and our flock: then the lock we got protects nothing).
+    private static func isCurrent(_ fd: Int32, _ path: String) -> Bool {
+        var a = stat(), b = stat()
+        return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    }
+
+    private static func lock(file: String, output: String, created: [String]) throws {
         guardLock.lock()
         defer { guardLock.unlock() }
         let key = URL(fileURLWithPath: file).standardizedFileURL.path
         if held[key] != nil { return }
-        let fd = posixOpen(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        if fd < 0 { throw FileWriteError(path: output, reason: "cannot create the lock file \(file): \(errnoMessage(errno))") }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let code = errno
-            let owner = owner(fd)
-            _ = posixClose(fd)
-            if code == EWOULDBLOCK || code == EAGAIN {
-                throw FileWriteError(path: output, reason: "another aqbert run\(owner) is writing to it; wait for it to end or choose another output")
+        for _ in 0..<100 {
+            var fd = posixOpen(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            let existed = fd < 0 && errno == EEXIST
+            if existed { fd = posixOpen(file, O_RDWR | O_CLOEXEC) }
+            if fd < 0 && errno == ENOENT { continue }  // removed between the two opens
+            if fd < 0 { throw FileWriteError(path: output, reason: "cannot create the lock file \(file): \(errnoMessage(errno))") }
+            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                let code = errno
+                let owner = owner(fd)
+                _ = posixClose(fd)
+                if code == EWOULDBLOCK || code == EAGAIN {
+                    throw FileWriteError(path: output, reason: "another aqbert run\(owner) is writing to it; wait for it to end or choose another output")
+                }
+                throw FileWriteError(path: output, reason: "cannot lock \(file): \(errnoMessage(code))")
             }
-            throw FileWriteError(path: output, reason: "cannot lock \(file): \(errnoMessage(code))")
+            guard isCurrent(fd, file) else {
+                _ = posixClose(fd)
+                continue
+            }
+            var previous: [UInt8]? = nil
+            if existed {
+                var buffer = [UInt8](repeating: 0, count: 64)
+                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 64, 0) }
+                previous = Array(buffer[0..<max(0, n)])
+            }
+            // The holder's pid, for the message a second run prints.
+            let text = Array("\(getpid())\n".utf8)
+            if ftruncate(fd, 0) == 0 { _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
+            held[key] = Held(fd: fd, file: file, createdDirectories: created, previous: previous)
+            return
         }
-        // The holder's pid, for the message a second run prints.
-        let text = Array("\(getpid())\n".utf8)
-        if ftruncate(fd, 0) == 0 { _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
-        held[key] = fd
+        throw FileWriteError(path: output, reason: "cannot lock \(file): it keeps being replaced")
     }
 }

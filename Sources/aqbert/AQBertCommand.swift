@@ -40,8 +40,10 @@ struct AQBertCommand: ParsableCommand {
             if fflush(stdout) != 0 || ferror(stdout) != 0 {
                 throw CLIError("cannot write to standard output: \(errnoMessage(errno == 0 ? EBADF : errno))")
             }
+            OutputLock.releaseAll(succeeded: true)
         } catch {
             let code = exitCode(for: error)
+            OutputLock.releaseAll(succeeded: code == .success)
             if code == .success { exit(withError: error) }
             let message = message(for: error)
                 .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }

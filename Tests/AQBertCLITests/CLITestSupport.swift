@@ -61,20 +61,67 @@ extension CLI {
 }
 
 /// Asserts a clean failure: a normal non-zero exit (no trap) with exactly one error line on
-/// stderr containing `needle` (warnings before it are allowed).
-func assertUserError(_ r: CLI.Result, contains needle: String, file: StaticString = #filePath, line: UInt = #line) {
+/// stderr containing `needle` (warnings before it are allowed), and that the refused run changed
+/// no file: every scratch directory of this test process (its inputs and outputs) holds the same
+/// entries with the same bytes after the run as before it, except under `startedIn`: the output
+/// folder of a run that failed after its work began (it keeps what it wrote, checkpoints
+/// included, but never a finished model; the test says what it may hold).
+func assertUserError(_ run: @autoclosure () throws -> CLI.Result, contains needle: String, startedIn: URL? = nil,
+                     file: StaticString = #filePath, line: UInt = #line) {
+    let exempt = startedIn.map { $0.standardizedFileURL.path }
+    func watched(_ s: [String: Data]) -> [String: Data] {
+        guard let exempt else { return s }
+        return s.filter { $0.key != exempt && !$0.key.hasPrefix(exempt + "/") }
+    }
+    let before = watched(Scratch.snapshot())
+    let r: CLI.Result
+    do { r = try run() } catch {
+        XCTFail("the command did not run: \(error)", file: file, line: line)
+        return
+    }
     XCTAssertTrue(r.exited, "killed by a signal (trap): \(r.stderr)", file: file, line: line)
     XCTAssertNotEqual(r.status, 0, "exit status", file: file, line: line)
     let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true).filter { !$0.hasPrefix("warning: ") }
     XCTAssertEqual(lines.count, 1, "one error line, got: \(r.stderr)", file: file, line: line)
     XCTAssertTrue(r.stderr.contains(needle), "stderr \"\(r.stderr)\" lacks \"\(needle)\"", file: file, line: line)
+    let after = watched(Scratch.snapshot())
+    let added = Set(after.keys).subtracting(before.keys).sorted(), removed = Set(before.keys).subtracting(after.keys).sorted()
+    let changed = before.keys.filter { after[$0] != nil && after[$0] != before[$0] }.sorted()
+    XCTAssertTrue(added.isEmpty && removed.isEmpty && changed.isEmpty,
+                  "the refused run changed files: added \(added), removed \(removed), changed \(changed) (\(needle))", file: file, line: line)
 }
 
 enum Scratch {
+    /// The scratch directories this test process made (tests run one at a time).
+    nonisolated(unsafe) static var made: [URL] = []
+
     static func directory() throws -> URL {
         let u = FileManager.default.temporaryDirectory.appendingPathComponent("aqbert-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+        made.append(u)
         return u
+    }
+
+    /// Every entry under the scratch directories that still exist: a directory maps to an empty
+    /// Data, a file to its bytes, a symbolic link to its target.
+    static func snapshot() -> [String: Data] {
+        let fm = FileManager.default
+        var out: [String: Data] = [:]
+        made.removeAll { !fm.fileExists(atPath: $0.path) }
+        for root in made {
+            guard let walker = fm.enumerator(atPath: root.path) else { continue }
+            while let relative = walker.nextObject() as? String {
+                let path = root.path + "/" + relative
+                if let target = try? fm.destinationOfSymbolicLink(atPath: path) {
+                    out[path] = Data(("-> " + target).utf8)
+                    continue
+                }
+                var isDirectory: ObjCBool = false
+                guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
+                out[path] = isDirectory.boolValue ? Data() : (fm.contents(atPath: path) ?? Data("unreadable".utf8))
+            }
+        }
+        return out
     }
 
     /// The repository's tiny BERT fixture, found relative to this source file.

@@ -33,8 +33,9 @@ final class FinetuneCommandTests: XCTestCase {
         let out = dir.appendingPathComponent("diverged")
         var args = finetuneArgs(out)
         args[args.firstIndex(of: "1e-3")!] = "1e30"
-        assertUserError(try CLI.run(args), contains: "training diverged")
+        assertUserError(try CLI.run(args), contains: "training diverged", startedIn: out)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("model.safetensors").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(".aqbert-lock").path), "the lock ends with the run")
         // The search likewise: no plan from a diverged run.
         let fp32 = dir.appendingPathComponent("fp32")
         XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
