@@ -241,6 +241,28 @@ public struct BertConfig: Sendable, Equatable {
         }
     }
 
+    /// A lower bound on the activations one training step keeps for its backward pass, in bytes:
+    /// per token and layer at least the layer's input, attention output and FFN output (3 H
+    /// floats) and the FFN's intermediate (I), and per head the attention probabilities of its
+    /// row (`sequence` floats); batch x sequence tokens.
+    public func trainingActivationBytes(batch: Int, sequence: Int) -> Double {
+        let perToken = Double(3 * hiddenSize + intermediateSize) + Double(numAttentionHeads) * Double(sequence)
+        return 4 * Double(batch) * Double(sequence) * Double(numHiddenLayers) * perToken
+    }
+
+    /// Refuses a training batch whose activations alone (`trainingActivationBytes`) exceed this
+    /// machine's memory, before the first step allocates them (an allocation that would fail or
+    /// be killed by the kernel).
+    public func checkTrainingMemory(batch: Int, sequence: Int) throws {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return }
+        let need = trainingActivationBytes(batch: batch, sequence: sequence), have = Double(pages) * Double(pageSize)
+        if need > have {
+            throw BertError(String(format: "a training step of %ld examples of up to %ld tokens keeps at least %.1f GB of activations, more than this machine's %.1f GB of memory: lower --batch-size or --max-seq-length",
+                                   batch, sequence, need / 1e9, have / 1e9))
+        }
+    }
+
     /// The JSON object transformers writes (sorted keys, 2-space indent).
     public func jsonData() throws -> Data {
         if family == .distilBert { return try distilBertJSONData() }

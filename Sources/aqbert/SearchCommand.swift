@@ -156,6 +156,7 @@ struct SearchCommand: ParsableCommand {
             throw CLIError("\(error)")
         }
         let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
+        do { try model.config.checkTrainingMemory(batch: batchSize, sequence: args.maxSeqLength) } catch { throw CLIError("\(error)") }
         if !report.initialized.isEmpty {
             TextIO.warn("searching on a model without a fine-tuned head (\(report.initialized.joined(separator: ", "))): fine-tune it first for a meaningful search")
         }

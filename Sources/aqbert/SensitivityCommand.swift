@@ -48,6 +48,8 @@ struct SensitivityCommand: ParsableCommand {
         let modelDir = try TextIO.modelDirectory(common.model)
         let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
         if !report.initialized.isEmpty { throw notFineTunedError(common, model, report) }
+        // A Hessian-vector product is two backward passes over a batch of rows: a training step's memory.
+        do { try model.config.checkTrainingMemory(batch: batchSize, sequence: args.maxSeqLength) } catch { throw CLIError("\(error)") }
         try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)])
         try TextIO.lockOutput(output, directory: false)
         let outURL = URL(fileURLWithPath: output)

@@ -95,6 +95,7 @@ struct FinetuneCommand: ParsableCommand {
         if !report.initialized.isEmpty {
             TextIO.warn("new \(model.className) head, initialised (seed \(a.seed)): \(report.initialized.joined(separator: ", "))")
         }
+        do { try model.config.checkTrainingMemory(batch: a.batchSize, sequence: a.maxSeqLength) } catch { throw CLIError("\(error)") }
         let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
                               padId: tokenizer.padTokenId)
         if a.distillationSettings != nil {

@@ -151,6 +151,22 @@ final class CLIErrorTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// A batch whose activations alone cannot fit in this machine's memory is refused before the
+    /// first step allocates them (finetune, search and sensitivity), and nothing is written.
+    func testATrainingBatchLargerThanMemoryIsRefused() throws {
+        let data = dir.appendingPathComponent("d.tsv")
+        try "sentence\tlabel\ngood\t1\nbad\t0\n".write(to: data, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("o").path
+        let task = ["--model", model.path, "--task", "sst2"]
+        let huge = ["--batch-size", "2000000000", "--max-seq-length", "40"]
+        assertUserError(try CLI.run(["finetune"] + task + ["--train", data.path, "--dev", data.path, "--output", out] + huge),
+                        contains: "lower --batch-size or --max-seq-length")
+        assertUserError(try CLI.run(["search"] + task + ["--train", data.path, "--target-bits", "3", "--groups", "1", "--tolerance", "0.2",
+                                                        "--output", out] + huge),
+                        contains: "more than this machine's")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     /// An output that names an input (the same path, another spelling, a hard link, a file of
     /// the model directory, the model directory itself) or a FIFO is refused before any work, and
     /// every input keeps its bytes.
