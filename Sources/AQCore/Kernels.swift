@@ -6,9 +6,25 @@ public enum Kernels {
     /// Elements per worker below which a kernel runs inline.
     static let grain = 1 << 15
 
-    public static var usesAVX2: Bool { aq_has_avx2() != 0 }
-    /// Forces the portable C paths (tests compare the two paths).
-    public static func forcePortable(_ portable: Bool) { aq_force_portable(portable ? 1 : 0) }
+    /// The kernels' instruction level now (cpu.c: the CPU's best, capped by AQBERT_CPU or a test).
+    public static var cpuLevel: String { String(cString: aq_cpu_level_name(aq_cpu_level())) }
+    /// The best level this CPU runs.
+    public static var cpuBestLevel: String { String(cString: aq_cpu_level_name(aq_cpu_best_level())) }
+    /// True when the CPU has AVX2+FMA (the fast paths of the elementwise kernels exist).
+    public static var cpuHasAVX2: Bool { aq_cpu_supports(Int32(AQ_CPU_AVX2)) != 0 }
+    /// Caps the kernels' level by name ("portable", "avx2", "avx-vnni", "avx512-vnni"; the highest
+    /// supported level below it runs); nil restores the default. For tests and benchmarks that
+    /// compare paths; returns false for an unknown name.
+    @discardableResult
+    public static func setCPULevel(_ name: String?) -> Bool {
+        guard let name else {
+            aq_cpu_set_level(-1)
+            return true
+        }
+        guard let level = (0...Int32(AQ_CPU_MAX)).first(where: { String(cString: aq_cpu_level_name($0)) == name }) else { return false }
+        aq_cpu_set_level(level)
+        return true
+    }
 
     public static func geluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, approximate: Bool) {
         Runtime.parallelFor(count, grain: grain / 4) { r in

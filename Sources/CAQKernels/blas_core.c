@@ -13,29 +13,18 @@
 // a running server thread is a data race (seen as a rare SIGSEGV in a thread with only
 // libc and OpenBLAS frames). So the server threads are shut down (joined) first; OpenBLAS
 // starts them again on demand, with the new table in place.
+#include "aqcpu.h"
 #include "aqkernels.h"
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <cpuid.h>
-#endif
 
 static char aq_core_before[32] = "";
 static char aq_core_after[32] = "";
 
 static const char *aq_best_core(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    if (avx512) {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5))) return "Cooperlake";  // AVX512_BF16
-        return "SkylakeX";
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
-#endif
+    if (aq_cpu_has_avx512()) return aq_cpu_has_avx512_bf16() ? "Cooperlake" : "SkylakeX";
+    if (aq_cpu_supports(AQ_CPU_AVX2)) return "Haswell";
     return NULL;
 }
 

@@ -17,74 +17,28 @@
 // ---- Dispatch ------------------------------------------------------------------------
 
 
-// Bit l of int8_caps set when int8 level l runs on this CPU. unpack_caps: 2 = pdep usable,
-// 4 = pdep microcoded (slow), 8 = AVX2.
-// Written once by probe_cpu (idempotent, so a racing second probe is harmless).
-static int int8_caps = -1;
-static int unpack_caps = -1;
-static int forced_int8 = -1;   // -1 = auto
-static int forced_unpack = -1; // -1 = auto
+// The int8 level is the CPU level (cpu.c). The unpacking path follows it too, with a knob of its
+// own for the tests that compare the three unpackers: -1 = auto.
+static int forced_unpack = -1;
 
-static void probe_cpu(void) {
-    int caps = 1, ucaps = 1;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2) caps |= 1 << LEVEL_AVX2, ucaps |= 8;
-    if (avx2 && __builtin_cpu_supports("avxvnni")) caps |= 1 << LEVEL_AVXVNNI;
-    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-        caps |= 1 << LEVEL_AVX512VNNI;
-    // pdep is microcoded (hundreds of cycles) on AMD Zen 1 and 2: usable there, never chosen.
-    if (__builtin_cpu_supports("bmi2")) {
-        ucaps |= 2;
-        if (__builtin_cpu_is("znver1") || __builtin_cpu_is("znver2")) ucaps |= 4;
-    }
-#endif
-    __atomic_store_n(&int8_caps, caps, __ATOMIC_RELAXED);
-    __atomic_store_n(&unpack_caps, ucaps, __ATOMIC_RELAXED);
-}
+int aq_int8_level(void) { return aq_cpu_level(); }
 
-__attribute__((constructor)) static void packed_dispatch_constructor(void) { probe_cpu(); }
+void aq_set_int8_level(int level) { aq_cpu_set_level(level); }
 
-static int caps_of(int *caps) {
-    int c = __atomic_load_n(caps, __ATOMIC_RELAXED);
-    if (c < 0) {
-        probe_cpu();
-        c = __atomic_load_n(caps, __ATOMIC_RELAXED);
-    }
-    return c;
-}
+const char *aq_int8_level_name(int level) { return aq_cpu_level_name(level); }
 
-int aq_int8_level(void) {
-    int caps = caps_of(&int8_caps);
-    int want = __atomic_load_n(&forced_int8, __ATOMIC_RELAXED);
-    if (want < 0 || want > LEVEL_MAX) want = LEVEL_MAX;
-    for (int l = want; l > 0; l--)
-        if (caps >> l & 1) return l;
-    return LEVEL_PORTABLE;
-}
-
-void aq_set_int8_level(int level) { __atomic_store_n(&forced_int8, level < 0 ? -1 : level, __ATOMIC_RELAXED); }
-
-const char *aq_int8_level_name(int level) {
-    switch (level) {
-    case LEVEL_PORTABLE: return "portable";
-    case LEVEL_AVX2: return "avx2";
-    case LEVEL_AVXVNNI: return "avx-vnni";
-    case LEVEL_AVX512VNNI: return "avx512-vnni";
-    default: return "unknown";
-    }
-}
-
-// Auto: AVX2 (fastest measured), else pdep unless microcoded, else portable. Forced: the highest
+// Auto: AVX2 (fastest measured) at level avx2 and up; on the portable level pdep when the CPU
+// has it fast (not at a forced portable level), else the portable loop. Forced: the highest
 // supported path <= the one asked for.
 int aq_unpack_path(void) {
-    int caps = caps_of(&unpack_caps);
     int want = __atomic_load_n(&forced_unpack, __ATOMIC_RELAXED);
-    if (want < 0) return caps & 8 ? 2 : (caps & 2) && !(caps & 4) ? 1 : 0;
-    if (want >= 2 && (caps & 8)) return 2;
-    return want >= 1 && (caps & 2) ? 1 : 0;
+    int avx2 = aq_cpu_supports(AQ_CPU_AVX2), pdep = aq_cpu_has_bmi2();
+    if (want < 0) {
+        if (aq_cpu_level() >= AQ_CPU_AVX2) return 2;
+        return pdep && !aq_cpu_pdep_is_slow() && !avx2 ? 1 : 0;
+    }
+    if (want >= 2 && avx2) return 2;
+    return want >= 1 && pdep ? 1 : 0;
 }
 
 void aq_set_unpack_path(int path) { __atomic_store_n(&forced_unpack, path < 0 ? -1 : path, __ATOMIC_RELAXED); }
@@ -336,7 +290,7 @@ void aq_quantize_rows_u8(const float *x, size_t rows, size_t k, size_t ldx, floa
     const int degenerate = !(hi > lo);
     const float s = degenerate ? 0.0f : 255.0f / (hi - lo);
 #if defined(__x86_64__)
-    const int avx2 = aq_int8_level() >= LEVEL_AVX2;
+    const int avx2 = aq_int8_level() >= AQ_CPU_AVX2;
 #endif
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * ldx;

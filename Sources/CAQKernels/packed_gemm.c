@@ -63,7 +63,7 @@ AQ_TGT_AVX2 static void epilogue_fma(const float *d, const int32_t *a_sums, size
 void aq_affine_epilogue(const float *d, const int32_t *a_sums, size_t M, size_t N, const float *alpha,
                         const float *beta, const float *gamma, float *Y, size_t ldy, const int32_t *y_cols) {
 #if defined(__x86_64__)
-    if (aq_int8_level() >= LEVEL_AVX2) {
+    if (aq_int8_level() >= AQ_CPU_AVX2) {
         epilogue_fma(d, a_sums, M, N, alpha, beta, gamma, Y, ldy, y_cols);
         return;
     }
@@ -449,8 +449,8 @@ static gemm_geometry geometry(int level, int wide, size_t N, size_t K) {
     gemm_geometry g;
     g.elem = wide ? 2 : 1;
     switch (level) {
-    case LEVEL_AVX512VNNI: g.nr = NR_512, g.mr = MR_512; break;
-    case LEVEL_AVXVNNI: g.nr = NR_VNNI, g.mr = MR_VNNI; break;
+    case AQ_CPU_AVX512VNNI: g.nr = NR_512, g.mr = MR_512; break;
+    case AQ_CPU_AVXVNNI: g.nr = NR_VNNI, g.mr = MR_VNNI; break;
     default: g.nr = NR_AVX2, g.mr = MR_AVX2; break;
     }
     g.nc = B_BLOCK_BYTES / (g.nr * K * g.elem) * g.nr;
@@ -483,8 +483,8 @@ static int gemm_blocked(const gemm_args *g, int level, int wide, const void *pre
         const void *packed = prepacked ? (const char *)prepacked + block * geo.block_bytes : scratch;
         if (!prepacked) pack_block(g, wide, &geo, n0, nb, scratch);
         switch (level) {
-        case LEVEL_AVX512VNNI: block_avx512(g, (const int8_t *)packed, n0, nb); break;
-        case LEVEL_AVXVNNI: block_avxvnni(g, (const int8_t *)packed, n0, nb); break;
+        case AQ_CPU_AVX512VNNI: block_avx512(g, (const int8_t *)packed, n0, nb); break;
+        case AQ_CPU_AVXVNNI: block_avxvnni(g, (const int8_t *)packed, n0, nb); break;
         default:
             if (wide) block_avx2_wide(g, (const int16_t *)packed, a16, n0, nb);
             else block_avx2(g, (const int8_t *)packed, n0, nb);
@@ -503,10 +503,10 @@ void aq_gemm_u8s8_f32_cols(const uint8_t *A, size_t lda, const int32_t *a_sums, 
     if (M == 0 || N == 0) return;
 #if defined(__x86_64__)
     const int level = aq_int8_level();
-    if (level > LEVEL_PORTABLE && K > 0 && K % 64 == 0) {
+    if (level > AQ_CPU_PORTABLE && K > 0 && K % 64 == 0) {
         const gemm_args g = {A, lda, a_sums, B, ldb, M, N, K, alpha, beta, gamma, Y, ldy, b_max_abs, y_cols, wz, c0};
         // vpmaddubsw adds two u8 x s8 products into a saturating s16.
-        const int wide = level == LEVEL_AVX2 && 2 * 255 * b_max_abs > 32767;
+        const int wide = level == AQ_CPU_AVX2 && 2 * 255 * b_max_abs > 32767;
         if (gemm_blocked(&g, level, wide, NULL)) return;
     }
 #else
@@ -528,8 +528,8 @@ aq_packed_b *aq_gemm_prepack_b(const int8_t *B, size_t ldb, size_t N, size_t K, 
     p->B = B, p->ldb = ldb, p->N = N, p->K = K, p->b_max_abs = b_max_abs;
     p->level = aq_int8_level();
 #if defined(__x86_64__)
-    if (p->level > LEVEL_PORTABLE && N > 0 && K > 0 && K % 64 == 0) {
-        p->wide = p->level == LEVEL_AVX2 && 2 * 255 * b_max_abs > 32767;
+    if (p->level > AQ_CPU_PORTABLE && N > 0 && K > 0 && K % 64 == 0) {
+        p->wide = p->level == AQ_CPU_AVX2 && 2 * 255 * b_max_abs > 32767;
         const gemm_geometry geo = geometry(p->level, p->wide, N, K);
         const size_t blocks = (N + geo.nc - 1) / geo.nc;
         if (posix_memalign(&p->data, 64, blocks * geo.block_bytes) != 0) p->data = NULL;

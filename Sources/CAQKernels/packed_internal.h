@@ -2,6 +2,7 @@
 // (the int8 GEMM): instruction levels and per-function target attributes. Not public.
 #ifndef AQ_PACKED_INTERNAL_H
 #define AQ_PACKED_INTERNAL_H
+#include "aqcpu.h"
 #include "aqpacked.h"
 #include <math.h>
 #include <stdlib.h>
@@ -9,9 +10,6 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-
-// Instruction levels of aq_int8_level().
-enum { LEVEL_PORTABLE = 0, LEVEL_AVX2 = 1, LEVEL_AVXVNNI = 2, LEVEL_AVX512VNNI = 3, LEVEL_MAX = 3 };
 
 #if defined(__x86_64__)
 #define AQ_TGT_BMI2 __attribute__((target("bmi2")))

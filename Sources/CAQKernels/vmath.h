@@ -6,10 +6,10 @@
 #define AQ_VMATH_H
 #include <math.h>
 
-extern int aq_use_avx2_flag;
-// True when the AVX2+FMA paths run (never on other architectures, where they are not compiled).
-static inline int aq_avx2(void) { return aq_use_avx2_flag > 0; }
-void aq_init_dispatch(void);
+#include "aqcpu.h"
+// True when the AVX2+FMA paths run (aq_cpu_level(); never on other architectures, where they
+// are not compiled).
+static inline int aq_avx2(void) { return aq_cpu_level() >= AQ_CPU_AVX2; }
 
 #if defined(__x86_64__)
 #include <immintrin.h>

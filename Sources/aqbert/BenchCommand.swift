@@ -79,6 +79,7 @@ struct BenchCommand: ParsableCommand {
             // The FFN-in GEMM of this configuration, alone: the rate the step is measured against.
             let sgemm = StepBenchmark.sgemmRate(m: batch * seq, n: cfg.intermediateSize, k: cfg.hiddenSize)
             print("reference_sgemm_gflops: \(String(format: "%.1f", sgemm))")
+            print("cpu_level: \(Kernels.cpuLevel)" + (Kernels.cpuLevel == Kernels.cpuBestLevel ? "" : " (the CPU runs \(Kernels.cpuBestLevel))"))
             let core = Runtime.blasCore
             print("blas_core: \(core.inUse)" + (core.inUse == core.detected ? "" : " (OpenBLAS detected \(core.detected))"))
         }
@@ -203,7 +204,7 @@ struct BenchCommand: ParsableCommand {
             print("latency_ms: \(String(format: "%.3f", 1000 * median))")
             print("sequences_per_second: \(String(format: "%.2f", Double(batch) / median))")
             print("peak_rss_mib: \(String(format: "%.1f", Double(peak) / 1_048_576))")
-            if kind == "packed" { print("int8_kernel: \(String(cString: aq_int8_level_name(aq_int8_level())))") }
+            print("cpu_level: \(Kernels.cpuLevel)" + (Kernels.cpuLevel == Kernels.cpuBestLevel ? "" : " (the CPU runs \(Kernels.cpuBestLevel))"))
             let core = Runtime.blasCore
             print("blas_core: \(core.inUse)" + (core.inUse == core.detected ? "" : " (OpenBLAS detected \(core.detected))"))
         }

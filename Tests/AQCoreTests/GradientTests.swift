@@ -150,18 +150,20 @@ final class GradientTests: XCTestCase {
         checkGradients("scale", inputs: [x]) { t, i in t.scale(i[0], by: -0.7) }
     }
 
-    func testGELUPortableEqualsAVX2() {
+    func testGELUPortableEqualsAVX2() throws {
+        try XCTSkipUnless(Kernels.cpuHasAVX2, "this CPU has no AVX2+FMA: no fast GELU to compare with the portable one")
         let x = randomTensor([1000], seed: 16, std: 3)
         let dy = randomTensor([1000], seed: 17)
         for approximate in [false, true] {
             let ya = Tensor(uninitialized: [1000]), yp = Tensor(uninitialized: [1000])
             let ga = Tensor(zeros: [1000]), gp = Tensor(zeros: [1000])
+            Kernels.setCPULevel("avx2")
             Kernels.geluForward(x.pointer, ya.pointer, count: 1000, approximate: approximate)
             Kernels.geluBackward(x.pointer, dy.pointer, ga.pointer, count: 1000, approximate: approximate)
-            Kernels.forcePortable(true)
+            Kernels.setCPULevel("portable")
             Kernels.geluForward(x.pointer, yp.pointer, count: 1000, approximate: approximate)
             Kernels.geluBackward(x.pointer, dy.pointer, gp.pointer, count: 1000, approximate: approximate)
-            Kernels.forcePortable(false)
+            Kernels.setCPULevel(nil)
             XCTAssertLessThan(maxAbsDiff(ya.array, yp.array), 2e-6, "gelu forward approximate=\(approximate)")
             XCTAssertLessThan(maxAbsDiff(ga.array, gp.array), 2e-6, "gelu backward approximate=\(approximate)")
             // Reference values in Double.
@@ -184,7 +186,7 @@ final class GradientTests: XCTestCase {
         values[3] = .nan  // row 0 (columns 0..<16) has a NaN, row 1 has none
         let x = Tensor(shape: [32], values: values), dy = Tensor(shape: [32], values: [Float](repeating: 1, count: 32))
         for portable in [false, true] {
-            Kernels.forcePortable(portable)
+            Kernels.setCPULevel(portable ? "portable" : "avx2")
             let y = Tensor(uninitialized: [32])
             Kernels.softmaxForward(x.pointer, y.pointer, rows: 2, cols: 16, scale: 1, keyMask: nil, rowsPerMask: 1)
             for i in 0..<32 { XCTAssertEqual(y.pointer[i].isNaN, i < 16, "softmax portable=\(portable) index \(i)") }
@@ -194,7 +196,7 @@ final class GradientTests: XCTestCase {
                 Kernels.geluBackward(x.pointer, dy.pointer, d.pointer, count: 32, approximate: approximate)
                 XCTAssertEqual((0..<32).filter { g.pointer[$0].isNaN || d.pointer[$0].isNaN }, [3], "gelu portable=\(portable)")
             }
-            Kernels.forcePortable(false)
+            Kernels.setCPULevel(nil)
         }
     }
 
@@ -212,13 +214,15 @@ final class GradientTests: XCTestCase {
         checkGradients("logSoftmax", inputs: [x]) { t, i in t.logSoftmax(i[0]) }
     }
 
-    func testSoftmaxPortableEqualsAVX2() {
+    func testSoftmaxPortableEqualsAVX2() throws {
+        try XCTSkipUnless(Kernels.cpuHasAVX2, "this CPU has no AVX2+FMA: no fast softmax to compare with the portable one")
         let x = randomTensor([7, 37], seed: 19, std: 4)
         let mask = Tensor(shape: [1, 37], values: (0..<37).map { $0 % 5 == 2 ? 0 : 1 })
+        Kernels.setCPULevel("avx2")
         let ya = Tape.inference.softmax(x, scale: 0.3, keyMask: mask, rowsPerMask: 7)
-        Kernels.forcePortable(true)
+        Kernels.setCPULevel("portable")
         let yp = Tape.inference.softmax(x, scale: 0.3, keyMask: mask, rowsPerMask: 7)
-        Kernels.forcePortable(false)
+        Kernels.setCPULevel(nil)
         XCTAssertLessThan(maxAbsDiff(ya.array, yp.array), 1e-6)
     }
 
@@ -226,6 +230,38 @@ final class GradientTests: XCTestCase {
         let x = randomTensor([2, 3, 13], seed: 20, std: 2, mean: 0.5)
         let w = randomTensor([13], seed: 21, std: 0.3, mean: 1), b = randomTensor([13], seed: 22)
         checkGradients("layerNorm", inputs: [x, w, b]) { t, i in t.layerNorm(i[0], weight: i[1], bias: i[2], eps: 1e-5) }
+    }
+
+    /// The AVX2 LayerNorm forward against the portable one and a Double reference: output, mean
+    /// and reciprocal standard deviation, on rows whose length is not a multiple of 8.
+    func testLayerNormPortableEqualsAVX2() throws {
+        try XCTSkipUnless(Kernels.cpuHasAVX2, "this CPU has no AVX2+FMA: no fast LayerNorm to compare with the portable one")
+        let rows = 9, cols = 389
+        let x = randomTensor([rows, cols], seed: 40, std: 3, mean: 0.7)
+        let w = randomTensor([cols], seed: 41, std: 0.3, mean: 1), b = randomTensor([cols], seed: 42)
+        func run() -> (y: [Float], mean: [Float], rstd: [Float]) {
+            let y = Tensor(uninitialized: [rows, cols]), mean = Tensor(uninitialized: [rows]), rstd = Tensor(uninitialized: [rows])
+            Kernels.layerNormForward(x.pointer, w.pointer, b.pointer, y.pointer, mean: mean.pointer, rstd: rstd.pointer,
+                                     rows: rows, cols: cols, eps: 1e-12)
+            return (y.array, mean.array, rstd.array)
+        }
+        Kernels.setCPULevel("avx2")
+        let fast = run()
+        Kernels.setCPULevel("portable")
+        let portable = run()
+        Kernels.setCPULevel(nil)
+        XCTAssertLessThan(maxAbsDiff(fast.y, portable.y), 2e-5)
+        XCTAssertLessThan(maxAbsDiff(fast.mean, portable.mean), 1e-5)
+        XCTAssertLessThan(maxAbsDiff(fast.rstd, portable.rstd), 1e-5)
+        for r in 0..<rows {
+            let row = (0..<cols).map { Double(x.pointer[r * cols + $0]) }
+            let m = row.reduce(0, +) / Double(cols)
+            let v = row.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(cols)
+            for c in 0..<cols {
+                let ref = (row[c] - m) / (v + 1e-12).squareRoot() * Double(w.pointer[c]) + Double(b.pointer[c])
+                XCTAssertEqual(Double(fast.y[r * cols + c]), ref, accuracy: 1e-4 * max(1, abs(ref)))
+            }
+        }
     }
 
     func testCrossEntropyWithIgnoreIndex() {

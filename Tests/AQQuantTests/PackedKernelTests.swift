@@ -72,9 +72,9 @@ final class PackedKernelTests: XCTestCase {
 
     /// The BMI2 (pdep) and AVX2 unpackers equal the portable loop on every length 0...200 (all
     /// head/tail splits of the vector loops) and an arbitrary offset.
-    func testUnpackPathsAgreeWithPortable() {
+    func testUnpackPathsAgreeWithPortable() throws {
         let paths = availableUnpackPaths()
-        guard paths.count > 1 else { return }
+        try XCTSkipUnless(paths.count > 1, "this CPU has neither BMI2 nor AVX2: no fast unpacker to compare with the portable one")
         var rng = PackedTestRNG(seed: 3)
         for bits in 1...8 {
             for n in 0...200 {
@@ -331,15 +331,26 @@ final class PackedKernelTests: XCTestCase {
         XCTAssertEqual(Array(y).map(\.bitPattern), whole.map(\.bitPattern))
     }
 
+    /// One level for every kernel (cpu.c): the int8 level is the CPU level, a cap picks the
+    /// highest supported level below it, -1 restores the default (AQBERT_CPU's cap, if any).
     func testLevelControls() {
-        let best = aq_int8_level()
+        let best = aq_cpu_best_level()
         XCTAssertTrue((0...3).contains(best))
+        XCTAssertEqual(aq_cpu_supports(best), 1)
         aq_set_int8_level(0)
         XCTAssertEqual(aq_int8_level(), 0)
+        XCTAssertEqual(aq_cpu_level(), 0)
+        XCTAssertEqual(aq_has_avx2(), 0, "the elementwise kernels follow the same level")
         aq_set_int8_level(99)
         XCTAssertEqual(aq_int8_level(), best)
-        aq_set_int8_level(-1)
-        XCTAssertEqual(aq_int8_level(), best)
+        aq_cpu_set_level(-1)
+        let env = aq_cpu_env_level()
+        XCTAssertEqual(aq_int8_level(), env < 0 ? best : (0...env).last { aq_cpu_supports($0) != 0 }!)
+        for level in Int32(0)...Int32(AQ_CPU_MAX) where aq_cpu_supports(level) != 0 {
+            aq_cpu_set_level(level)
+            XCTAssertEqual(aq_cpu_level(), level)
+        }
+        aq_cpu_set_level(-1)
         XCTAssertEqual(levelName(0), "portable")
         XCTAssertEqual(levelName(3), "avx512-vnni")
         XCTAssertEqual(levelName(7), "unknown")
@@ -350,15 +361,9 @@ final class PackedKernelTests: XCTestCase {
 
 // MARK: - Helpers
 
+/// The int8 levels this CPU runs (whatever AQBERT_CPU caps the default at), portable first.
 private func availableLevels() -> [Int] {
-    aq_set_int8_level(-1)
-    let best = Int(aq_int8_level())
-    let levels = (0...best).filter { level in
-        aq_set_int8_level(Int32(level))
-        return aq_int8_level() == level
-    }
-    aq_set_int8_level(-1)
-    return levels
+    (0...Int(AQ_CPU_MAX)).filter { aq_cpu_supports(Int32($0)) != 0 }
 }
 
 private func availableUnpackPaths() -> [Int] {

@@ -1,5 +1,6 @@
-// Hot fp32 kernels for aqbert. Every entry point picks an AVX2+FMA path at run time
-// when the CPU has it and a portable scalar path otherwise; both compute the same formula.
+// Hot fp32 kernels for aqbert. GELU, softmax and the LayerNorm forward pick an AVX2+FMA path
+// at run time when aq_cpu_level() (aqcpu.h) allows it and a portable scalar path otherwise;
+// both compute the same formula. The other kernels here are plain C that the compiler vectorises.
 //
 // Legend: N = number of elements or rows, C = channels (row length), T = sequence length.
 // Backward kernels ACCUMULATE into their gradient outputs (dx += ...), as llm.c does;
@@ -21,10 +22,8 @@ void aq_configure_allocator(void);
 const char *aq_blas_core_name(void);
 const char *aq_blas_core_detected(void);
 
-/// 1 when the AVX2+FMA paths are in use.
+/// 1 when the AVX2+FMA paths are in use (aq_cpu_level() >= AQ_CPU_AVX2).
 int aq_has_avx2(void);
-/// Force the portable path (for tests that compare both paths). 0 = auto, 1 = portable.
-void aq_force_portable(int portable);
 
 // ---- GELU ----------------------------------------------------------------
 // approximate = 0: exact erf form, x * 0.5 * (1 + erf(x / sqrt(2)))   (HF "gelu")

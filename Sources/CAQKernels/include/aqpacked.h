@@ -42,9 +42,10 @@ void aq_unpack_codes_f32(const uint8_t *src, size_t n, int bits, float step, flo
 
 /// Unpacking path: 0 = portable bit-buffer loop; 1 = BMI2 pdep (8 codes from `bits` bytes per
 /// instruction, x86-64 with bmi2); 2 = AVX2 (32 codes per step: pshufb + vpmullw as a per-lane
-/// shift). All give identical output. Auto picks 2 when the CPU has AVX2, else 1 (except on AMD
-/// Zen 1/2, where pdep is microcoded), else 0. aq_unpack_path() is the path in use;
-/// aq_set_unpack_path(p) forces the highest supported path <= p (tests compare them); -1 = auto.
+/// shift). All give identical output. Auto follows aq_cpu_level(): 2 from level avx2; at the
+/// portable level 1 on a CPU with BMI2 but no AVX2 (except AMD Zen 1/2, where pdep is
+/// microcoded), else 0. aq_unpack_path() is the path in use; aq_set_unpack_path(p), a test knob
+/// beside the level (pdep is no level of its own), forces the highest supported path <= p; -1 = auto.
 int aq_unpack_path(void);
 void aq_set_unpack_path(int path);
 
@@ -109,12 +110,11 @@ void aq_gemm_u8s8_f32_prepacked(const uint8_t *A, size_t lda, const int32_t *a_s
                                 const float *alpha, const float *beta, const float *gamma, float *Y, size_t ldy,
                                 const int32_t *y_cols, const int32_t *wz, const int32_t *c0);
 
-/// Integer path: 0 portable reference, 1 AVX2 (vpmaddubsw/vpmaddwd), 2 AVX-VNNI (256-bit
-/// vpdpbusd), 3 AVX512-VNNI (512-bit vpdpbusd). aq_int8_level() is the path in use: the best
-/// the CPU supports unless forced. aq_set_int8_level(l) forces the highest supported level <= l
-/// (a CPU may support 3 but not 2); -1 restores auto. Level 0 also forces aq_quantize_rows_u8
-/// onto its portable path (it uses AVX2 from level 1). Both knobs (this and aq_set_unpack_path)
-/// are process-wide, meant for tests and benchmarks, not for switching while kernels run.
+/// Integer path: the CPU level of aqcpu.h (0 portable reference, 1 AVX2 vpmaddubsw/vpmaddwd,
+/// 2 AVX-VNNI 256-bit vpdpbusd, 3 AVX512-VNNI 512-bit vpdpbusd). aq_int8_level() is
+/// aq_cpu_level(); aq_set_int8_level(l) is aq_cpu_set_level(l) (the highest supported level <= l;
+/// -1 restores the default) and moves every kernel, aq_quantize_rows_u8 included (AVX2 from
+/// level 1). Process-wide, for tests and benchmarks, not for switching while kernels run.
 int aq_int8_level(void);
 void aq_set_int8_level(int level);
 /// "portable", "avx2", "avx-vnni", "avx512-vnni"; "unknown" otherwise.
