@@ -50,6 +50,12 @@ public final class SuperNetwork {
     public var noise = true
     /// Source of the Gumbel noise.
     public var generator: SeededGenerator
+    /// Table groups held at a fixed candidate (index) by `holdUngathered`, per unit: they take no
+    /// part in the size penalty's gradient, the argmax or the repair.
+    public private(set) var held: [Int: [Int: Int]] = [:]
+    /// The cost tensors of `expectedSize` per unit (held groups zeroed), and the held groups' size.
+    private var costTensors: [Tensor] = []
+    private var heldUnits = 0
     private weak var model: BertTaskModel?
 
     /// The fixed 8-bit activation quantizers (their ranges follow `training`).
@@ -93,6 +99,7 @@ public final class SuperNetwork {
         paths = size.units.map(\.path)
         self.logits = logits
         self.ranges = ranges
+        costTensors = Self.costTensors(size, held: [:])
         let matrices = QuantizableMatrices.of(model)
         let tables = PlannableEmbeddings.of(model).filter { t in size.units.contains { $0.isEmbedding && $0.path == t.path } }
         bounds = ranges == .mse
@@ -167,22 +174,57 @@ public final class SuperNetwork {
 
     // MARK: - Size (METHOD.md section 4)
 
-    /// E[C] = fixed + sum over units and groups of sum_k p_k cost_k with p = softmax(theta), no
-    /// noise, in MiB; for the encoder budget cost_k = n_j b_k bits (the paper's C). -> [1]
+    /// The per-unit cost tensors of `expectedSize` in MiB: [K] when every group costs the same,
+    /// else [G, K]; a held group's row is 0 (its size is a constant).
+    static func costTensors(_ size: SearchSize, held: [Int: [Int: Int]]) -> [Tensor] {
+        let perMiB = Float(size.unitsPerMiB)
+        return size.units.enumerated().map { u, unit in
+            let k = unit.candidates.count
+            if unit.uniformGroups && held[u] == nil {
+                return Tensor(shape: [k], values: (0..<k).map { Float(unit.cost(0, $0)) / perMiB })
+            }
+            var values = unit.costs.map { Float($0) / perMiB }
+            for (j, _) in held[u] ?? [:] { for c in 0..<k { values[j * k + c] = 0 } }
+            return Tensor(shape: [unit.groups, k], values: values)
+        }
+    }
+
+    /// Holds every group of a planned table that none of `gatheredRows` (row indices the search's
+    /// data uses, per table path) falls in at the narrowest nonzero candidate of the table: the
+    /// data says nothing about what such a row needs, and the size penalty alone would move it
+    /// to the narrowest width above the budget (0 would prune a token the dev set may use) and to
+    /// the widest below it. Returns the number of held groups per table path.
+    @discardableResult
+    public func holdUngathered(_ gatheredRows: [String: Set<Int>]) -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for (u, unit) in size.units.enumerated() where unit.isEmbedding {
+            let rows = gatheredRows[unit.path] ?? []
+            let r = unit.groupRows[0]
+            var seen = [Bool](repeating: false, count: unit.groups)
+            for row in rows where row >= 0 && row / r < unit.groups { seen[row / r] = true }
+            let floor = unit.candidates.firstIndex { $0 > 0 } ?? 0
+            var groups: [Int: Int] = [:]
+            for j in 0..<unit.groups where !seen[j] { groups[j] = floor }
+            held[u] = groups.isEmpty ? nil : groups
+            counts[unit.path] = groups.count
+        }
+        heldUnits = held.reduce(0) { s, e in s + e.value.reduce(0) { $0 + size.units[e.key].cost($1.key, $1.value) } }
+        costTensors = Self.costTensors(size, held: held)
+        return counts
+    }
+
+    /// E[C] = fixed + held groups + sum over the other groups of sum_k p_k cost_k with
+    /// p = softmax(theta), no noise, in MiB; for the encoder budget cost_k = n_j b_k bits (the
+    /// paper's C). -> [1]
     public func expectedSize(tape: Tape) -> Tensor {
         var terms: [Tensor] = []
-        for (theta, unit) in zip(logits, size.units) {
-            let p = tape.softmax(theta)
-            let k = unit.candidates.count
-            let perMiB = Float(size.unitsPerMiB)
-            let cost = unit.uniformGroups
-                ? Tensor(shape: [k], values: (0..<k).map { Float(unit.cost(0, $0)) / perMiB })
-                : Tensor(shape: [unit.groups, k], values: unit.costs.map { Float($0) / perMiB })
-            terms.append(tape.sum(tape.mul(p, cost)))
+        for (theta, cost) in zip(logits, costTensors) {
+            terms.append(tape.sum(tape.mul(tape.softmax(theta), cost)))
         }
         let total = terms.dropFirst().reduce(terms[0]) { tape.add($0, $1) }
-        guard size.fixed != 0 else { return total }
-        return tape.add(total, Tensor(shape: total.shape, values: [Float](repeating: Float(Double(size.fixed) / size.unitsPerMiB), count: total.count)))
+        let constant = size.fixed + heldUnits
+        guard constant != 0 else { return total }
+        return tape.add(total, Tensor(shape: total.shape, values: [Float](repeating: Float(Double(constant) / size.unitsPerMiB), count: total.count)))
     }
 
     /// Index into unit `u`'s candidates of the argmax of row `j` of its logits (ties by `tieBreak`).
@@ -196,7 +238,7 @@ public final class SuperNetwork {
 
     /// The argmax candidate index of every group of every unit.
     func argmaxChoices(tieBreak: TieBreak) -> [[Int]] {
-        size.units.indices.map { u in (0..<size.units[u].groups).map { choiceIndex(unit: u, group: $0, tieBreak: tieBreak) } }
+        size.units.indices.map { u in (0..<size.units[u].groups).map { held[u]?[$0] ?? choiceIndex(unit: u, group: $0, tieBreak: tieBreak) } }
     }
 
     /// C of the argmax assignment in MiB, without building a plan.
@@ -273,7 +315,7 @@ public final class SuperNetwork {
                 var best: (u: Int, j: Int, margin: Float)? = nil
                 for (u, theta) in logits.enumerated() {
                     let unit = size.units[u], k = unit.candidates.count
-                    for j in 0..<unit.groups {
+                    for j in 0..<unit.groups where held[u]?[j] == nil {
                         let c = chosen[u][j], next = c + step
                         guard next >= 0, next < k else { continue }
                         let after = Double(units + unit.cost(j, next) - unit.cost(j, c))

@@ -114,6 +114,24 @@ final class EmbeddingSearchTests: XCTestCase {
         // Deterministic: the same logits give the same plan.
         let (again, _) = try net.repairedArgmaxPlan(targetMiB: cap, tolerance: 0.05, tieBreak: .widest, provenance: .init(method: "aq-bert"))
         XCTAssertEqual(again, plan)
+        // Groups no example gathers are held at the narrowest nonzero width: outside the size
+        // penalty's gradient, the argmax and the repair.
+        let word = "bert.embeddings.word_embeddings.weight", position = "bert.embeddings.position_embeddings.weight"
+        let counts = net.holdUngathered([word: [0, 1, 2, 50], position: Set(0..<10)])
+        let wordUnit = try XCTUnwrap(size.units.firstIndex { $0.path == word })
+        XCTAssertEqual(counts[word], size.units[wordUnit].groups - 2, "rows 0-2 and 50: groups 0 and 7 of 7 rows")
+        XCTAssertEqual(counts[position], size.units.first { $0.path == position }!.groups - 2)
+        let tape = Tape()
+        tape.backward(from: net.expectedSize(tape: tape))
+        let d = try XCTUnwrap(net.logits[wordUnit].gradArray)
+        XCTAssertTrue((0..<4).allSatisfy { d[1 * 4 + $0] == 0 }, "a held group gets no size gradient")
+        XCTAssertTrue((0..<4).contains { d[0 * 4 + $0] != 0 })
+        let (heldPlan, heldRepair) = try net.repairedArgmaxPlan(targetMiB: cap, tolerance: 0.05, tieBreak: .widest, provenance: .init(method: "aq-bert"))
+        let bits = try XCTUnwrap(heldPlan.embeddings[word]?.bits)
+        XCTAssertEqual(bits.enumerated().filter { ![0, 7].contains($0.offset) }.map(\.element), Array(repeating: 2, count: bits.count - 2))
+        XCTAssertFalse(heldRepair?.moves.contains { $0.path == word && ![0, 7].contains($0.group) } ?? false)
+        XCTAssertLessThanOrEqual(Double(try size.exactSize(of: heldPlan)) / 1_048_576, cap)
+
         // An encoder budget does not count tables: asking for them is an error.
         XCTAssertThrowsError(try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1, budget: .encoder,
                                               embeddings: EmbeddingSearch(candidates: [2, 4], rowsPerGroup: 7))) {

@@ -118,6 +118,19 @@ public struct SearchRunner {
                                        ranges: configuration.weightRanges ?? .minmax, budget: configuration.budget ?? .encoder,
                                        embeddings: configuration.embeddings)
         defer { network.uninstall() }
+        // Planned tables: groups whose rows no example of the search's data (either split) uses
+        // are held at the narrowest width (SuperNetwork.holdUngathered).
+        var held: [String: Int] = [:]
+        if configuration.embeddings != nil {
+            var words = Set<Int>([padId]), longest = 0
+            for f in features {
+                words.formUnion(f.inputIds)
+                longest = max(longest, f.inputIds.count)
+            }
+            let prefix = BertCheckpointNames.modelPrefix(model.config.family)
+            held = network.holdUngathered([prefix + "embeddings.word_embeddings.weight": words,
+                                           prefix + "embeddings.position_embeddings.weight": Set(0..<longest)])
+        }
         let distillation: Distillation?
         if let settings = configuration.distillation {
             guard let teacher else { throw DataError("the search distils, but no teacher model was given") }
@@ -152,6 +165,9 @@ public struct SearchRunner {
         plan.provenance.task = pipeline.task.rawValue
         plan.provenance.dataSHA256 = dataSHA256
         plan.provenance.notes["val_percent"] = String(validationPercent)
+        for (path, count) in held.sorted(by: { $0.key < $1.key }) {
+            plan.provenance.notes["held_ungathered_groups." + path] = String(count)
+        }
         try writeAtomically(Data(lines.utf8), to: output.appendingPathComponent("search_log.jsonl"))
         try writeAtomically(try e.encode(configuration), to: output.appendingPathComponent("search_config.json"))
         if let repair = search.repair {
