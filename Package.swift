@@ -71,7 +71,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "AQCoreTests", dependencies: ["AQCore", "AQNN"]),
+        .testTarget(name: "AQCoreTests", dependencies: ["AQCore", "AQNN"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AQTokenizerTests", dependencies: ["AQTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AQSafeTensorsTests", dependencies: ["AQSafeTensors"]),
         .testTarget(name: "AQHubTests", dependencies: ["AQHub"]),

@@ -45,25 +45,6 @@ public final class ActivationQuantizer {
             }
         }
         guard initialized, high > low else { return x }
-        let (lo, hi) = (low, high)
-        let s = Float((1 << bits) - 1) / (hi - lo)
-        let tracked = tape.tracks(x)
-        let y = Tensor(uninitialized: x.shape)
-        y.requiresGrad = tracked
-        let xp = x.pointer, yp = y.pointer
-        Runtime.parallelFor(x.count, grain: 1 << 16) { r in
-            for i in r {
-                let v = min(max(xp[i], lo), hi)
-                yp[i] = (s * (v - lo)).rounded(.toNearestOrEven) / s + lo
-            }
-        }
-        if tracked {
-            tape.record(y) {
-                guard let dy = y.grad else { return }
-                let dx = x.ensureGrad().pointer
-                for i in 0..<x.count where xp[i] >= lo && xp[i] <= hi { dx[i] += dy.pointer[i] }
-            }
-        }
-        return y
+        return tape.fakeQuantizeActivation(x, low: low, high: high, bits: bits)
     }
 }

@@ -141,6 +141,36 @@ extension Tape {
 }
 
 extension Tape {
+    /// Fake quantization of an activation on a fixed range (an `ActivationQuantizer`'s):
+    /// y = round_half_even(s (clamp(x, low, high) - low)) / s + low, s = (2^bits - 1) / (high - low).
+    /// Backward: dx += dy where low <= x <= high, nothing where x was clamped (PyTorch
+    /// `FakeQuantize`). high must exceed low.
+    /// x: any shape -> same shape
+    public func fakeQuantizeActivation(_ x: Tensor, low lo: Float, high hi: Float, bits: Int) -> Tensor {
+        precondition(hi > lo, "fakeQuantizeActivation: range [\(lo), \(hi)]")
+        let s = Float((1 << bits) - 1) / (hi - lo)
+        let tracked = tracks(x)
+        let y = Tensor(uninitialized: x.shape)
+        y.requiresGrad = tracked
+        let xp = x.pointer, yp = y.pointer
+        Runtime.parallelFor(x.count, grain: 1 << 16) { r in
+            for i in r {
+                let v = min(max(xp[i], lo), hi)
+                yp[i] = (s * (v - lo)).rounded(.toNearestOrEven) / s + lo
+            }
+        }
+        if tracked {
+            record(y) {
+                guard let dy = y.grad else { return }
+                let dx = x.ensureGrad().pointer
+                for i in 0..<x.count where xp[i] >= lo && xp[i] <= hi { dx[i] += dy.pointer[i] }
+            }
+        }
+        return y
+    }
+}
+
+extension Tape {
     /// Embedding lookup with each gathered row fake-quantized at `bits` (asymmetric, one range
     /// per row): the same result as quantizing the whole table, at the cost of the rows used.
     /// Backward: straight-through scatter-add into the table (rows of `paddingIndex` excluded).

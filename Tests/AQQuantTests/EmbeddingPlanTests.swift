@@ -164,6 +164,30 @@ final class EmbeddingPlanTests: XCTestCase {
         }
     }
 
+    /// The lookup of the tables a plan leaves out (every row at `embedding_bits`, min/max per row)
+    /// is the planned lookup with every row at that width: the same values and table gradient.
+    func testFixedWidthLookupIsThePlannedOneAtOneWidth() throws {
+        var g = SeededGenerator(seed: 6)
+        let table = Tensor(shape: [10, 12], values: (0..<120).map { _ in g.nextNormal() })
+        let ids: [Int32] = [1, 4, 4, 9, 0]
+        let upstream = Tensor(normal: [5, 12], std: 1, generator: &g)
+        var results: [([Float], [Float])] = []
+        for planned in [false, true] {
+            table.grad = nil
+            table.requiresGrad = true
+            let tape = Tape()
+            let y = planned
+                ? tape.quantizedEmbedding(table, ids: ids, shape: [5], rowBits: [Int](repeating: 8, count: 10), ranges: nil, paddingIndex: 0)
+                : tape.quantizedEmbedding(table, ids: ids, shape: [5], bits: 8, paddingIndex: 0)
+            tape.backward(from: tape.sum(tape.mul(y, upstream)))
+            results.append((y.array, try XCTUnwrap(table.gradArray)))
+        }
+        XCTAssertEqual(results[0].0, results[1].0)
+        XCTAssertEqual(results[0].1, results[1].1)
+        XCTAssertTrue(results[0].1[0..<12].allSatisfy { $0 == 0 }, "the padding row gets no gradient")
+        XCTAssertNotEqual(results[0].0, Tape.inference.embedding(table, ids: ids).array, "the rows are quantized")
+    }
+
     /// A calibrated quantization-aware tiny model with planned tables.
     func quantized(_ ranges: RangeMode) throws -> (BertTaskModel, QuantizedBert, BertBatch) {
         let m = try model()
