@@ -55,6 +55,9 @@ let package = Package(
         .target(name: "AQHub", dependencies: ["AQFiles"]),
         // Task readers, features, metrics and the trainer.
         .target(name: "AQTasks", dependencies: ["AQBert", "AQQuant", "AQSearch"], swiftSettings: optimised),
+        // The comparison of METHOD.md section 6 (seeds x budgets x methods, each step a run of
+        // aqbert) and its results: the schema, the Markdown table, the pictures.
+        .target(name: "AQExperiments", dependencies: ["AQTasks", "AQSearch", "AQQuant", "AQFiles"]),
         // The mutation fuzzer's targets (every parser of user files) and mutator.
         .target(name: "AQFuzz", dependencies: ["AQTasks"], swiftSettings: optimised),
         .executableTarget(
@@ -64,6 +67,7 @@ let package = Package(
                 "AQQuant",
                 "AQSearch",
                 "AQTasks",
+                "AQExperiments",
                 "AQFuzz",
                 "AQHub",
                 "AQTokenizer",
@@ -78,6 +82,7 @@ let package = Package(
         .testTarget(name: "AQQuantTests", dependencies: ["AQQuant", "AQSafeTensors"]),
         .testTarget(name: "AQSearchTests", dependencies: ["AQSearch"]),
         .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "AQExperimentsTests", dependencies: ["AQExperiments"]),
         .testTarget(name: "AQFuzzTests", dependencies: ["AQFuzz"], exclude: ["Fixtures", "Regressions"]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
         .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer", "AQQuant", "AQSearch"], exclude: ["Fixtures"]),

@@ -97,7 +97,7 @@ struct FuzzCommand: ParsableCommand {
     /// input it was on.
     func supervise(target: String, from: Int, scratch: URL) throws -> (accepted: Int, rejected: Int, failed: Int?, reason: String) {
         let p = Process()
-        p.executableURL = StepRunner(output: scratch, threads: nil).executable
+        p.executableURL = StepRunner.executable
         p.arguments = ["fuzz", "--worker", "--model", model, "--targets", target, "--iterations", String(iterations),
                        "--seed", String(seed), "--from", String(from), "--scratch", scratch.path]
         p.environment = StepRunner.childEnvironment

@@ -1,5 +1,6 @@
 import AQBert
 import AQQuant
+import AQExperiments
 import AQTasks
 import ArgumentParser
 import Foundation

@@ -12,6 +12,15 @@ public enum TaskName: String, Sendable, CaseIterable, Codable {
         case .squad: return .questionAnswering
         }
     }
+
+    /// The metric that ranks models on the task (the best epoch, the comparison tables):
+    /// accuracy for SST-2 and MNLI, entity F1 for CoNLL-2003, F1 for SQuAD.
+    public var primaryMetric: String {
+        switch self {
+        case .sst2, .mnli: return "accuracy"
+        case .conll2003, .squad: return "f1"
+        }
+    }
 }
 
 public enum TaskKind: String, Sendable, Codable {

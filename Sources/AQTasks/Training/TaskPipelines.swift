@@ -64,7 +64,7 @@ final class ClassificationTask: RunnableTask {
     let padId: Int
     var labelNames: [String]? { labels }
     var evaluationExampleCount: Int { evalData.examples.count }
-    let primaryMetric = "accuracy"
+    var primaryMetric: String { task.primaryMetric }
 
     init(task: TaskName, tokenizer: BertTokenizer, arguments a: TrainingArguments, train: URL?, evaluation: URL,
          modelLabels: [String]?) throws {
@@ -130,7 +130,7 @@ final class TaggingTask: RunnableTask {
     let padId: Int
     var labelNames: [String]? { labels }
     var evaluationExampleCount: Int { evalData.sentences.count }
-    let primaryMetric = "f1"
+    var primaryMetric: String { task.primaryMetric }
 
     init(tokenizer: BertTokenizer, arguments a: TrainingArguments, train: URL?, evaluation: URL, modelLabels: [String]?) throws {
         padId = tokenizer.padTokenId
@@ -193,7 +193,7 @@ final class SquadTask: RunnableTask {
     let padId: Int
     let arguments: TrainingArguments
     var evaluationExampleCount: Int { evalData.examples.count }
-    let primaryMetric = "f1"
+    var primaryMetric: String { task.primaryMetric }
 
     init(tokenizer: BertTokenizer, arguments a: TrainingArguments, train: URL?, evaluation: URL) throws {
         padId = tokenizer.padTokenId

@@ -3,7 +3,7 @@ import AQQuant
 import Foundation
 import XCTest
 
-@testable import AQTasks
+@testable import AQExperiments
 
 /// compare's summary: means and sample spreads over seeds, table order, margins, flags, pictures.
 final class ComparisonTests: XCTestCase {
