@@ -15,13 +15,33 @@ public struct StepBenchmark {
         public var peakResidentBytes: Int?
         public var lastLoss: Float
 
-        public var medianSeconds: Double {
-            let s = stepSeconds.sorted()
-            guard !s.isEmpty else { return .nan }
-            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        }
+        public var medianSeconds: Double { StepBenchmark.median(stepSeconds) }
         public var tokensPerSecond: Double { Double(tokensPerStep) / medianSeconds }
         public var gflops: Double { flopsPerStep / medianSeconds / 1e9 }
+    }
+
+    /// The median (the mean of the middle two for an even count; NaN for none).
+    public static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// Seconds of each of `steps` inference forward passes of `model` (after `warmup` untimed
+    /// ones) on a `batch` x `seq` batch of the ids bench/hf_infer.py feeds: id = (1000 + 7919 i) %
+    /// vocab, no padding. `seq` must fit max_position_embeddings.
+    public static func inferenceSeconds(model: BertTaskModel, batch: Int, seq: Int, warmup: Int, steps: Int) -> [Double] {
+        let vocab = model.config.vocabSize
+        let ids = (0..<(batch * seq)).map { Int32((1000 + 7919 * $0) % vocab) }
+        let data = BertBatch(inputIds: ids, batchSize: batch, sequenceLength: seq)
+        model.training = false
+        var times: [Double] = []
+        for step in 0..<(warmup + steps) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = model.forward(data, tape: .inference)
+            if step >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+        }
+        return times
     }
 
     /// Matmul FLOPs of one forward pass: per layer tokens*(2*H*3H + 2*H*H + 2*2*H*I) + 4*B*T*T*H,

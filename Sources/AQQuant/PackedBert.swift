@@ -129,6 +129,29 @@ public final class PackedBert {
         return (bytes, predicted)
     }
 
+    /// `export` as a whole directory: the packed model of `model` with its installed
+    /// `quantization`, plus the tokenizer files found in `source`, written to a temporary sibling
+    /// of `output` and renamed into place at the end, so a killed or failed export leaves no
+    /// half-written model. `output` must not exist. Returns the file's size and the predicted one.
+    @discardableResult
+    public static func exportDirectory(model: BertTaskModel, quantization: QuantizedBert, tokenizerFrom source: URL,
+                                       to output: URL) throws -> (bytes: Int, predicted: Int) {
+        let fm = FileManager.default
+        guard !fm.fileExists(atPath: output.path) else {
+            throw PackedModelError("\(output.path) exists: export never replaces a directory")
+        }
+        let staging = output.deletingLastPathComponent().appendingPathComponent(".\(output.lastPathComponent).export-\(getpid())")
+        try? fm.removeItem(at: staging)
+        defer { try? fm.removeItem(at: staging) }
+        let sizes = try export(model: model, quantization: quantization, to: staging)
+        for f in ["vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"] {
+            let src = source.appendingPathComponent(f)
+            if fm.fileExists(atPath: src.path) { try fm.copyItem(at: src, to: staging.appendingPathComponent(f)) }
+        }
+        try fm.moveItem(at: staging, to: output)
+        return sizes
+    }
+
     static func littleEndianBytes(_ halves: [UInt16]) -> [UInt8] {
         halves.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)] }
     }

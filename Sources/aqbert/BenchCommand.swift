@@ -185,19 +185,7 @@ struct BenchCommand: ParsableCommand {
             if seq > loaded.config.maxPositionEmbeddings {
                 throw ValidationError("--seq \(seq) exceeds max_position_embeddings \(loaded.config.maxPositionEmbeddings)")
             }
-            // The inputs bench/hf_infer.py feeds: id = (1000 + 7919 i) % vocab, no padding.
-            let vocab = loaded.config.vocabSize
-            let ids = (0..<(batch * seq)).map { Int32((1000 + 7919 * $0) % vocab) }
-            let data = BertBatch(inputIds: ids, batchSize: batch, sequenceLength: seq)
-            loaded.training = false
-            var times: [Double] = []
-            for step in 0..<(warmup + steps) {
-                let start = DispatchTime.now().uptimeNanoseconds
-                _ = loaded.forward(data, tape: .inference)
-                if step >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
-            }
-            let sorted = times.sorted(), mid = sorted.count / 2
-            let median = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+            let median = StepBenchmark.median(StepBenchmark.inferenceSeconds(model: loaded, batch: batch, seq: seq, warmup: warmup, steps: steps))
             let peak = Runtime.peakResidentBytes() ?? 0
             print("implementation: aqbert \(aqbertVersion) \(kind)")
             print("config: \(dir.lastPathComponent) batch=\(batch) seq=\(seq) threads=\(Runtime.threads)")

@@ -34,23 +34,10 @@ struct ExportCommand: ParsableCommand {
             }
             quantization = q
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
-        // Everything goes to a temporary sibling, renamed into place at the end: a killed export
-        // leaves no half-written model.
-        let parent = outURL.deletingLastPathComponent()
-        let staging = parent.appendingPathComponent(".\(outURL.lastPathComponent).export-\(getpid())")
-        try? FileManager.default.removeItem(at: staging)
-        defer { try? FileManager.default.removeItem(at: staging) }
         let sizes: (bytes: Int, predicted: Int)
-        do {
-            sizes = try PackedBert.export(model: m, quantization: quantization, to: staging)
-            for f in ["vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"] {
-                let src = dir.appendingPathComponent(f)
-                if FileManager.default.fileExists(atPath: src.path) {
-                    try FileManager.default.copyItem(at: src, to: staging.appendingPathComponent(f))
-                }
-            }
-            try FileManager.default.moveItem(at: staging, to: outURL)
-        } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
+        do { sizes = try PackedBert.exportDirectory(model: m, quantization: quantization, tokenizerFrom: dir, to: outURL) } catch {
+            throw CLIError("\(error)")
+        }
         let fp32 = (try? FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("model.safetensors").path)[.size] as? Int) ?? 0
         let p = quantization.plan
         print(String(format: "plan: %.3f average bits, %.1f%% of groups pruned, encoder weights %.3f MiB", p.averageBits,

@@ -215,23 +215,18 @@ private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqL
             let q = try QuantizedBert(plan: plan, model: model)
             // The 8-bit activation ranges: running min/max over the first rows of the calibration
             // (training) data, else over the evaluation inputs (their labels are not used).
-            q.training = true
             if let calibration {
                 let url = try TextIO.existingFile(calibration.path, option: "--calibration")
                 let rows = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: url, evaluation: url,
                                                   modelLabels: common.task == .squad ? nil : modelLabels).trainFeatures
-                let used = Array(rows.prefix(max(1, calibration.rows)))
-                try validate(used, for: model.config)
-                model.training = false
-                for start in stride(from: 0, to: used.count, by: 32) {
-                    _ = model.forward(FeatureBatch(Array(used[start..<min(used.count, start + 32)]), padId: tokenizer.padTokenId).inputs,
-                                      tape: .inference)
-                }
+                try ActivationCalibration.calibrate(q, model: model, features: Array(rows.prefix(max(1, calibration.rows))),
+                                                    padId: tokenizer.padTokenId)
             } else {
                 TextIO.warn("calibrating the activation ranges on the evaluation inputs; pass --calibration TRAIN_FILE to keep them out of it")
+                q.training = true
                 _ = try pipeline.report(model: model, batchSize: 64)
+                q.training = false
             }
-            q.training = false
         } catch let e as PlanError { throw CLIError("--plan \(planPath): \(e)") }
     } else {
         do { _ = try QuantizedBert.load(from: modelDir, into: model) } catch { throw CLIError("\(error)") }
