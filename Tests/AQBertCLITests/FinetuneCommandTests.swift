@@ -448,7 +448,17 @@ final class FinetuneCommandTests: XCTestCase {
         let e = try CLI.run(["evaluate", "--model", fp32.path, "--task", "sst2", "--data", dev.path, "--plan", plan.path,
                              "--calibration", train.path, "--json"])
         XCTAssertEqual(e.status, 0, e.stderr)
-        XCTAssertNotNil((try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Any])?["metrics"])
+        func accuracy(_ r: CLI.Result) throws -> Double {
+            try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["metrics"] as? [String: Double])?["accuracy"])
+        }
+        let direct = try accuracy(e)
+        // Deterministic, and the calibration data matters: ranges calibrated on the evaluation
+        // inputs instead give the same plan other activation ranges (the warning says so).
+        XCTAssertEqual(try accuracy(try CLI.run(["evaluate", "--model", fp32.path, "--task", "sst2", "--data", dev.path, "--plan", plan.path,
+                                                  "--calibration", train.path, "--json"])), direct)
+        let onDev = try CLI.run(["evaluate", "--model", fp32.path, "--task", "sst2", "--data", dev.path, "--plan", plan.path, "--json"])
+        XCTAssertTrue(onDev.stderr.contains("calibrating the activation ranges on the evaluation inputs"), onDev.stderr)
+        XCTAssertTrue((0...100).contains(try accuracy(onDev)))
     }
 
     /// compare: every method at a whole and a half budget, the tables and pictures, and a second
@@ -465,9 +475,15 @@ final class FinetuneCommandTests: XCTestCase {
         let rows = try XCTUnwrap(results["rows"] as? [[String: Any]])
         let keys = rows.map { "\($0["method"]!)@\(($0["budget_bits"] as? Double).map { String($0) } ?? "-")" }
         XCTAssertEqual(keys, ["fp32@-", "qbert@2.5", "random@2.5", "aq-bert@2.5", "directq@2.0", "uniform@2.0", "random@2.0", "aq-bert@2.0"])
-        for row in rows {
-            let metric = row["metric_mean"] as? Double ?? -1
-            XCTAssertTrue(metric >= 0 && metric <= 100, "\(row)")
+        // Every run's metric is the one its step wrote: the best epoch of its QAT (or fine-tuning),
+        // the cached evaluation of fp32 and DirectQ.
+        let runs = try XCTUnwrap(results["runs"] as? [[String: Any]])
+        XCTAssertEqual(runs.count, 8)
+        for run in runs {
+            let place = out.appendingPathComponent(try XCTUnwrap(run["directory"] as? String))
+            let file = place.pathExtension == "json" ? place : place.appendingPathComponent("eval_results.json")
+            let written = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+            XCTAssertEqual((written["metrics"] as? [String: Double])?["accuracy"], run["metric"] as? Double, "\(run)")
         }
         let qbert = try XCTUnwrap(rows.first { $0["method"] as? String == "qbert" })
         XCTAssertEqual(qbert["avg_bits"] as? Double ?? 0, 2.5, accuracy: 1e-9)
