@@ -85,10 +85,10 @@ let package = Package(
         .testTarget(name: "AQExperimentsTests", dependencies: ["AQExperiments"]),
         .testTarget(name: "AQFuzzTests", dependencies: ["AQFuzz"], exclude: ["Fixtures", "Regressions"]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
-        .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer", "AQQuant", "AQSearch"], exclude: ["Fixtures"]),
+        .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer", "AQQuant", "AQSearch"]),
         .testTarget(
             name: "AQBertTests",
-            dependencies: ["AQBert"],
+            dependencies: ["AQBert", "AQTokenizer"],
             resources: [.copy("Fixtures")]
         ),
     ],

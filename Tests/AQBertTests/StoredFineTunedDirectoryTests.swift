@@ -3,10 +3,13 @@ import AQTokenizer
 import Foundation
 import XCTest
 
-/// Directories written by `aqbert finetune` load in transformers (`AutoModelFor*`) and give
-/// the same logits: the fixtures (Scripts/fixtures/make_hf_load_fixture.sh bert|distilbert)
-/// hold tiny fine-tuned models and the logits transformers computed after loading them.
-final class HFLoadTests: XCTestCase {
+/// Today's reader on stored fine-tuned directories: the fixtures (made by
+/// Scripts/fixtures/make_hf_load_fixture.sh bert|distilbert with the aqbert of their day) hold tiny
+/// models `aqbert finetune` wrote and the logits transformers computed after loading them with
+/// `AutoModelFor*`; aqbert loading the same directories gives the same logits. That today's
+/// writer still produces directories transformers reads that way is checked live, outside the
+/// suite, by Scripts/parity.sh.
+final class StoredFineTunedDirectoryTests: XCTestCase {
     static let tolerance: Float = 1e-4
 
     func testFineTunedDirectoriesMatchTransformers() throws {
