@@ -1,3 +1,27 @@
+/// SplitMix64 (Steele, Lea & Flood 2014): the state advances by the golden gamma and each
+/// output is the state mixed. aqbert's one copy: it seeds `SeededGenerator`, decides data
+/// splits (`DataSplits`), drives the fuzzer's mutations and makes test data.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(state: UInt64) { self.state = state }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return Self.mix(state)
+    }
+
+    /// The output function: splitmix64's finaliser of `z`.
+    @inline(__always)
+    public static func mix(_ z: UInt64) -> UInt64 {
+        var z = z
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
 /// Deterministic generator (xoshiro256**, seeded through SplitMix64). All randomness in
 /// aqbert flows from one of these, created from the user's `--seed`.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
@@ -5,15 +29,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var spareNormal: Float?
 
     public init(seed: UInt64) {
-        var sm = seed
-        func next() -> UInt64 {
-            sm &+= 0x9E37_79B9_7F4A_7C15
-            var z = sm
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s0 = next(); s1 = next(); s2 = next(); s3 = next()
+        var sm = SplitMix64(state: seed)
+        s0 = sm.next(); s1 = sm.next(); s2 = sm.next(); s3 = sm.next()
     }
 
     @inline(__always)

@@ -1,25 +1,21 @@
+import AQCore
+
 /// Seeded byte-level mutations of a valid input, in the manner of AFL/libFuzzer's default
 /// mutators: bit flips, interesting bytes and integers, deletions, duplications, insertions,
 /// truncation, splices from another seed, and numbers in text replaced by edge-case numbers.
 /// The same (seed, iteration) always gives the same input, so a crashing input can be made again
 /// from its iteration number alone.
 public struct Mutator {
-    var state: UInt64
+    var generator: SplitMix64
 
     /// A generator for one input: splitmix64 seeded from the run seed, the target and the iteration.
     public init(seed: UInt64, target: String, iteration: Int) {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a of the target name
         for b in target.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        state = seed ^ h ^ (UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15)
+        generator = SplitMix64(state: seed ^ h ^ (UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15))
     }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
 

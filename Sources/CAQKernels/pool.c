@@ -6,8 +6,8 @@
 // before sleeping on a condition variable, so back-to-back sections start at once, and an idle
 // process goes quiet.
 //
-// aq_pool_run(n, fn, ctx) runs fn(ctx, i) for every i < n on the caller and the workers
-// (indices are claimed dynamically) and returns when all are done. A call from inside a job
+// aq_pool_run(n, threads, fn, ctx) runs fn(ctx, i) for every i < n on the caller and up to
+// threads - 1 workers (indices are claimed dynamically) and returns when all are done. A call from inside a job
 // (nested) or while another thread's job is running runs inline on the caller, so it can never
 // deadlock.
 #include "aqkernels.h"

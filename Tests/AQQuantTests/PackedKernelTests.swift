@@ -1,3 +1,4 @@
+import AQCore
 import CAQKernels
 import Foundation
 import XCTest
@@ -508,18 +509,12 @@ private struct QuantizedLayer {
     }
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): deterministic test data.
+/// Deterministic test data from SplitMix64.
 private struct PackedTestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
+    var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(state: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in [0, 1).
     mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }

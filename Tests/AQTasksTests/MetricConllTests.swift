@@ -1,3 +1,4 @@
+import AQCore
 import XCTest
 
 @testable import AQTasks
@@ -102,15 +103,9 @@ final class MetricConllTests: XCTestCase {
     }
 }
 
-/// A tiny deterministic generator for test data.
+/// A tiny deterministic generator for test data (SplitMix64).
 struct MetricRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(state: seed) }
+    mutating func next() -> UInt64 { generator.next() }
 }

@@ -1,4 +1,5 @@
 import AQBert
+import AQCore
 import Foundation
 
 /// Deterministic train/dev splits of a data file, written back in the file's own format so
@@ -8,12 +9,11 @@ import Foundation
 /// `splitmix64(seed ^ i) % 100 < percent`. SQuAD splits by article: the first N articles
 /// train, the rest evaluate.
 public enum DataSplits {
+    /// The first output of SplitMix64 started at `x`.
     @inline(__always)
     public static func splitmix64(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        var g = SplitMix64(state: x)
+        return g.next()
     }
 
     public static func heldOut(index: Int, seed: UInt64, percent: Int) -> Bool {
