@@ -1,3 +1,4 @@
+import AQFiles
 import Foundation
 
 /// Every failure of model resolution. `description` is one line that says what went wrong and
@@ -42,18 +43,7 @@ public struct HubError: Error, CustomStringConvertible, Equatable, Sendable, Loc
 }
 
 /// Quote a (possibly hostile) name for a one-line message: JSON-style escapes, length capped.
-func quoted(_ s: String) -> String {
-    var out = "\""
-    for (count, scalar) in s.unicodeScalars.enumerated() {
-        if count >= 200 { out += "..."; break }
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return oneLine(out + "\"")
-}
+func quoted(_ s: String) -> String { JSONText.quoted(s, maxScalars: 200, lineBreakers: true) }
 
 /// Replace any line break or control character so the message stays on one line.
 func oneLine(_ s: String) -> String {

@@ -1,3 +1,4 @@
+import AQFiles
 import Foundation
 
 // A small, strict JSON reader (RFC 8259) and the string escaping used by the writer.
@@ -7,9 +8,11 @@ import Foundation
 // detected, nesting depth is bounded (no stack overflow on `[[[[...`), and every index is checked
 // explicitly (the target is built with -Ounchecked).
 
-enum JSONValue: Sendable {
-    case object([(key: String, value: JSONValue)])
-    case array([JSONValue])
+/// A node of the strict reader's tree: object keys in file order, numbers as their exact text.
+/// (`AQBert.JSONValue` is the other JSON type: config values passed through untouched.)
+enum JSONNode: Sendable {
+    case object([(key: String, value: JSONNode)])
+    case array([JSONNode])
     case string(String)
     /// The number's exact source text.
     case number(String)
@@ -72,7 +75,7 @@ struct JSONParser {
     static let maxDepth = 64
 
     /// Parses one JSON value followed only by whitespace. `bytes` must already be valid UTF-8.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONParseError) -> JSONValue {
+    static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONParseError) -> JSONNode {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
@@ -105,7 +108,7 @@ struct JSONParser {
         }
     }
 
-    mutating func expect(_ literal: StaticString, value: JSONValue) throws(JSONParseError) -> JSONValue {
+    mutating func expect(_ literal: StaticString, value: JSONNode) throws(JSONParseError) -> JSONNode {
         let count = literal.utf8CodeUnitCount
         guard end - pos >= count else { throw error("invalid literal") }
         let p = literal.utf8Start
@@ -116,7 +119,7 @@ struct JSONParser {
         return value
     }
 
-    mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
+    mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONNode {
         guard let c = peek() else { throw error("unexpected end of JSON") }
         switch c {
         case UInt8(ascii: "{"):
@@ -137,9 +140,9 @@ struct JSONParser {
         }
     }
 
-    mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+    mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONNode {
         pos += 1  // {
-        var members: [(key: String, value: JSONValue)] = []
+        var members: [(key: String, value: JSONNode)] = []
         skipWhitespace()
         if peek() == UInt8(ascii: "}") { pos += 1; return .object(members) }
         while true {
@@ -162,9 +165,9 @@ struct JSONParser {
         }
     }
 
-    mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
+    mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONNode {
         pos += 1  // [
-        var items: [JSONValue] = []
+        var items: [JSONNode] = []
         skipWhitespace()
         if peek() == UInt8(ascii: "]") { pos += 1; return .array(items) }
         while true {
@@ -277,7 +280,7 @@ enum JSONIntegerReading {
     case tooLarge
 }
 
-func readNonNegativeInteger(_ value: JSONValue) -> JSONIntegerReading {
+func readNonNegativeInteger(_ value: JSONNode) -> JSONIntegerReading {
     guard case .number(let text) = value else { return .notAnInteger }
     var digits = Substring(text)
     var negative = false
@@ -301,27 +304,7 @@ func readNonNegativeInteger(_ value: JSONValue) -> JSONIntegerReading {
 
 /// A JSON string literal escaped the way serde_json does (so headers match the Rust library
 /// byte for byte): `"` `\` and control characters escaped, everything else raw UTF-8.
-func jsonQuoted(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case "\u{08}": out += "\\b"
-        case "\u{0C}": out += "\\f"
-        default:
-            if scalar.value < 0x20 {
-                out += "\\u" + hex4(scalar.value)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
+func jsonQuoted(_ s: String) -> String { JSONText.quoted(s) }
 
 // MARK: - Strict checks for JSON that Foundation decodes
 
@@ -333,7 +316,7 @@ public enum StrictJSON {
         guard !data.isEmpty else { return "the file is empty" }
         return data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> String? in
             if let bad = firstInvalidUTF8Offset(bytes) { return "\(place(bad, in: bytes)): not valid UTF-8" }
-            let value: JSONValue
+            let value: JSONNode
             do throws(JSONParseError) { value = try JSONParser.parse(bytes) } catch { return "\(place(error.offset, in: bytes)): \(error.message)" }
             return duplicateKey(in: value, path: "")
         }
@@ -348,7 +331,7 @@ public enum StrictJSON {
         return "line \(line), column \(column)"
     }
 
-    static func duplicateKey(in value: JSONValue, path: String) -> String? {
+    static func duplicateKey(in value: JSONNode, path: String) -> String? {
         switch value {
         case .object(let members):
             var seen = Set<String>()

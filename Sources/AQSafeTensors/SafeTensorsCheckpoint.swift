@@ -97,7 +97,7 @@ public final class SafeTensorsCheckpoint: @unchecked Sendable {
         let path = url.path
         func bad(_ detail: String) -> SafeTensorsError { SafeTensorsError.file(.invalidIndex, path, detail) }
         let bytes = try readWholeFile(path, limit: safeTensorsMaxHeaderSize, kindIfTooLarge: .invalidIndex)
-        let root: JSONValue = try bytes.withUnsafeBytes { raw in
+        let root: JSONNode = try bytes.withUnsafeBytes { raw in
             if let badByte = firstInvalidUTF8Offset(raw) { throw bad("not valid UTF-8 (byte \(badByte))") }
             do throws(JSONParseError) {
                 return try JSONParser.parse(raw)

@@ -1,3 +1,4 @@
+import AQFiles
 import Foundation
 
 /// Every failure of this module. `description` is a single line that names the file (and the
@@ -85,29 +86,7 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable, Senda
 }
 
 /// Quote a (possibly hostile) name for a one-line message: JSON-style escapes, length capped.
-func quoted(_ s: String) -> String {
-    var out = "\""
-    var count = 0
-    for scalar in s.unicodeScalars {
-        if count >= 200 { out += "..."; break }
-        count += 1
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x85
-                || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                out += "\\u" + hex4(scalar.value)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
+func quoted(_ s: String) -> String { JSONText.quoted(s, maxScalars: 200, lineBreakers: true) }
 
 /// Replace any line break or control character so the message stays on one line.
 func oneLine(_ s: String) -> String {

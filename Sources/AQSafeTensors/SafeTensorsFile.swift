@@ -257,7 +257,7 @@ struct ParsedHeader {
     var tensors: [TensorInfo]
 }
 
-private func describeShape(_ items: [JSONValue]) -> String {
+private func describeShape(_ items: [JSONNode]) -> String {
     "[" + items.map { value -> String in
         switch value {
         case .number(let text): return text
@@ -293,7 +293,7 @@ func parseSafeTensorsHeader(_ file: UnsafeRawBufferPointer, path: String) throws
     guard n > 0, headerBytes[0] == UInt8(ascii: "{") else {
         throw fail(.headerNotObject, "header does not start with '{' (it must be a JSON object)")
     }
-    let root: JSONValue
+    let root: JSONNode
     do throws(JSONParseError) {
         root = try JSONParser.parse(headerBytes)
     } catch {
@@ -338,9 +338,9 @@ func parseSafeTensorsHeader(_ file: UnsafeRawBufferPointer, path: String) throws
         guard case .object(let fields) = value else {
             throw fail(.invalidEntry, tensor: key, "entry is \(value.typeName), not an object")
         }
-        var dtypeValue: JSONValue?
-        var shapeValue: JSONValue?
-        var offsetsValue: JSONValue?
+        var dtypeValue: JSONNode?
+        var shapeValue: JSONNode?
+        var offsetsValue: JSONNode?
         for (fk, fv) in fields {
             switch fk {
             case "dtype", "shape", "data_offsets":

@@ -1,3 +1,4 @@
+import AQFiles
 import AQSafeTensors
 import Foundation
 
@@ -176,20 +177,4 @@ public enum PredictionFiles {
 }
 
 /// A JSON string literal (quotes, backslash and control characters escaped; the rest verbatim UTF-8).
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where c.value < 0x20:
-            let hex = String(c.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(c)
-        }
-    }
-    return out + "\""
-}
+func jsonString(_ s: String) -> String { JSONText.quoted(s) }
