@@ -3,11 +3,9 @@ import AQFuzz
 import ArgumentParser
 import Foundation
 
-/// `aqbert fuzz`: the seeded mutation fuzzer over every parser of user files. A supervising
-/// process runs each target in a worker process (this command with --worker), which reports
-/// each input's number before parsing it; when a worker dies (a trap or signal) or stalls past
-/// --timeout, the supervisor makes that input again from its number, saves it under --crashes,
-/// and starts a new worker after it. Prints one line per target.
+/// `aqbert fuzz`: the seeded mutation fuzzer over every parser of user files (`FuzzSupervisor`:
+/// each target in worker processes, this command with --worker; a crashing input is made again
+/// from its number and saved under --crashes). Prints one line per target.
 struct FuzzCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fuzz",
@@ -65,102 +63,32 @@ struct FuzzCommand: ParsableCommand {
         if let crashes {
             do { try makeDirectories(crashes) } catch { throw CLIError("--crashes: \(error)") }
         }
+        let supervisor = FuzzSupervisor(executable: StepRunner.executable, environment: StepRunner.childEnvironment, timeout: timeout) {
+            [model, iterations, seed] target, from, scratch in
+            ["fuzz", "--worker", "--model", model, "--targets", target, "--iterations", String(iterations),
+             "--seed", String(seed), "--from", String(from), "--scratch", scratch.path]
+        }
         var totalCrashes = 0
         for target in targets {
-            let started = Date()
-            var next = from, accepted = 0, rejected = 0
-            var found: [(Int, String)] = []
-            while next < iterations {
-                let outcome = try supervise(target: target.name, from: next, scratch: work.appendingPathComponent("w-\(target.name)"))
-                accepted += outcome.accepted
-                rejected += outcome.rejected
-                guard let failed = outcome.failed else { break }
-                found.append((failed, outcome.reason))
-                if let crashes {
-                    let file = URL(fileURLWithPath: crashes).appendingPathComponent("\(target.name)-seed\(seed)-\(failed).bin")
-                    try writeAtomically(Data(Fuzzer.input(target, seed: seed, iteration: failed)), toPath: file.path)
-                }
-                next = failed + 1
-            }
-            totalCrashes += found.count
-            let seconds = Date().timeIntervalSince(started)
+            let report: FuzzSupervisor.Report
+            do {
+                report = try supervisor.fuzz(target, seed: seed, iterations: from..<iterations, scratch: work.appendingPathComponent("w-\(target.name)"),
+                                             crashes: crashes.map { URL(fileURLWithPath: $0) })
+            } catch let e as FuzzSetupError { throw CLIError(e.description) }
+            totalCrashes += report.crashes.count
             print(target.name.padding(toLength: 17, withPad: " ", startingAt: 0)
                   + String(format: " inputs %ld  accepted %ld  rejected %ld  crashes %ld  (%.0f inputs/s)",
-                           iterations - from, accepted, rejected, found.count, Double(iterations - from) / max(seconds, 1e-9)))
-            for (i, reason) in found { print("  crash at input \(i): \(reason)") }
+                           report.inputs, report.accepted, report.rejected, report.crashes.count, Double(report.inputs) / max(report.seconds, 1e-9)))
+            for (i, reason) in report.crashes { print("  crash at input \(i): \(reason)") }
             fflush(stdout)
         }
         if totalCrashes > 0 { throw CLIError("\(totalCrashes) crashing input(s)\(crashes.map { "; saved in \($0)" } ?? "")") }
-    }
-
-    /// Runs one worker from input `from`; returns its counts and, when it died or stalled, the
-    /// input it was on.
-    func supervise(target: String, from: Int, scratch: URL) throws -> (accepted: Int, rejected: Int, failed: Int?, reason: String) {
-        let p = Process()
-        p.executableURL = StepRunner.executable
-        p.arguments = ["fuzz", "--worker", "--model", model, "--targets", target, "--iterations", String(iterations),
-                       "--seed", String(seed), "--from", String(from), "--scratch", scratch.path]
-        p.environment = StepRunner.childEnvironment
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let fd = out.fileHandleForReading.fileDescriptor
-        var buffer: [UInt8] = [], last = from - 1, summary: (Int, Int)? = nil, hung = false
-        var accepted = 0, rejected = 0
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        reading: while true {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(timeout * 1000))
-            if ready == 0 { hung = true; kill(p.processIdentifier, SIGKILL); break }
-            if ready < 0 { if errno == EINTR { continue }; break }
-            let n = read(fd, &chunk, chunk.count)
-            if n <= 0 { break }
-            buffer += chunk[0..<n]
-            var consumed = 0
-            defer { buffer.removeSubrange(..<consumed) }
-            while let newline = buffer[consumed...].firstIndex(of: 0x0A) {
-                let line = String(decoding: buffer[consumed..<newline], as: UTF8.self)
-                consumed = newline + 1
-                if line.hasPrefix("done ") {
-                    let parts = line.split(separator: " ").compactMap { Int($0) }
-                    if parts.count == 2 { summary = (parts[0], parts[1]) }
-                    break reading
-                } else if line == "a" {
-                    accepted += 1
-                } else if line == "r" {
-                    rejected += 1
-                } else if let i = Int(line) {
-                    last = i
-                }
-            }
-        }
-        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        if let summary, p.terminationReason == .exit, p.terminationStatus == 0 {
-            return (summary.0, summary.1, nil, "")
-        }
-        guard last >= from else {
-            throw CLIError("the fuzz worker for \(target) failed before its first input: \(errText.split(separator: "\n").last ?? "")")
-        }
-        let reason = hung ? "no answer within \(timeout) s (a hang)"
-            : p.terminationReason == .uncaughtSignal ? "killed by signal \(p.terminationStatus)" : "exit \(p.terminationStatus)"
-        let detail = errText.split(separator: "\n").first { $0.contains("Fatal error") || $0.contains("error") }.map { ": " + $0 } ?? ""
-        return (accepted, rejected, last, reason + detail.prefix(300))
     }
 
     func runWorker() throws {
         guard let scratch else { throw CLIError("--worker needs --scratch") }
         let targets = try makeTargets(in: URL(fileURLWithPath: scratch))
         guard let target = targets.first else { throw CLIError("no target") }
-        // Each input's number goes out before it runs, unbuffered, so that it is known after a crash.
-        let counts = Fuzzer.run(target, seed: seed, iterations: from..<iterations, started: { i in
-            let line = Array("\(i)\n".utf8)
-            _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-        }, finished: { _, accepted in
-            _ = write(1, accepted ? "a\n" : "r\n", 2)
-        })
-        let line = Array("done \(counts.accepted) \(counts.rejected)\n".utf8)
-        _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        FuzzSupervisor.work(target, seed: seed, iterations: from..<iterations)
     }
 }
