@@ -7,7 +7,8 @@
 #     start=ft seed=1 budget=2.0bits size=2.531MiB target=2.531MiB avg_bits=2.038 emb_bits=8 pruned=28.7% inside=yes repair_moves=0 seconds=..
 #     start=ft seed=1 budget=8MB size=7698778B target=8000000B avg_bits=2.319 emb_bits=2.510 pruned=23.6% inside=yes repair_moves=3 seconds=..
 #     repeat identical_plan=yes
-# The file size is `aqbert inspect --json`'s file_bytes, which `export` writes exactly.
+# A file budget's size is the packed file `export` writes for the plan on the search's task model,
+# as the search prints it (the same as `inspect --json`'s file_bytes on a retrained model).
 #
 #   STARTS="ft=FINE_TUNED_DIR base=PRETRAINED_DIR" TRAIN=FILE [TASK=sst2] [OUT=DIR] bash bench/search_budgets.sh
 #
@@ -43,7 +44,10 @@ search() {  # model budget-flags... -- output
 
 report() {  # start seed budget-label model dir seconds
     local bytes
-    bytes=$("$AQBERT" inspect --plan "$5/plan.json" --model "$4" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["file_bytes"])')
+    # The file `export` writes for this plan on the search's task model (its head included), as
+    # the search printed it; for encoder budgets `inspect` of the plan on the starting model.
+    bytes=$(sed -n 's/^plan: packed file \([0-9]*\) bytes.*/\1/p' "$5.log")
+    [[ -n "$bytes" ]] || bytes=$("$AQBERT" inspect --plan "$5/plan.json" --model "$4" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["file_bytes"])')
     python3 - "$@" "$bytes" <<'PY'
 import json, os, sys
 start, seed, label, model, d, secs, file_bytes = sys.argv[1:8]
