@@ -40,14 +40,7 @@ public final class QuantizedBert {
         for (path, linear) in zip(QuantizableMatrices.paths(for: model.config), QuantizableMatrices.linears(model)) {
             guard let matrix = plan.matrices[path] else { continue }
             let bits = matrix.bits
-            var bounds: Tensor? = nil
-            if ranges == .learned {
-                let t = LearnedRanges.initial(linear.weight, groupBits: bits, method: rangeInitialization)
-                t.requiresGrad = true
-                t.name = LearnedRanges.tensorName(path)
-                weightRanges[path] = t
-                bounds = t
-            }
+            let bounds = ranges == .learned ? learnedBounds(linear.weight, groupBits: bits, path: path, from: rangeInitialization) : nil
             if let bounds {
                 linear.weightTransform = { w, tape in tape.fakeQuantize(w, groupBits: bits, ranges: bounds) }
             } else {
@@ -70,18 +63,21 @@ public final class QuantizedBert {
         for (path, table) in PlannableEmbeddings.of(model) {
             guard let planned = plan.embeddings[path] else { continue }
             let rowBits = planned.rowBits
-            var bounds: Tensor? = nil
-            if ranges == .learned {
-                let t = LearnedRanges.initial(table.weight, groupBits: rowBits, method: rangeInitialization)
-                t.requiresGrad = true
-                t.name = LearnedRanges.tensorName(path)
-                weightRanges[path] = t
-                bounds = t
-            }
+            let bounds = ranges == .learned ? learnedBounds(table.weight, groupBits: rowBits, path: path, from: rangeInitialization) : nil
             table.lookupTransform = { w, ids, shape, pad, tape in
                 tape.quantizedEmbedding(w, ids: ids, shape: shape, rowBits: rowBits, ranges: bounds, paddingIndex: pad)
             }
         }
+    }
+
+    /// Trainable bounds of `weight`'s groups (one per entry of `groupBits`: a matrix's row groups
+    /// or a table's rows), initialised by `method` and kept under `path` in `weightRanges`.
+    private func learnedBounds(_ weight: Tensor, groupBits: [Int], path: String, from method: RangeInitialization) -> Tensor {
+        let t = LearnedRanges.initial(weight, groupBits: groupBits, method: method)
+        t.requiresGrad = true
+        t.name = LearnedRanges.tensorName(path)
+        weightRanges[path] = t
+        return t
     }
 
     /// The parts of METHOD.md section 1 that are never searched: 8-bit embeddings (one range per

@@ -114,16 +114,8 @@ extension Tape {
                     for j in r {
                         let x = w.pointer + j * n, d = dy.pointer + j * n
                         if let dw {
-                            if let ranges {
-                                for (c, b) in candidates.enumerated() where b > 0 {
-                                    aq_range_pass_accumulate(x, d, dw + j * n, n, Int32(b), ranges[(j * k + c) * 2],
-                                                             ranges[(j * k + c) * 2 + 1], o.pointer[j * k + c])
-                                }
-                            } else {
-                                var keep: Float = 0
-                                for (c, b) in candidates.enumerated() where b > 0 { keep += o.pointer[j * k + c] }
-                                aq_axpy(keep, d, dw + j * n, n)
-                            }
+                            Self.mixedStraightThrough(x, d, dw + j * n, n, candidates: candidates, mixing: o.pointer + j * k,
+                                                      bounds: ranges, at: j * k * 2)
                         }
                         if let dO {
                             for (c, b) in candidates.enumerated() {
@@ -141,6 +133,23 @@ extension Tape {
 }
 
 extension Tape {
+    /// The straight-through weight gradient of one mixed group or row (`mixedQuantize`,
+    /// `mixedEmbedding`): dx += sum over candidates k with b_k > 0 of mixing[k] * dy; with
+    /// `bounds` (lo, hi of candidate k at bounds[at + 2k], bounds[at + 2k + 1]) only where x lies
+    /// inside candidate k's bounds.
+    static func mixedStraightThrough(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
+                                     candidates: [Int], mixing: UnsafePointer<Float>, bounds: [Float]?, at base: Int) {
+        if let bounds {
+            for (c, b) in candidates.enumerated() where b > 0 {
+                aq_range_pass_accumulate(x, dy, dx, n, Int32(b), bounds[base + 2 * c], bounds[base + 2 * c + 1], mixing[c])
+            }
+        } else {
+            var keep: Float = 0
+            for (c, b) in candidates.enumerated() where b > 0 { keep += mixing[c] }
+            aq_axpy(keep, dy, dx, n)
+        }
+    }
+
     /// Fake quantization of an activation on a fixed range (an `ActivationQuantizer`'s):
     /// y = round_half_even(s (clamp(x, low, high) - low)) / s + low, s = (2^bits - 1) / (high - low).
     /// Backward: dx += dy where low <= x <= high, nothing where x was clamped (PyTorch
@@ -317,16 +326,8 @@ extension Tape {
                             let id = Int(ids[i]), j = id / r
                             let x = gathered.pointer + i * c, d = dy.pointer + i * c
                             if let dx {
-                                if let ranges {
-                                    for (q, b) in candidates.enumerated() where b > 0 {
-                                        aq_range_pass_accumulate(x, d, dx + i * c, c, Int32(b), ranges[(id * k + q) * 2],
-                                                                 ranges[(id * k + q) * 2 + 1], o.pointer[j * k + q])
-                                    }
-                                } else {
-                                    var keep: Float = 0
-                                    for (q, b) in candidates.enumerated() where b > 0 { keep += o.pointer[j * k + q] }
-                                    aq_axpy(keep, d, dx + i * c, c)
-                                }
+                                Self.mixedStraightThrough(x, d, dx + i * c, c, candidates: candidates, mixing: o.pointer + j * k,
+                                                          bounds: ranges, at: id * k * 2)
                             }
                             guard !dp.isEmpty else { continue }
                             for (q, b) in candidates.enumerated() {
