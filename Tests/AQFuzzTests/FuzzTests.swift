@@ -51,6 +51,40 @@ final class FuzzTests: XCTestCase {
         }
     }
 
+    /// The supervisor against scripted workers: one that dies by a signal on input 7 (the crash is
+    /// that input, saved as the input the mutator makes for it, and a new worker starts after it)
+    /// and one that stops answering (a hang).
+    func testSupervisorFindsCrashesAndHangs() throws {
+        let target = try XCTUnwrap(try targets().first { $0.name == "plan" })
+        let crashes = scratch.appendingPathComponent("crashes")
+        try FileManager.default.createDirectory(at: crashes, withIntermediateDirectories: true)
+        func supervisor(timeout: Double, _ script: @escaping (Int) -> String) -> FuzzSupervisor {
+            FuzzSupervisor(executable: URL(fileURLWithPath: "/bin/sh"), environment: [:], timeout: timeout) { _, from, _ in
+                ["-c", script(from)]
+            }
+        }
+        let crashing = supervisor(timeout: 20) { from in
+            from == 5 ? "printf '5\\na\\n6\\nr\\n7\\n'; kill -SEGV $$" : "printf '8\\na\\n9\\na\\ndone 2 0\\n'"
+        }
+        let report = try crashing.fuzz(target, seed: 4, iterations: 5..<10, scratch: scratch, crashes: crashes)
+        XCTAssertEqual(report.inputs, 5)
+        XCTAssertEqual(report.accepted, 3)
+        XCTAssertEqual(report.rejected, 1)
+        XCTAssertEqual(report.crashes.map(\.input), [7])
+        XCTAssertTrue(report.crashes.first?.reason.hasPrefix("killed by signal 11") ?? false, "\(report.crashes)")
+        XCTAssertEqual(try Data(contentsOf: crashes.appendingPathComponent("plan-seed4-7.bin")), Data(Fuzzer.input(target, seed: 4, iteration: 7)))
+
+        let hanging = supervisor(timeout: 0.5) { from in from == 0 ? "printf '0\\n'; exec sleep 5" : "printf 'done 0 0\\n'" }
+        let hung = try hanging.fuzz(target, seed: 4, iterations: 0..<2, scratch: scratch, crashes: nil)
+        XCTAssertEqual(hung.crashes.map(\.input), [0])
+        XCTAssertTrue(hung.crashes.first?.reason.contains("a hang") ?? false, "\(hung.crashes)")
+        // A worker that fails before its first input is a set-up error, not a crash.
+        XCTAssertThrowsError(try supervisor(timeout: 20) { _ in "echo 'error: no model' >&2; exit 1" }
+            .fuzz(target, seed: 4, iterations: 0..<2, scratch: scratch, crashes: nil)) {
+            XCTAssertTrue("\($0)".contains("failed before its first input"), "\($0)")
+        }
+    }
+
     /// Inputs that once crashed a parser.
     func testRegressionsAreAnswered() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Regressions")
