@@ -293,14 +293,13 @@ public final class SuperNetwork {
     /// upwards. Ties go to the earlier unit (model order, tables last), then the lower group
     /// index, so the repair is a function of the logits alone. A move that would jump over the
     /// whole band is skipped. For a file budget the plan's exact packed size is checked at the
-    /// end and the repair continues while it is above the cap (the header's digits can differ
+    /// end and the repair continues while it is outside the band (the header's digits can differ
     /// from the size model by a few bytes). Returns the plan and the repair (nil when the argmax
     /// was inside); throws when no sequence of such moves reaches the band.
     public func repairedArgmaxPlan(targetMiB v: Double, tolerance eps: Double, tieBreak: TieBreak,
                                    provenance: BitPlan.Provenance) throws -> (BitPlan, BudgetRepair?) {
         let band = SearchSize.band(target: v, tolerance: eps, budget: size.budget)
-        var upper = band.upperBound * size.unitsPerMiB
-        let lower = band.lowerBound * size.unitsPerMiB
+        var upper = band.upperBound * size.unitsPerMiB, lower = band.lowerBound * size.unitsPerMiB
         var chosen = argmaxChoices(tieBreak: tieBreak)
         var units = size.size(chosen)
         let argmaxUnits = units
@@ -331,10 +330,18 @@ public final class SuperNetwork {
                 units += unit.cost(best.j, c + step) - unit.cost(best.j, c)
                 chosen[best.u][best.j] = c + step
             }
-            // The size model against the exact size (identical for the encoder budget).
-            let exact = try size.exactSize(of: size.plan(chosen, provenance: provenance))
-            guard Double(exact) > band.upperBound * size.unitsPerMiB else { break }
-            upper -= Double(exact) - band.upperBound * size.unitsPerMiB
+            // The size model against the exact size (identical for the encoder budget; for a file
+            // the header's digits can differ by a few bytes): narrow the model's band by the
+            // difference and go on until the exact size is inside.
+            let exact = Double(try size.exactSize(of: size.plan(chosen, provenance: provenance)))
+            let exactUpper = band.upperBound * size.unitsPerMiB, exactLower = band.lowerBound * size.unitsPerMiB
+            if exact > exactUpper {
+                upper -= exact - exactUpper
+            } else if exact < exactLower {
+                lower += exactLower - exact
+            } else {
+                break
+            }
             guard upper >= lower else { throw fail() }
         }
         var plan = size.plan(chosen, provenance: provenance)

@@ -132,6 +132,21 @@ final class EmbeddingSearchTests: XCTestCase {
         XCTAssertFalse(heldRepair?.moves.contains { $0.path == word && ![0, 7].contains($0.group) } ?? false)
         XCTAssertLessThanOrEqual(Double(try size.exactSize(of: heldPlan)) / 1_048_576, cap)
 
+        // Whatever the cap, a repaired plan's exact packed size is inside the band, both edges
+        // (the header's digits differ between plans, which the size model does not see).
+        var inside = 0
+        for trial in 0..<40 {
+            for t in net.logits { for i in 0..<t.count { t.pointer[i] = Float(g.next() % 1000) / 1000 } }
+            let v = size.smallestMiB + (size.largestMiB - size.smallestMiB) * (0.05 + 0.9 * Double(trial) / 40)
+            let band = SearchSize.band(target: v, tolerance: 0.002, budget: .file)
+            guard let (p, _) = try? net.repairedArgmaxPlan(targetMiB: v, tolerance: 0.002, tieBreak: .widest,
+                                                           provenance: .init(method: "aq-bert")) else { continue }
+            let mib = Double(try size.exactSize(of: p)) / 1_048_576
+            XCTAssertTrue(band.contains(mib), "trial \(trial): \(mib) MiB outside \(band)")
+            inside += 1
+        }
+        XCTAssertGreaterThan(inside, 15, "most caps can be met with a 0.4% band")
+
         // An encoder budget does not count tables: asking for them is an error.
         XCTAssertThrowsError(try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1, budget: .encoder,
                                               embeddings: EmbeddingSearch(candidates: [2, 4], rowsPerGroup: 7))) {
