@@ -160,13 +160,15 @@ public struct BitPlan: Codable, Sendable, Equatable {
         try validateStructure()
     }
 
+    /// Written as the lowest version that holds the plan: 2 with planned tables, else 1 (so a
+    /// plan whose tables were added or removed after it was made is written as what it is).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(version, forKey: .version)
+        try c.encode(embeddings.isEmpty ? 1 : 2, forKey: .version)
         try c.encode(candidates, forKey: .candidates)
         try c.encode(matrices, forKey: .matrices)
         try c.encode(provenance, forKey: .provenance)
-        if version >= 2 {
+        if !embeddings.isEmpty {
             try c.encode(embeddingCandidates, forKey: .embeddingCandidates)
             try c.encode(embeddings, forKey: .embeddings)
         }
