@@ -75,26 +75,28 @@ public enum PackedFormat {
         (0..<table.groups).reduce(0) { $0 + (table.bits[$1] > 0 ? table.rows(ofGroup: $1).count : 0) }
     }
 
+    /// The key under which `entries` (a plan's matrices or tables) holds a checkpoint tensor
+    /// name: the name as it is, `bert.`- or `distilbert.`-prefixed (the two families' bare names
+    /// never collide).
+    static func key<Entry>(of name: String, in entries: [String: Entry]) -> String? {
+        [name, "bert." + name, "distilbert." + name].first { entries[$0] != nil }
+    }
+
     /// The plan's embedding entry for a checkpoint tensor name (as `planned`).
     public static func plannedEmbedding(_ name: String, in plan: BitPlan) -> BitPlan.Embedding? {
         plannedEmbeddingKey(name, in: plan).flatMap { plan.embeddings[$0] }
     }
 
     /// The plan's key (table path) for a checkpoint tensor name.
-    public static func plannedEmbeddingKey(_ name: String, in plan: BitPlan) -> String? {
-        [name, "bert." + name, "distilbert." + name].first { plan.embeddings[$0] != nil }
-    }
+    public static func plannedEmbeddingKey(_ name: String, in plan: BitPlan) -> String? { key(of: name, in: plan.embeddings) }
 
-    /// The plan's entry for a checkpoint tensor name (`bert.`/`distilbert.`-prefixed or bare;
-    /// the two families' bare names never collide).
+    /// The plan's entry for a checkpoint tensor name (prefixed or bare, as `key(of:in:)`).
     public static func planned(_ name: String, in plan: BitPlan) -> BitPlan.Matrix? {
         plannedKey(name, in: plan).flatMap { plan.matrices[$0] }
     }
 
     /// The plan's key (matrix path) for a checkpoint tensor name, as `planned` finds it.
-    public static func plannedKey(_ name: String, in plan: BitPlan) -> String? {
-        [name, "bert." + name, "distilbert." + name].first { plan.matrices[$0] != nil }
-    }
+    public static func plannedKey(_ name: String, in plan: BitPlan) -> String? { key(of: name, in: plan.matrices) }
 
     public static func isEmbeddingTable(_ name: String) -> Bool { embeddingSuffixes.contains { name.hasSuffix($0) } }
 
