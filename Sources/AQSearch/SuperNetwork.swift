@@ -304,6 +304,7 @@ public final class SuperNetwork {
         var units = size.size(chosen)
         let argmaxUnits = units
         var moves: [RepairMove] = []
+        var plan: BitPlan
         func fail() -> PlanError {
             PlanError(String(format: "the searched plan (%.4f MiB) cannot be moved inside the band %.4f ... %.4f MiB one group at a time (a group's step is wider than the band): widen --tolerance or use more --groups",
                              Double(argmaxUnits) / size.unitsPerMiB, band.lowerBound, band.upperBound))
@@ -333,7 +334,8 @@ public final class SuperNetwork {
             // The size model against the exact size (identical for the encoder budget; for a file
             // the header's digits can differ by a few bytes): narrow the model's band by the
             // difference and go on until the exact size is inside.
-            let exact = Double(try size.exactSize(of: size.plan(chosen, provenance: provenance)))
+            plan = size.plan(chosen, provenance: provenance)
+            let exact = Double(try size.exactSize(of: plan))
             let exactUpper = band.upperBound * size.unitsPerMiB, exactLower = band.lowerBound * size.unitsPerMiB
             if exact > exactUpper {
                 upper -= exact - exactUpper
@@ -344,7 +346,6 @@ public final class SuperNetwork {
             }
             guard upper >= lower else { throw fail() }
         }
-        var plan = size.plan(chosen, provenance: provenance)
         guard !moves.isEmpty else { return (plan, nil) }
         let repair = BudgetRepair(argmaxMiB: Double(argmaxUnits) / size.unitsPerMiB, repairedMiB: Double(units) / size.unitsPerMiB,
                                   moves: moves)
