@@ -22,6 +22,13 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // MPI for scale-out: the system Open MPI (Debian libopenmpi-dev), with inline names for
+        // the handles Open MPI defines as macros.
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
         // Hot elementwise kernels in C, AVX2 paths chosen at run time.
         .target(
             name: "CAQKernels",
@@ -33,6 +40,8 @@ let package = Package(
             dependencies: ["COpenBLAS", "CAQKernels"],
             swiftSettings: optimised
         ),
+        // The processes of a run: one, or the ranks of an MPI job (collectives, agreement on errors).
+        .target(name: "AQParallel", dependencies: ["CMPI"]),
         // Layers and losses built from core ops.
         .target(name: "AQNN", dependencies: ["AQCore"], swiftSettings: optimised),
         // Atomic file writes (temporary file, fsync, rename) for every output.
@@ -54,7 +63,7 @@ let package = Package(
         // Model resolution: a directory, the local Hugging Face cache, or a hub download.
         .target(name: "AQHub", dependencies: ["AQFiles"]),
         // Task readers, features, metrics and the trainer.
-        .target(name: "AQTasks", dependencies: ["AQBert", "AQQuant", "AQSearch"], swiftSettings: optimised),
+        .target(name: "AQTasks", dependencies: ["AQBert", "AQQuant", "AQSearch", "AQParallel"], swiftSettings: optimised),
         // The comparison of METHOD.md section 6 (seeds x budgets x methods, each step a run of
         // aqbert) and its results: the schema, the Markdown table, the pictures.
         .target(name: "AQExperiments", dependencies: ["AQTasks", "AQSearch", "AQQuant", "AQFiles"]),
@@ -72,6 +81,7 @@ let package = Package(
                 "AQHub",
                 "AQTokenizer",
                 "AQFiles",
+                "AQParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -28,7 +28,7 @@ aq_setup() {
         aq_log "Swift 6 toolchain not found: install it (swift.org) and put swift on PATH"
         return 1
     fi
-    aq_apt_install libopenblas-dev pkg-config
+    aq_apt_install libopenblas-dev pkg-config libopenmpi-dev openmpi-bin
     if ! command -v python3 >/dev/null; then aq_apt_install python3; fi
     if ! python3 -m pip --version >/dev/null 2>&1; then aq_apt_install python3-pip; fi
 }

@@ -21,9 +21,10 @@ public struct BertBatch: Sendable {
         precondition(self.tokenTypeIds.count == inputIds.count && self.attentionMask.count == inputIds.count)
     }
 
-    /// Right-pads variable-length sequences with `padId` (mask 0).
-    public init(sequences: [[Int]], typeIds: [[Int]]? = nil, padId: Int = 0, padToMultipleOf: Int = 1) {
-        let longest = sequences.map(\.count).max() ?? 0
+    /// Right-pads variable-length sequences with `padId` (mask 0), to their longest or to
+    /// `minimumLength` if that is longer (a slice of a larger batch padded as the whole batch).
+    public init(sequences: [[Int]], typeIds: [[Int]]? = nil, padId: Int = 0, padToMultipleOf: Int = 1, minimumLength: Int = 0) {
+        let longest = max(minimumLength, sequences.map(\.count).max() ?? 0)
         let t = max(1, (longest + padToMultipleOf - 1) / padToMultipleOf * padToMultipleOf)
         var ids = [Int32](repeating: Int32(padId), count: sequences.count * t)
         var types = [Int32](repeating: 0, count: sequences.count * t)
@@ -117,6 +118,9 @@ public final class BertModel: Module {
     public var training = false
     /// Source of every dropout mask.
     public var generator = SeededGenerator(seed: 0)
+    /// With data parallelism, where this process's batch sits in the global batch: dropout masks
+    /// are then the global batch's, cut to these rows (nil: the batch is the whole batch).
+    public var batchRows: BatchRows?
 
     public init(config: BertConfig, withPooler: Bool = true) {
         self.config = config
@@ -144,7 +148,7 @@ public final class BertModel: Module {
     }
 
     func dropout(_ x: Tensor, _ p: Float, tape: Tape) -> Tensor {
-        training && p > 0 ? tape.dropout(x, probability: p, generator: &generator) : x
+        training && p > 0 ? tape.dropout(x, probability: p, generator: &generator, rows: batchRows) : x
     }
 
     /// Last hidden state [B, T, H]. With a `trace`, also records the hidden states and (if
@@ -172,7 +176,7 @@ public final class BertModel: Module {
                 trace.keys.append(k)
             }
             let ctx = tape.attention(query: q, key: k, value: v, keyMask: mask, heads: c.numAttentionHeads,
-                                     dropout: attnDrop, generator: &generator)
+                                     dropout: attnDrop, generator: &generator, rows: batchRows)
             let a = dropout(layer.attentionOutput(ctx, tape: tape), attentionOutputDropout, tape: tape)
             let h1 = layer.attentionNorm(tape.add(a, h), tape: tape)
             var i = layer.intermediate(h1, tape: tape)

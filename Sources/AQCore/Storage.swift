@@ -80,13 +80,21 @@ public final class Storage: @unchecked Sendable {
     }
 }
 
-/// A heap byte buffer (dropout keep-masks).
+/// A heap byte buffer (dropout keep-masks): `count` bytes at `pointer`, which is `offset` bytes
+/// into an allocation of `capacity` bytes (a slice of a larger mask, see `BatchRows`).
 public final class ByteBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<UInt8>
     public let count: Int
-    public init(count: Int) {
+    /// The whole allocation.
+    public let base: UnsafeMutablePointer<UInt8>
+    public let capacity: Int
+    public convenience init(count: Int) { self.init(count: count, capacity: count, offset: 0) }
+    public init(count: Int, capacity: Int, offset: Int) {
+        precondition(offset >= 0 && offset + count <= capacity, "ByteBuffer: \(count) bytes at \(offset) of \(capacity)")
         self.count = count
-        pointer = .allocate(capacity: max(1, count))
+        self.capacity = capacity
+        base = .allocate(capacity: max(1, capacity))
+        pointer = base + offset
     }
-    deinit { pointer.deallocate() }
+    deinit { base.deallocate() }
 }

@@ -11,7 +11,7 @@
 extension Tape {
     /// q, k, v: [B, T, H]; keyMask: [B, T] of 0/1 (nil = attend everywhere) -> [B, T, H]
     public func attention(query q: Tensor, key k: Tensor, value v: Tensor, keyMask: Tensor?, heads: Int,
-                          dropout p: Float = 0, generator: inout SeededGenerator) -> Tensor {
+                          dropout p: Float = 0, generator: inout SeededGenerator, rows: BatchRows? = nil) -> Tensor {
         precondition(q.rank == 3 && q.shape == k.shape && q.shape == v.shape, "attention shapes \(q.shape) \(k.shape) \(v.shape)")
         let b = q.shape[0], t = q.shape[1], h = q.shape[2]
         precondition(heads > 0 && h % heads == 0, "hidden \(h) not divisible by \(heads) heads")
@@ -27,9 +27,7 @@ extension Tape {
         var dropMask: ByteBuffer? = nil
         let keepScale = p > 0 ? 1 / (1 - p) : 1
         if p > 0 {
-            let m = ByteBuffer(count: b * heads * tt)
-            generator.fillKeepMask(m.pointer, count: m.count, dropProbability: p)
-            dropMask = m
+            dropMask = keepMask(count: b * heads * tt, rows: b, slice: rows, dropProbability: p, generator: &generator)
         }
         let workersF = min(Runtime.threads, b * heads)
         let dropScratch = dropMask.map { _ in Storage(uninitializedCount: workersF * tt) }

@@ -199,15 +199,15 @@ extension Tape {
     }
 
     /// Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1-p).
-    /// The mask (one byte per element) is drawn from `generator`, so a seed fixes it.
-    /// p == 0 returns x itself.
-    public func dropout(_ x: Tensor, probability p: Float, generator: inout SeededGenerator) -> Tensor {
+    /// The mask (one byte per element) is drawn from `generator`, so a seed fixes it; with
+    /// `rows`, x's leading dimension is a slice of a larger batch and gets that slice of the
+    /// whole batch's mask. p == 0 returns x itself.
+    public func dropout(_ x: Tensor, probability p: Float, generator: inout SeededGenerator, rows: BatchRows? = nil) -> Tensor {
         precondition(p >= 0 && p < 1, "dropout probability \(p) outside [0, 1)")
         if p == 0 { return x }
         let tracked = tracks(x)
         let keep = 1 / (1 - p)
-        let mask = ByteBuffer(count: x.count)
-        generator.fillKeepMask(mask.pointer, count: x.count, dropProbability: p)
+        let mask = keepMask(count: x.count, rows: x.shape.first ?? 1, slice: rows, dropProbability: p, generator: &generator)
         let y = output(x.shape, tracked: tracked)
         Kernels.dropoutForward(x.pointer, keep: mask.pointer, y.pointer, count: x.count, scale: keep)
         if tracked {
@@ -260,5 +260,35 @@ extension Tape {
             }
         }
         return y
+    }
+}
+
+/// Where the rows of a batch sit in a larger batch split across processes (data parallelism):
+/// rows `offset ..< offset + count` of `total`. Random masks are drawn for all `total` rows and
+/// cut to the slice, so that every row gets the mask a single process would give it.
+public struct BatchRows: Sendable, Equatable {
+    public var offset: Int
+    public var total: Int
+    public init(offset: Int, total: Int) {
+        self.offset = offset
+        self.total = total
+    }
+}
+
+extension Tape {
+    /// A dropout keep-mask of `count` bytes for a tensor of `rows` leading rows, drawn from
+    /// `generator`; with `slice`, drawn for the whole batch and cut to this one's rows.
+    func keepMask(count: Int, rows: Int, slice: BatchRows?, dropProbability p: Float,
+                  generator: inout SeededGenerator) -> ByteBuffer {
+        guard let slice, rows > 0, slice.total != rows else {
+            let mask = ByteBuffer(count: count)
+            generator.fillKeepMask(mask.pointer, count: count, dropProbability: p)
+            return mask
+        }
+        let perRow = count / rows
+        precondition(slice.offset >= 0 && slice.offset + rows <= slice.total, "BatchRows \(slice) for \(rows) rows")
+        let mask = ByteBuffer(count: count, capacity: slice.total * perRow, offset: slice.offset * perRow)
+        generator.fillKeepMask(mask.base, count: mask.capacity, dropProbability: p)
+        return mask
     }
 }

@@ -13,6 +13,10 @@ public final class ActivationQuantizer {
     public private(set) var initialized = false
     /// Updates the running range when true.
     public var training = false
+    /// With data parallelism: turns this process's batch minimum and maximum into the whole
+    /// batch's (over every process), so that the running range follows the whole batch on every
+    /// process, as in one process. nil: this batch is the whole batch.
+    public var combineBatchRange: ((inout Float, inout Float) -> Void)?
 
     public init(bits: Int = 8, momentum: Float = 0.99) {
         self.bits = bits
@@ -37,6 +41,7 @@ public final class ActivationQuantizer {
         if training {
             var lo: Float = 0, hi: Float = 0
             aq_minmax(x.pointer, x.count, &lo, &hi)
+            combineBatchRange?(&lo, &hi)
             if initialized {
                 low = momentum * low + (1 - momentum) * lo
                 high = momentum * high + (1 - momentum) * hi

@@ -1,5 +1,6 @@
 import AQBert
 import AQFiles
+import AQParallel
 import ArgumentParser
 import CAQKernels
 import Foundation
@@ -34,6 +35,12 @@ struct AQBertCommand: ParsableCommand {
         }
         do {
             var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
+            // Under mpirun only the data-parallel commands run; any other would run N times over
+            // the same output.
+            if ProcessGroup.launchedByMPI() && !(command is FinetuneCommand || command is RetrainCommand) {
+                _ = try ProcessGroup.world()
+                throw AgreedError(rank: 0, message: "this command runs in one process: start it without mpirun (finetune and retrain run data parallel under mpirun)")
+            }
             try command.run()
             // Output that could not be written (a closed stdout, a full disk behind a redirect) is
             // a failure, not a success with the output lost.
@@ -41,6 +48,7 @@ struct AQBertCommand: ParsableCommand {
                 throw CLIError("cannot write to standard output: \(errnoMessage(errno == 0 ? EBADF : errno))")
             }
             OutputLock.releaseAll(succeeded: true)
+            ProcessGroup.finish()
         } catch {
             let code = exitCode(for: error)
             OutputLock.releaseAll(succeeded: code == .success)
@@ -49,6 +57,17 @@ struct AQBertCommand: ParsableCommand {
                 .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty }.joined(separator: " ")
             let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+            // Under mpirun: an error every rank threw alike is printed once and the run ends in
+            // order; one rank's own failure is printed with its rank and ends every rank.
+            if let group = ProcessGroup.current, group.size > 1 {
+                if error is CollectiveError {
+                    if group.rank == 0 { FileHandle.standardError.write(Data("error: \(text)\n".utf8)) }
+                    ProcessGroup.finish()
+                    Foundation.exit(code.rawValue)
+                }
+                FileHandle.standardError.write(Data("error: rank \(group.rank) of \(group.size): \(text)\n".utf8))
+                group.abort(code: code.rawValue)
+            }
             FileHandle.standardError.write(Data("error: \(text)\n".utf8))
             Foundation.exit(code.rawValue)
         }

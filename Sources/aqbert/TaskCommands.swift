@@ -1,4 +1,5 @@
 import AQBert
+import AQParallel
 import AQQuant
 import AQTasks
 import AQTokenizer
@@ -62,64 +63,78 @@ struct FinetuneCommand: ParsableCommand {
     /// Fine-tuning, or with `plan` quantization-aware retraining (METHOD.md section 5);
     /// `configure` sets retrain's own arguments (distillation from the fp32 starting model,
     /// weight ranges).
+    ///
+    /// Under `mpirun -np N` the ranks train data parallel (see `Trainer`): every rank checks the
+    /// inputs and they agree on the first failure, rank 0 alone checks, locks and writes the output
+    /// and prints, and the threads per rank default to the machine's cores shared by its ranks.
     func train(plan planPath: String?, configure: (inout TrainingArguments) -> Void = { _ in }) throws {
-        common.apply()
-        var a = TrainingArguments.defaults(for: common.task)
-        if let epochs { a.epochs = epochs }
-        if let learningRate { a.learningRate = learningRate }
-        if let batchSize { a.batchSize = batchSize }
-        if let maxSeqLength { a.maxSeqLength = maxSeqLength }
-        if let docStride { a.docStride = docStride }
-        if let seed { a.seed = seed }
-        if let warmupRatio { a.warmupRatio = warmupRatio }
-        if let weightDecay { a.weightDecay = weightDecay }
-        if let saveSteps { a.saveSteps = saveSteps }
-        configure(&a)
-        if noShuffle { a.shuffle = false }
-        a.threads = Runtime.threads
-        do { try a.validate() } catch { throw CLIError("\(error)") }
-        let trainURL = try TextIO.existingFile(train, option: "--train")
-        let devURL = try TextIO.existingFile(dev, option: "--dev")
-        try TextIO.checkOutput(output, inputs: [("--model", common.model), ("--train", train), ("--dev", dev), ("--plan", planPath)])
-        try TextIO.lockOutput(output)
-        let outputURL = URL(fileURLWithPath: output)
-        if !resume, FileManager.default.fileExists(atPath: outputURL.appendingPathComponent("last-checkpoint.json").path) {
-            throw CLIError("--output \(output) holds a run already: add --resume to continue it, or choose a new directory")
-        }
-        let modelDir = try TextIO.modelDirectory(common.model)
-        let tokenizer = try TextIO.loadTokenizer(modelDir)
-        let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: trainURL,
-                                              evaluation: devURL)
-        let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
-                                                     numLabels: pipeline.labelNames?.count, seed: a.seed)
-        if !report.initialized.isEmpty {
-            TextIO.warn("new \(model.className) head, initialised (seed \(a.seed)): \(report.initialized.joined(separator: ", "))")
-        }
-        do { try model.config.checkTrainingMemory(batch: a.batchSize, sequence: a.maxSeqLength) } catch { throw CLIError("\(error)") }
-        let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
-                              padId: tokenizer.padTokenId)
-        if a.distillationSettings != nil {
-            trainer.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: a.seed)
-        }
-        if let planPath {
-            let plan = try TextIO.loadPlan(planPath)
-            do {
-                trainer.quantization = try QuantizedBert(plan: plan, model: model, ranges: a.ranges ?? .minmax,
-                                                         rangeInitialization: a.rangeInitialization ?? .mse)
-            } catch { throw CLIError("--plan \(planPath): \(error)") }
-            if !json {
-                print(String(format: "quantization-aware training with %@: %.3f MiB, %.3f average bits, %.1f%% pruned",
-                             planPath, plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction))
-                let ranges = a.ranges == .learned ? "learned (from \((a.rangeInitialization ?? .mse).rawValue), lr \(a.rangeLearningRate ?? a.learningRate))" : "min/max"
-                let distill = a.distill.map { "\($0.rawValue) (alpha \(a.distillAlpha ?? 0.5), T \(a.distillTemperature ?? 2), hidden \(a.distillHiddenWeight ?? 1), attention \(a.distillAttentionWeight ?? 1))" } ?? "none"
-                print("weight ranges \(ranges); distillation \(distill)")
-            }
-        }
-        trainer.fingerprint = try TextIO.fingerprint(modelDirectory: modelDir,
-                                                     inputs: [("train", trainURL), ("dev", devURL)]
-                                                         + (planPath.map { [("plan", URL(fileURLWithPath: $0))] } ?? []))
+        let group = try ProcessGroup.world()
+        let leader = group.rank == 0
         let json = self.json, logEvery = self.logEvery
+        let (trainer, pipeline) = try group.agree { () throws -> (Trainer, RunnableTask) in
+            common.apply()
+            if common.threads == nil && group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
+            var a = TrainingArguments.defaults(for: common.task)
+            if let epochs { a.epochs = epochs }
+            if let learningRate { a.learningRate = learningRate }
+            if let batchSize { a.batchSize = batchSize }
+            if let maxSeqLength { a.maxSeqLength = maxSeqLength }
+            if let docStride { a.docStride = docStride }
+            if let seed { a.seed = seed }
+            if let warmupRatio { a.warmupRatio = warmupRatio }
+            if let weightDecay { a.weightDecay = weightDecay }
+            if let saveSteps { a.saveSteps = saveSteps }
+            configure(&a)
+            if noShuffle { a.shuffle = false }
+            a.threads = Runtime.threads
+            do { try a.validate() } catch { throw CLIError("\(error)") }
+            let trainURL = try TextIO.existingFile(train, option: "--train")
+            let devURL = try TextIO.existingFile(dev, option: "--dev")
+            if leader {
+                try TextIO.checkOutput(output, inputs: [("--model", common.model), ("--train", train), ("--dev", dev), ("--plan", planPath)])
+                try TextIO.lockOutput(output)
+            }
+            let outputURL = URL(fileURLWithPath: output)
+            if !resume, FileManager.default.fileExists(atPath: outputURL.appendingPathComponent("last-checkpoint.json").path) {
+                throw CLIError("--output \(output) holds a run already: add --resume to continue it, or choose a new directory")
+            }
+            let modelDir = try TextIO.modelDirectory(common.model)
+            let tokenizer = try TextIO.loadTokenizer(modelDir)
+            let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: trainURL,
+                                                  evaluation: devURL)
+            let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
+                                                         numLabels: pipeline.labelNames?.count, seed: a.seed)
+            if !report.initialized.isEmpty && leader {
+                TextIO.warn("new \(model.className) head, initialised (seed \(a.seed)): \(report.initialized.joined(separator: ", "))")
+            }
+            do { try model.config.checkTrainingMemory(batch: a.batchSize, sequence: a.maxSeqLength) } catch { throw CLIError("\(error)") }
+            let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
+                                  padId: tokenizer.padTokenId)
+            if a.distillationSettings != nil {
+                trainer.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: a.seed)
+            }
+            if let planPath {
+                let plan = try TextIO.loadPlan(planPath)
+                do {
+                    trainer.quantization = try QuantizedBert(plan: plan, model: model, ranges: a.ranges ?? .minmax,
+                                                             rangeInitialization: a.rangeInitialization ?? .mse)
+                } catch { throw CLIError("--plan \(planPath): \(error)") }
+                if !json && leader {
+                    print(String(format: "quantization-aware training with %@: %.3f MiB, %.3f average bits, %.1f%% pruned",
+                                 planPath, plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction))
+                    let ranges = a.ranges == .learned ? "learned (from \((a.rangeInitialization ?? .mse).rawValue), lr \(a.rangeLearningRate ?? a.learningRate))" : "min/max"
+                    let distill = a.distill.map { "\($0.rawValue) (alpha \(a.distillAlpha ?? 0.5), T \(a.distillTemperature ?? 2), hidden \(a.distillHiddenWeight ?? 1), attention \(a.distillAttentionWeight ?? 1))" } ?? "none"
+                    print("weight ranges \(ranges); distillation \(distill)")
+                }
+            }
+            trainer.fingerprint = try TextIO.fingerprint(modelDirectory: modelDir,
+                                                         inputs: [("train", trainURL), ("dev", devURL)]
+                                                             + (planPath.map { [("plan", URL(fileURLWithPath: $0))] } ?? []))
+            trainer.group = group
+            return (trainer, pipeline)
+        }
         let history = try trainer.train(resume: resume) { event in
+            guard leader else { return }
             switch event {
             case let .step(epoch, step, total, loss, lr, rate, eta):
                 guard step % logEvery == 0 || step == total else { return }

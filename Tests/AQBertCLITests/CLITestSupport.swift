@@ -22,11 +22,13 @@ struct CLI {
         return Bundle.main.bundleURL.appendingPathComponent("aqbert")
     }
 
+    /// Runs `aqbert args` (or `executable args`, with `environment` added to this process's).
     @discardableResult
-    static func run(_ args: [String], stdin: String? = nil) throws -> Result {
+    static func run(_ args: [String], stdin: String? = nil, executable: URL? = nil, environment: [String: String] = [:]) throws -> Result {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = executable ?? binary
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe(), inp = Pipe()
         p.standardOutput = out
         p.standardError = err

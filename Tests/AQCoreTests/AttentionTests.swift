@@ -5,6 +5,23 @@ import AQNN
 /// Layer 1 of the test pyramid, Tape+Attention.swift: attentionScores, attention (fused), attentionScoreError: each op against finite differences (and its fast
 /// path against the portable one where it has one).
 final class AttentionTests: XCTestCase {
+    /// With dropout on the probabilities, a slice of the batch (`BatchRows`) computes its rows as
+    /// the whole batch does: the same masks, the same outputs (attention never mixes rows).
+    func testAttentionOfABatchSliceMatchesTheWholeBatch() {
+        let b = 3, t = 4, heads = 2, h = 6
+        let q = randomTensor([b, t, h], seed: 70), k = randomTensor([b, t, h], seed: 71), v = randomTensor([b, t, h], seed: 72)
+        let mask = Tensor(shape: [b, t], values: [1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0])
+        var whole = SeededGenerator(seed: 4), part = SeededGenerator(seed: 4)
+        let y = Tape.inference.attention(query: q, key: k, value: v, keyMask: mask, heads: heads, dropout: 0.3, generator: &whole).array
+        func rows(_ x: Tensor, _ r: Range<Int>, _ width: Int) -> Tensor {
+            Tensor(shape: [r.count] + Array(x.shape.dropFirst()), values: Array(x.array[(r.lowerBound * width)..<(r.upperBound * width)]))
+        }
+        let ys = Tape.inference.attention(query: rows(q, 2..<3, t * h), key: rows(k, 2..<3, t * h), value: rows(v, 2..<3, t * h),
+                                          keyMask: rows(mask, 2..<3, t), heads: heads, dropout: 0.3, generator: &part,
+                                          rows: BatchRows(offset: 2, total: 3)).array
+        XCTAssertEqual(ys, Array(y[(2 * t * h)..<(3 * t * h)]))
+    }
+
     /// The distillation ops: scaled attention scores (padded queries and keys 0) against the
     /// per-head definition and finite differences; the masked squared error likewise.
     func testAttentionScoresAndSquaredError() {

@@ -79,6 +79,19 @@ final class ElementwiseTests: XCTestCase {
         _ = g3.next()
     }
 
+    /// A slice of a batch (`BatchRows`, data parallelism) gets the whole batch's mask rows: the
+    /// dropout of rows 1..<3 of 4 equals rows 1..<3 of the whole batch's dropout.
+    func testDropoutOfABatchSliceIsThatSliceOfTheWholeBatch() {
+        let x = randomTensor([4, 3, 5], seed: 31)
+        var whole = SeededGenerator(seed: 12), part = SeededGenerator(seed: 12)
+        let y = Tape.inference.dropout(x, probability: 0.3, generator: &whole).array
+        let slice = Tensor(shape: [2, 3, 5], values: Array(x.array[15..<45]))
+        let ys = Tape.inference.dropout(slice, probability: 0.3, generator: &part, rows: BatchRows(offset: 1, total: 4)).array
+        XCTAssertEqual(ys, Array(y[15..<45]))
+        XCTAssertTrue(ys.contains(0) && ys.contains { $0 != 0 })
+        XCTAssertEqual(whole.next(), part.next(), "both drew the whole batch's mask")
+    }
+
     func testStraightThroughOneHot() {
         let x = Tensor(shape: [2, 3], values: [0.1, 0.7, 0.2, 0.5, 0.5, 0.0], requiresGrad: true)
         let t = Tape()

@@ -30,6 +30,7 @@ final class DistillationGoldenTests: XCTestCase {
         let student: BertTaskModel
         let golden: SafeTensorsFile
         let batch: FeatureBatch
+        let features: [Feature]
 
         func floats(_ name: String) throws -> [Float] { try golden.floats(name) }
         func scalar(_ name: String) throws -> Float {
@@ -68,7 +69,7 @@ final class DistillationGoldenTests: XCTestCase {
         XCTAssertEqual(batch.inputs.tokenTypeIds, types.map(Int32.init), "token_type_ids")
         XCTAssertEqual(batch.inputs.attentionMask, mask.map(Float.init), "attention_mask")
         XCTAssertEqual(batch.labels, labels, "labels")
-        return Fixture(teacher: teacher, student: student, golden: golden, batch: batch)
+        return Fixture(teacher: teacher, student: student, golden: golden, batch: batch, features: features)
     }
 
     func distillation(_ teacher: BertTaskModel, mode: DistillMode = .all, hiddenWeight: Float = DistillationGoldenTests.hiddenWeight,
@@ -125,6 +126,47 @@ final class DistillationGoldenTests: XCTestCase {
         for ((name, before), (_, t)) in zip(teacherBefore, after) {
             XCTAssertEqual(t.array.map(\.bitPattern), before, "teacher \(name) changed")
             XCTAssertNil(t.grad, "teacher \(name) received a gradient")
+        }
+    }
+
+    /// Data parallelism: the parts of the batch over 2 and 3 processes (`BatchPart`: padded to
+    /// the whole batch, task and logit terms by their share, layer terms by the whole batch's
+    /// tokens and pairs), summed, give the whole batch's loss and every gradient, up to rounding;
+    /// a part of a process without rows (3 processes, fewer rows) is a placeholder of weight 0.
+    func testBatchPartsSumToTheWholeBatch() throws {
+        let f = try load()
+        let d = distillation(f.teacher)
+        func lossAndGradients(_ run: (Tape) -> Tensor) -> (Float, [[Float]]) {
+            for p in f.student.parameters { p.grad = nil }
+            let tape = Tape()
+            let loss = run(tape)
+            tape.backward(from: loss)
+            return (loss.scalar, f.student.parameters.map { $0.gradArray ?? [Float](repeating: 0, count: $0.count) })
+        }
+        let (wholeLoss, wholeGradients) = lossAndGradients { d.loss(of: f.student, batch: f.batch, tape: $0) }
+        XCTAssertGreaterThanOrEqual(f.features.count, 2)
+        for ranks in [2, f.features.count + 1] {
+            var loss: Float = 0
+            var gradients = wholeGradients.map { [Float](repeating: 0, count: $0.count) }
+            var placeholders = 0
+            for rank in 0..<ranks {
+                let part = BatchPart(of: f.features, rank: rank, ranks: ranks, padId: 0, architecture: f.student.architecture)
+                XCTAssertEqual(part.batch.inputs.sequenceLength, f.batch.inputs.sequenceLength, "padded to the whole batch")
+                if part.isPlaceholder { placeholders += 1 }
+                f.student.bert.batchRows = part.rows
+                let (l, g) = lossAndGradients { tape in
+                    let partLoss = d.loss(of: f.student, batch: part.batch, tape: tape, share: part.share)
+                    return part.isPlaceholder ? tape.scale(partLoss, by: 0) : partLoss
+                }
+                f.student.bert.batchRows = nil
+                loss += l
+                for i in gradients.indices { for j in gradients[i].indices { gradients[i][j] += g[i][j] } }
+            }
+            XCTAssertEqual(placeholders, ranks - min(ranks, f.features.count))
+            XCTAssertEqual(loss, wholeLoss, accuracy: Self.lossTolerance, "\(ranks) parts")
+            for (i, (name, _)) in f.student.checkpointParameters.enumerated() {
+                assertMaxDiff(gradients[i], wholeGradients[i], tolerance: Self.gradientTolerance, "\(ranks) parts: grad.\(name)")
+            }
         }
     }
 

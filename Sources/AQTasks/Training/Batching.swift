@@ -14,9 +14,11 @@ public struct FeatureBatch {
         self.labels = labels
     }
 
-    /// Right-pads `features` to their longest row (dynamic padding).
-    public init(_ features: [Feature], padId: Int) {
-        inputs = BertBatch(sequences: features.map(\.inputIds), typeIds: features.map(\.typeIds), padId: padId)
+    /// Right-pads `features` to their longest row (dynamic padding), or to `minimumLength` if
+    /// that is longer.
+    public init(_ features: [Feature], padId: Int, minimumLength: Int = 0) {
+        inputs = BertBatch(sequences: features.map(\.inputIds), typeIds: features.map(\.typeIds), padId: padId,
+                           minimumLength: minimumLength)
         let t = inputs.sequenceLength
         if features.allSatisfy({ $0.tokenLabels != nil }), !features.isEmpty {
             var l = [Int32](repeating: -100, count: features.count * t)
@@ -42,6 +44,62 @@ extension BertTaskModel {
             return spanLoss(logits, startPositions: batch.startPositions ?? [], endPositions: batch.endPositions ?? [], tape: tape)
         }
         return classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
+    }
+}
+
+/// Rank `rank`'s rows of a batch of `rows` split over `ranks` processes: consecutive slices,
+/// the first `rows % ranks` one row longer (empty when the batch has fewer rows than ranks).
+public func batchSlice(rows: Int, rank: Int, ranks: Int) -> Range<Int> {
+    let base = rows / ranks, extra = rows % ranks
+    let start = rank * base + min(rank, extra)
+    return start..<(start + base + (rank < extra ? 1 : 0))
+}
+
+/// How many terms the task loss of `batch` averages: its labelled tokens for token
+/// classification (labels other than -100), its rows otherwise. A data-parallel slice's loss is
+/// weighted by its share of the whole batch's terms.
+public func lossTerms(_ batch: FeatureBatch, architecture: BertArchitecture) -> Int {
+    if architecture == .tokenClassification, let labels = batch.labels { return labels.lazy.filter { $0 != -100 }.count }
+    return batch.inputs.batchSize
+}
+
+/// A data-parallel slice's part of its whole batch (see `Trainer`): its share of the task
+/// loss's terms (`lossTerms`) and the whole batch's real tokens and (query, key) pairs, which
+/// normalise distillation's layer terms.
+public struct BatchShare: Sendable, Equatable {
+    public var taskShare: Float
+    public var tokens: Int
+    public var pairs: Int
+    public init(taskShare: Float, tokens: Int, pairs: Int) {
+        self.taskShare = taskShare
+        self.tokens = tokens
+        self.pairs = pairs
+    }
+}
+
+/// One process's part of a data-parallel batch (see `Trainer`): its rows, padded to the whole
+/// batch's length, its share of the loss and its place in the batch (for the dropout masks).
+public struct BatchPart {
+    public let batch: FeatureBatch
+    public let share: BatchShare
+    public let rows: BatchRows
+    /// A process whose slice is empty (a last batch with fewer rows than processes) computes the
+    /// batch's first row with weight 0, so that it takes part in every collective of the update
+    /// (the activation ranges') without changing the sums.
+    public let isPlaceholder: Bool
+
+    /// Rank `rank`'s part of `features` split over `ranks` processes (`batchSlice`).
+    public init(of features: [Feature], rank: Int, ranks: Int, padId: Int, architecture: BertArchitecture) {
+        var slice = batchSlice(rows: features.count, rank: rank, ranks: ranks)
+        let whole = FeatureBatch(features, padId: padId)
+        isPlaceholder = slice.isEmpty
+        if isPlaceholder { slice = 0..<min(1, features.count) }
+        batch = FeatureBatch(Array(features[slice]), padId: padId, minimumLength: whole.inputs.sequenceLength)
+        let total = lossTerms(whole, architecture: architecture)
+        let terms = isPlaceholder ? 0 : lossTerms(batch, architecture: architecture)
+        let counts = Distillation.realTokensAndPairs(whole.inputs)
+        share = BatchShare(taskShare: total > 0 ? Float(terms) / Float(total) : 0, tokens: counts.tokens, pairs: counts.pairs)
+        rows = BatchRows(offset: slice.lowerBound, total: features.count)
     }
 }
 

@@ -24,8 +24,12 @@ public struct Distillation {
         self.settings = settings
     }
 
-    /// The distilled loss of `model` on `batch`, recorded on `tape`. [1]
-    public func loss(of model: BertTaskModel, batch: FeatureBatch, tape: Tape) -> Tensor {
+    /// The distilled loss of `model` on `batch`, recorded on `tape`. [1] With `share` (data
+    /// parallelism, `batch` a slice of a larger batch), this slice's part of the whole batch's
+    /// loss: the task and logit terms weighted by the slice's share of their terms, the layer
+    /// terms normalised by the whole batch's tokens and pairs, so that the parts sum to the loss
+    /// of the whole batch.
+    public func loss(of model: BertTaskModel, batch: FeatureBatch, tape: Tape, share: BatchShare? = nil) -> Tensor {
         let (mode, alpha, temperature) = (settings.mode, settings.alpha, settings.temperature)
         let (hiddenWeight, attentionWeight) = (settings.hiddenWeight, settings.attentionWeight)
         let layers = mode.matchesLayers && (hiddenWeight != 0 || attentionWeight != 0)
@@ -42,25 +46,37 @@ public struct Distillation {
                                       labels: batch.labels, temperature: temperature, tape: tape)
             total = tape.add(tape.scale(hard, by: 1 - alpha), tape.scale(soft, by: alpha * temperature * temperature))
         }
+        if let share { total = tape.scale(total, by: share.taskShare) }
         if let studentTrace, let teacherTrace {
+            let counts = share.map { (tokens: $0.tokens, pairs: $0.pairs) } ?? Self.realTokensAndPairs(batch.inputs)
             total = tape.add(total, Self.layerLoss(student: studentTrace, teacher: teacherTrace, batch: batch.inputs,
                                                    heads: model.config.numAttentionHeads, hiddenWeight: hiddenWeight,
-                                                   attentionWeight: attentionWeight, tape: tape))
+                                                   attentionWeight: attentionWeight, counts: counts, tape: tape))
         }
         return total
     }
 
-    /// `w_h sum_l MSE(h_s^l, h_t^l) + w_a sum_l MSE(A_s^l, A_t^l)` over real tokens (see the type). [1]
-    public static func layerLoss(student: EncoderTrace, teacher: EncoderTrace, batch: BertBatch, heads: Int,
-                                 hiddenWeight: Float, attentionWeight: Float, tape: Tape) -> Tensor {
-        let b = batch.batchSize, t = batch.sequenceLength
-        let mask = batch.attentionMask
+    /// The real (unpadded) tokens of `batch` and the (query, key) pairs among each row's real
+    /// tokens: the layer terms' normalisers.
+    public static func realTokensAndPairs(_ batch: BertBatch) -> (tokens: Int, pairs: Int) {
+        let t = batch.sequenceLength, mask = batch.attentionMask
         var tokens = 0, pairs = 0
-        for i in 0..<b {
+        for i in 0..<batch.batchSize {
             let n = Int(mask[(i * t)..<((i + 1) * t)].reduce(0, +))
             tokens += n
             pairs += n * n
         }
+        return (tokens, pairs)
+    }
+
+    /// `w_h sum_l MSE(h_s^l, h_t^l) + w_a sum_l MSE(A_s^l, A_t^l)` over real tokens (see the
+    /// type), the sums of squares divided by `counts` (default: `batch`'s own). [1]
+    public static func layerLoss(student: EncoderTrace, teacher: EncoderTrace, batch: BertBatch, heads: Int,
+                                 hiddenWeight: Float, attentionWeight: Float, counts: (tokens: Int, pairs: Int)? = nil,
+                                 tape: Tape) -> Tensor {
+        let b = batch.batchSize, t = batch.sequenceLength
+        let mask = batch.attentionMask
+        let (tokens, pairs) = counts ?? realTokensAndPairs(batch)
         var terms: [Tensor] = []
         if hiddenWeight != 0, let width = student.hiddenStates.first?.shape.last {
             for (s, q) in zip(student.hiddenStates, teacher.hiddenStates) {

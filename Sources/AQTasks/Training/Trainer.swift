@@ -1,5 +1,7 @@
 import AQBert
+import AQCore
 import AQFiles
+import AQParallel
 import AQQuant
 import AQTokenizer
 import Foundation
@@ -21,8 +23,9 @@ public struct TrainingInterrupted: Error, CustomStringConvertible {
 }
 
 /// A non-finite loss or gradient: the run stops before the update is applied, so the output
-/// keeps its last checkpoint and best model as they were.
-public struct TrainingDiverged: Error, CustomStringConvertible {
+/// keeps its last checkpoint and best model as they were. With data parallelism the loss and
+/// the gradient are the whole batch's, so every process stops at the same update.
+public struct TrainingDiverged: CollectiveError, CustomStringConvertible {
     /// 1-based number of the update that was not applied.
     public let update: Int
     public let loss: Float
@@ -85,6 +88,14 @@ struct TrainerState: Codable, Equatable {
 /// model published in the output directory (Hugging Face layout) when the last epoch ends.
 /// Deterministic: batch order comes from (seed, epoch) and each update's dropout masks from
 /// (seed, step), so a resumed run reproduces an uninterrupted one.
+///
+/// Data parallel over a `ProcessGroup` (`mpirun -np N`): every process reads the same data and
+/// starts from the same weights; each update's batch is cut into N consecutive slices, padded to
+/// the whole batch's length and given the whole batch's dropout masks, so that every row is
+/// computed as in one process. Each process weights its loss by its share of the batch's loss
+/// terms (rows, or labelled tokens), the gradients are summed over the processes, and every
+/// process applies the same update to its own copy. Only rank 0 evaluates and writes files; a
+/// resumed run reads rank 0's checkpoint on every rank.
 public final class Trainer {
     public let model: BertTaskModel
     public let pipeline: TaskPipeline
@@ -104,6 +115,8 @@ public final class Trainer {
     /// Knowledge distillation: the fp32 teacher whose outputs the loss also matches, as
     /// `arguments.distillation(teacher:)` sets it up; run in eval mode, no gradients.
     public var teacher: BertTaskModel?
+    /// The processes training together (see the type); `.single` for one process.
+    public var group: ProcessGroup = .single
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, arguments: TrainingArguments, output: URL,
                 tokenizerDirectory: URL, padId: Int) {
@@ -122,7 +135,8 @@ public final class Trainer {
     /// Runs (or, with `resume`, continues) training. Returns the per-epoch results.
     @discardableResult
     public func train(resume: Bool, progress: (TrainingEvent) -> Void) throws -> [EpochResult] {
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let writer = group.rank == 0
+        if writer { try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true) }
         let a = arguments
         let features = pipeline.trainFeatures
         if features.isEmpty { throw DataError("the training data has no usable examples") }
@@ -149,10 +163,23 @@ public final class Trainer {
         if resume, let restored = try loadCheckpoint(optimizer: optimizer, stepsPerEpoch: stepsPerEpoch) {
             state = restored
             progress(.resumed(globalStep: state.globalStep, epoch: state.epoch))
-        } else {
+        } else if writer {
             try copyTokenizerFiles()
             try writeJSON(a, to: output.appendingPathComponent("training_args.json"))
         }
+        // Every activation range follows the whole batch's minimum and maximum.
+        var rangeError: Error?
+        if group.size > 1, let quantization {
+            let group = self.group
+            for q in quantization.activationQuantizers.values {
+                q.combineBatchRange = { low, high in
+                    var v = [-Double(low), Double(high)]
+                    do { try group.allReduceMax(&v) } catch { rangeError = rangeError ?? error }
+                    (low, high) = (Float(-v[0]), Float(v[1]))
+                }
+            }
+        }
+        defer { quantization?.activationQuantizers.values.forEach { $0.combineBatchRange = nil } }
         var started = Date()
         var stepsTimed = 0
         var clock = Date()
@@ -166,40 +193,57 @@ public final class Trainer {
             let batches = epochBatches(count: features.count, batchSize: a.batchSize, seed: a.seed, epoch: state.epoch, shuffle: a.shufflesBatches)
             while state.stepInEpoch < batches.count {
                 let rows = batches[state.stepInEpoch].map { features[$0] }
-                let batch = FeatureBatch(rows, padId: padId)
                 for p in model.parameters { p.grad = nil }
                 for p in ranges { p.grad = nil }
                 model.bert.generator = SeededGenerator(seed: a.seed ^ (0x9E37_79B9_7F4A_7C15 &* UInt64(state.globalStep + 1)))
-                let tape = Tape()
-                let loss = lossOf(batch, tape: tape)
-                tape.backward(from: loss)
+                let lossValue: Float
+                if group.size == 1 {
+                    let batch = FeatureBatch(rows, padId: padId)
+                    let tape = Tape()
+                    let loss = lossOf(batch, tape: tape)
+                    tape.backward(from: loss)
+                    lossValue = loss.scalar
+                } else {
+                    lossValue = try dataParallelStep(rows, parameters: model.parameters + ranges)
+                    if let rangeError { throw rangeError }
+                }
                 // Clipping covers the weights only: the ranges have their own rate and Adam's
                 // per-parameter normalisation.
                 let gradientNorm = a.maxGradNorm > 0 ? clipGradientNorm(model.parameters, maxNorm: a.maxGradNorm) : 0
-                guard loss.scalar.isFinite, gradientNorm.isFinite else {
-                    throw TrainingDiverged(update: state.globalStep + 1, loss: loss.scalar, gradientNorm: gradientNorm)
+                guard lossValue.isFinite, gradientNorm.isFinite else {
+                    throw TrainingDiverged(update: state.globalStep + 1, loss: lossValue, gradientNorm: gradientNorm)
                 }
                 optimizer.learningRate = a.learningRate * schedule.factor(at: state.globalStep)
                 optimizer.update()
                 state.globalStep += 1
                 state.stepInEpoch += 1
-                state.lossSum += Double(loss.scalar)
+                state.lossSum += Double(lossValue)
                 state.lossCount += 1
                 stepsTimed += 1
                 let elapsed = Date().timeIntervalSince(started)
                 let perStep = elapsed / Double(stepsTimed)
-                progress(.step(epoch: state.epoch, globalStep: state.globalStep, totalSteps: totalSteps, loss: loss.scalar,
+                progress(.step(epoch: state.epoch, globalStep: state.globalStep, totalSteps: totalSteps, loss: lossValue,
                                learningRate: optimizer.learningRate,
                                examplesPerSecond: Double(stepsTimed * a.batchSize) / max(elapsed, 1e-9),
                                etaSeconds: perStep * Double(totalSteps - state.globalStep)))
                 if shouldStop?() == true { throw TrainingInterrupted(globalStep: state.globalStep) }
                 if a.saveSteps > 0, state.globalStep % a.saveSteps == 0, state.stepInEpoch < batches.count {
                     tick()
-                    try saveCheckpoint(state, optimizer: optimizer)
-                    progress(.checkpoint(path: output.path, globalStep: state.globalStep))
+                    if writer {
+                        try saveCheckpoint(state, optimizer: optimizer)
+                        progress(.checkpoint(path: output.path, globalStep: state.globalStep))
+                    }
                 }
             }
-            // End of epoch: evaluate, keep the best model, checkpoint the position.
+            // End of epoch: evaluate, keep the best model, checkpoint the position (rank 0; the
+            // other ranks go on to the next epoch and wait for it at its first update).
+            guard writer else {
+                state.epoch += 1
+                state.stepInEpoch = 0
+                state.lossSum = 0
+                state.lossCount = 0
+                continue
+            }
             model.training = false
             quantization?.training = false
             let metrics = try pipeline.evaluate(model: model, batchSize: a.evalBatchSize)
@@ -227,8 +271,36 @@ public final class Trainer {
             started = Date()
             stepsTimed = 0
         }
-        try publishBestModel()
+        if writer { try publishBestModel() }
         return state.history
+    }
+
+    /// This process's part of one data-parallel update on the global batch `rows`: the forward
+    /// and backward pass on its slice (padded to the batch's length, the batch's dropout masks),
+    /// the loss weighted by the slice's share of the batch's loss terms, and the gradients summed
+    /// over the processes into every process's `parameters`. Returns the whole batch's loss.
+    func dataParallelStep(_ rows: [Feature], parameters: [Tensor]) throws -> Float {
+        let part = BatchPart(of: rows, rank: group.rank, ranks: group.size, padId: padId, architecture: model.architecture)
+        model.bert.batchRows = part.rows
+        defer { model.bert.batchRows = nil }
+        let tape = Tape()
+        var loss = [0.0]
+        let partLoss = lossOf(part.batch, tape: tape, share: part.share)
+        if part.isPlaceholder {
+            tape.backward(from: tape.scale(partLoss, by: 0))
+        } else {
+            tape.backward(from: partLoss)
+            loss[0] = Double(partLoss.scalar)
+        }
+        // A parameter with a gradient on any process gets one on every process (zeros where its
+        // slice gave none), so that the sums and the optimizer's steps agree everywhere.
+        var present = parameters.map { Int64($0.grad == nil ? 0 : 1) }
+        try group.allReduceMax(&present)
+        for (p, flag) in zip(parameters, present) where flag == 1 {
+            try group.allReduceSum(p.ensureGrad().pointer, count: p.count)
+        }
+        try group.allReduceSum(&loss)
+        return Float(loss[0])
     }
 
     /// Where the best model so far is kept during a run. It moves into the output only when the
@@ -251,11 +323,14 @@ public final class Trainer {
         try fm.removeItem(at: bestModelStaging)
     }
 
-    func lossOf(_ batch: FeatureBatch, tape: Tape) -> Tensor {
+    /// The training loss of `batch`, or with `share` its part of the whole batch's (see
+    /// `Distillation.loss`).
+    func lossOf(_ batch: FeatureBatch, tape: Tape, share: BatchShare? = nil) -> Tensor {
         if let teacher, let distillation = arguments.distillation(teacher: teacher) {
-            return distillation.loss(of: model, batch: batch, tape: tape)
+            return distillation.loss(of: model, batch: batch, tape: tape, share: share)
         }
-        return model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
+        let loss = model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
+        return share.map { tape.scale(loss, by: $0.taskShare) } ?? loss
     }
 
     /// Every trained tensor a checkpoint holds: the model's parameters and learned ranges.
