@@ -296,11 +296,44 @@ public final class Trainer {
         // slice gave none), so that the sums and the optimizer's steps agree everywhere.
         var present = parameters.map { Int64($0.grad == nil ? 0 : 1) }
         try group.allReduceMax(&present)
-        for (p, flag) in zip(parameters, present) where flag == 1 {
-            try group.allReduceSum(p.ensureGrad().pointer, count: p.count)
-        }
+        try sumGradients(zip(parameters, present).filter { $0.1 == 1 }.map(\.0))
         try group.allReduceSum(&loss)
         return Float(loss[0])
+    }
+
+    /// Floats per all-reduce when gradients are summed: 25 MB, PyTorch DDP's bucket size.
+    static let bucketFloats = 25 * 1_048_576 / 4
+
+    /// Sums the gradients of `parameters` over the processes, in buckets: consecutive tensors
+    /// packed into one buffer of up to `bucketFloats` (a larger tensor alone, in place), one
+    /// all-reduce per bucket, so that a step makes a few calls rather than one per tensor (each
+    /// call pays the network's latency once per hop).
+    func sumGradients(_ parameters: [Tensor]) throws {
+        var bucket: [Tensor] = [], floats = 0
+        func flush() throws {
+            defer { (bucket, floats) = ([], 0) }
+            if bucket.count == 1 { return try group.allReduceSum(bucket[0].ensureGrad().pointer, count: floats) }
+            guard bucket.count > 1 else { return }
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: floats)
+            defer { buffer.deallocate() }
+            var offset = 0
+            for p in bucket {
+                (buffer + offset).update(from: p.ensureGrad().pointer, count: p.count)
+                offset += p.count
+            }
+            try group.allReduceSum(buffer, count: floats)
+            offset = 0
+            for p in bucket {
+                p.ensureGrad().pointer.update(from: buffer + offset, count: p.count)
+                offset += p.count
+            }
+        }
+        for p in parameters {
+            if floats > 0 && floats + p.count > Self.bucketFloats { try flush() }
+            bucket.append(p)
+            floats += p.count
+        }
+        try flush()
     }
 
     /// Where the best model so far is kept during a run. It moves into the output only when the
