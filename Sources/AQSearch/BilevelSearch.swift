@@ -148,6 +148,16 @@ public final class BilevelSearch {
     /// whose moments belong in the checkpoint (weights, logits).
     public var checkpoint: ((State, AdamW, AdamW) throws -> Void)?
     public var checkpointEvery = 200
+    /// Data parallelism (several processes, each `lossOf` a part of every batch): sums the
+    /// gradients of the given tensors over the processes after every backward pass (the weights'
+    /// in a weight step, the logits' in an architecture step). nil: one process.
+    public var sumGradients: (([Tensor]) throws -> Void)?
+    /// Data parallelism: sums a loss's parts over the processes (for the log and the divergence
+    /// check, which every process then takes alike).
+    public var sumLoss: ((Double) throws -> Double)?
+    /// This process's share of the size penalty: each process adds `share * lambda * L_size` to
+    /// its part of L_val, so that the parts sum to L_val (1 / processes; 1 for one process).
+    public var sizePenaltyShare: Float = 1
 
     /// The optimizers, created on first use (so a resume can restore their moments first).
     public private(set) lazy var weightOptimizer = AdamW(groups: [ParameterGroup(model.parameters, weightDecay: 0.01)],
@@ -179,6 +189,9 @@ public final class BilevelSearch {
             guard c.architectureStart == 0 else { throw PlanError("frozen weights: the architecture steps start at epoch 0 (N1 = 0)") }
             guard c.unrolledStep == nil else { throw PlanError("frozen weights have no weight step to unroll: drop the second-order gradient") }
         }
+        if sumGradients != nil && c.unrolledStep != nil {
+            throw PlanError("the second-order search runs in one process only (for now): start it without mpirun, or drop --second-order")
+        }
         let weightParams = model.parameters
         let stepsPerEpoch = (trainCount + c.batchSize - 1) / c.batchSize
         var state = resume ?? State(lambda: lambda)
@@ -209,6 +222,7 @@ public final class BilevelSearch {
                     let loss = lossOf(batch, false, tape)
                     tape.backward(from: loss)
                     trainLoss = Double(loss.scalar)
+                    try sumGradients?(weightParams)
                     if architectureStep, let xi = c.unrolledStep {
                         // (2') Eq. 14 before the weights move: the unrolled gradient needs w and
                         // the training gradient at w, which the weight step below then uses.
@@ -234,6 +248,7 @@ public final class BilevelSearch {
                         let loss = validationObjective(validationBatch(state.architectureSteps), tape: vt)
                         vt.backward(from: loss)
                         valLoss = Double(loss.scalar)
+                        try sumGradients?(network.logits)
                     }
                     switch c.architectureOptimizer {
                     case .sgd: sgd.update()
@@ -244,6 +259,10 @@ public final class BilevelSearch {
                 }
                 for p in weightParams { p.grad = nil }
                 for t in network.logits { t.grad = nil }
+                if let sumLoss {
+                    trainLoss = try trainLoss.map(sumLoss)
+                    valLoss = try valLoss.map(sumLoss)
+                }
                 for (name, value) in [("training", trainLoss), ("validation", valLoss)] {
                     if let value, !value.isFinite {
                         throw PlanError("step \(step + 1): the \(name) loss is \(value): the search diverged (a lower --lr or --arch-lr usually helps); no plan was written")
@@ -304,7 +323,7 @@ public final class BilevelSearch {
         updateLambda(argmaxMiB: current)
         if let size = network.sizeLoss(argmaxMiB: current, targetMiB: configuration.targetMiB,
                                        tolerance: configuration.tolerance, tape: tape) {
-            loss = tape.add(loss, tape.scale(size, by: Float(lambda)))
+            loss = tape.add(loss, tape.scale(size, by: Float(lambda) * sizePenaltyShare))
         }
         return loss
     }

@@ -1,4 +1,5 @@
 import AQBert
+import AQParallel
 import AQQuant
 import AQSearch
 import AQTasks
@@ -116,85 +117,98 @@ struct SearchCommand: ParsableCommand {
         if let xi = unrolledLr, !(xi >= 0 && xi.isFinite) { throw ValidationError("--unrolled-lr must be a non-negative number") }
     }
 
+    /// Under `mpirun -np N` the ranks search data parallel (see `SearchRunner`): every rank checks
+    /// the inputs and they agree on the first failure; rank 0 alone checks, locks and writes the
+    /// output and prints; threads per rank default to the machine's cores shared by its ranks.
     func run() throws {
-        common.apply()
-        let candidates = try parseBits(bits)
-        do { try BitPlan.validateCandidates(candidates) } catch { throw CLIError("--bits: \(error)") }
-        var startLogits: [Float]? = nil
-        if let initialLogits {
-            let values = initialLogits.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
-            guard values.count == candidates.count, values.allSatisfy({ $0?.isFinite == true }) else {
-                throw CLIError("--initial-logits needs \(candidates.count) numbers, one per candidate of --bits \(bits), got '\(initialLogits)'")
+        let group = try ProcessGroup.world()
+        let leader = group.rank == 0
+        let (runner, c, hash) = try group.agree { () throws -> (SearchRunner, SearchConfiguration, String) in
+            common.apply()
+            if common.threads == nil && group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
+            if group.size > 1 && secondOrder {
+                throw CLIError("--second-order runs in one process only (for now): start it without mpirun, or drop --second-order")
             }
-            startLogits = values.compactMap { $0 }
+            let candidates = try parseBits(bits)
+            do { try BitPlan.validateCandidates(candidates) } catch { throw CLIError("--bits: \(error)") }
+            var startLogits: [Float]? = nil
+            if let initialLogits {
+                let values = initialLogits.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+                guard values.count == candidates.count, values.allSatisfy({ $0?.isFinite == true }) else {
+                    throw CLIError("--initial-logits needs \(candidates.count) numbers, one per candidate of --bits \(bits), got '\(initialLogits)'")
+                }
+                startLogits = values.compactMap { $0 }
+            }
+            var args = TrainingArguments.defaults(for: common.task)
+            if let maxSeqLength { args.maxSeqLength = maxSeqLength }
+            let trainURL = try TextIO.existingFile(train, option: "--train")
+            let modelDir = try TextIO.modelDirectory(common.model)
+            if leader { try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)]) }
+            // An impossible budget fails at once, before any data is read: shapes from config.json.
+            let shapes: BertConfig
+            do { shapes = try BertConfig(contentsOf: modelDir) } catch { throw CLIError("\(error)") }
+            let weights = QuantizableMatrices.weightCount(shapes)
+            let sizeBudget: SizeBudget = targetBits != nil ? .encoder : (budget ?? .file)
+            // A file budget is in MB of 10^6 bytes (what a file listing shows); the search works in MiB.
+            let target = targetBits.map { BitPlan.budgetMiB(averageBits: $0, weights: weights) }
+                ?? (sizeBudget == .file ? targetMb! * 1_000_000 / 1_048_576 : targetMb!)
+            var c = SearchConfiguration(targetMiB: target)
+            c.candidates = candidates
+            c.groups = groups
+            c.tolerance = tolerance
+            if sizeBudget == .file {
+                c.budget = .file
+                let tableBits = try parseBits(embeddingBits)
+                do { try BitPlan.validateCandidates(tableBits) } catch { throw CLIError("--embedding-bits: \(error)") }
+                c.embeddings = EmbeddingSearch(candidates: tableBits, rowsPerGroup: embeddingRows)
+            }
+            let architecture = shapes.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
+            do { try SearchRunner.checkBudget(c, model: BertTaskModel(config: shapes, architecture: architecture)) } catch {
+                throw CLIError("\(error)")
+            }
+            let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
+            do { try model.config.checkTrainingMemory(batch: batchSize, sequence: args.maxSeqLength) } catch { throw CLIError("\(error)") }
+            if !report.initialized.isEmpty && leader {
+                TextIO.warn("searching on a model without a fine-tuned head (\(report.initialized.joined(separator: ", "))): fine-tune it first for a meaningful search")
+            }
+            c.epochs = epochs
+            c.architectureStart = archStart ?? (freezeWeights ? 0 : 1)
+            c.freezeWeights = freezeWeights
+            c.lambda = Double(lambda)
+            c.architectureOptimizer = archOptimizer
+            c.architectureLearningRate = archLr
+            c.weightLearningRate = learningRate
+            c.batchSize = batchSize
+            c.initialTemperature = temperature
+            c.finalTemperature = finalTemperature
+            c.hardSamples = hard
+            c.unrolledStep = secondOrder ? (unrolledLr ?? learningRate) : nil
+            c.tieBreak = tieBreak
+            c.initialLogits = startLogits
+            c.seed = seed
+            c.distillation = distill.mode.map { DistillationSettings(mode: $0) }
+            c.weightRanges = ranges == .minmax ? nil : ranges
+            var runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
+                                      validationPercent: Int((valFraction * 100).rounded()), padId: tokenizer.padTokenId,
+                                      output: URL(fileURLWithPath: output))
+            runner.saveSteps = saveSteps
+            if c.distillation != nil {
+                runner.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: seed)
+            }
+            if leader { try TextIO.lockOutput(output) }
+            if !resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("last-checkpoint.json").path) {
+                throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")
+            }
+            let fingerprint = try TextIO.fingerprint(modelDirectory: modelDir, inputs: [("train", trainURL)])
+            runner.fingerprint = fingerprint
+            // The training data's hash, recorded in the plan's provenance too.
+            let hash = try fingerprint.files["train"] ?? SHA256.hex(contentsOf: trainURL)
+            runner.group = group
+            return (runner, c, hash)
         }
-        var args = TrainingArguments.defaults(for: common.task)
-        if let maxSeqLength { args.maxSeqLength = maxSeqLength }
-        let trainURL = try TextIO.existingFile(train, option: "--train")
-        let modelDir = try TextIO.modelDirectory(common.model)
-        try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)])
-        // An impossible budget fails at once, before any data is read: shapes from config.json.
-        let shapes: BertConfig
-        do { shapes = try BertConfig(contentsOf: modelDir) } catch { throw CLIError("\(error)") }
-        let weights = QuantizableMatrices.weightCount(shapes)
-        let sizeBudget: SizeBudget = targetBits != nil ? .encoder : (budget ?? .file)
-        // A file budget is in MB of 10^6 bytes (what a file listing shows); the search works in MiB.
-        let target = targetBits.map { BitPlan.budgetMiB(averageBits: $0, weights: weights) }
-            ?? (sizeBudget == .file ? targetMb! * 1_000_000 / 1_048_576 : targetMb!)
-        var c = SearchConfiguration(targetMiB: target)
-        c.candidates = candidates
-        c.groups = groups
-        c.tolerance = tolerance
-        if sizeBudget == .file {
-            c.budget = .file
-            let tableBits = try parseBits(embeddingBits)
-            do { try BitPlan.validateCandidates(tableBits) } catch { throw CLIError("--embedding-bits: \(error)") }
-            c.embeddings = EmbeddingSearch(candidates: tableBits, rowsPerGroup: embeddingRows)
-        }
-        let architecture = shapes.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
-        do { try SearchRunner.checkBudget(c, model: BertTaskModel(config: shapes, architecture: architecture)) } catch {
-            throw CLIError("\(error)")
-        }
-        let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
-        do { try model.config.checkTrainingMemory(batch: batchSize, sequence: args.maxSeqLength) } catch { throw CLIError("\(error)") }
-        if !report.initialized.isEmpty {
-            TextIO.warn("searching on a model without a fine-tuned head (\(report.initialized.joined(separator: ", "))): fine-tune it first for a meaningful search")
-        }
-        c.epochs = epochs
-        c.architectureStart = archStart ?? (freezeWeights ? 0 : 1)
-        c.freezeWeights = freezeWeights
-        c.lambda = Double(lambda)
-        c.architectureOptimizer = archOptimizer
-        c.architectureLearningRate = archLr
-        c.weightLearningRate = learningRate
-        c.batchSize = batchSize
-        c.initialTemperature = temperature
-        c.finalTemperature = finalTemperature
-        c.hardSamples = hard
-        c.unrolledStep = secondOrder ? (unrolledLr ?? learningRate) : nil
-        c.tieBreak = tieBreak
-        c.initialLogits = startLogits
-        c.seed = seed
-        c.distillation = distill.mode.map { DistillationSettings(mode: $0) }
-        c.weightRanges = ranges == .minmax ? nil : ranges
-        var runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
-                                  validationPercent: Int((valFraction * 100).rounded()), padId: tokenizer.padTokenId,
-                                  output: URL(fileURLWithPath: output))
-        runner.saveSteps = saveSteps
-        if c.distillation != nil {
-            runner.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: seed)
-        }
-        try TextIO.lockOutput(output)
-        if !resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("last-checkpoint.json").path) {
-            throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")
-        }
-        let fingerprint = try TextIO.fingerprint(modelDirectory: modelDir, inputs: [("train", trainURL)])
-        runner.fingerprint = fingerprint
-        // The training data's hash, recorded in the plan's provenance too.
-        let hash = try fingerprint.files["train"] ?? SHA256.hex(contentsOf: trainURL)
         let every = logEvery, json = self.json
         let plan = try runner.run(dataSHA256: hash, resume: resume) { e in
-            guard e.step % every == 0 else { return }
+            guard leader, e.step % every == 0 else { return }
             if json, let d = try? JSONEncoder().encode(e) {
                 print(String(decoding: d, as: UTF8.self))
             } else {
@@ -205,6 +219,7 @@ struct SearchCommand: ParsableCommand {
             }
             fflush(stdout)
         }
+        guard leader else { return }
         if let repair = plan.provenance.notes["budget_repair"] {
             print("the argmax plan was outside the band: \(repair) (\(output)/budget_repair.json)")
         }

@@ -1,4 +1,5 @@
 import AQBert
+import AQQuant
 import Foundation
 import XCTest
 
@@ -137,6 +138,45 @@ final class MPITests: XCTestCase {
         let a1 = try ranges(one), a2 = try ranges(two)
         XCTAssertEqual(Set(a1.keys), Set(a2.keys))
         for (k, v) in a1 { for (x, y) in zip(v, a2[k]!) { XCTAssertEqual(x, y, accuracy: 0.005 * abs(x), k) } }
+    }
+
+    /// The search on 2 ranks (frozen weights, the default, and trained weights): the plan of one
+    /// process, the first steps' losses to rounding (later ones drift by more: the super-network
+    /// quantizes, see the retraining test), and the same bytes from two runs on 2 ranks.
+    func testSearchOnTwoRanksGivesTheOneProcessPlan() throws {
+        let fp32 = dir.appendingPathComponent("fp32")
+        XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
+        func searchArgs(_ out: URL, _ extra: [String]) -> [String] {
+            ["search", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--target-bits", "2.5", "--groups", "1",
+             "--tolerance", "0.1", "--epochs", "2", "--batch-size", "8", "--save-steps", "10", "--threads", "1", "--output", out.path] + extra
+        }
+        func log(_ out: URL) throws -> [[String: Any]] {
+            try String(contentsOf: out.appendingPathComponent("search_log.jsonl"), encoding: .utf8).split(separator: "\n")
+                .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        }
+        for (name, extra) in [("frozen", [String]()), ("trained", ["--train-weights"])] {
+            let one = dir.appendingPathComponent("search-one-\(name)"), two = dir.appendingPathComponent("search-two-\(name)")
+            let again = dir.appendingPathComponent("search-again-\(name)")
+            XCTAssertEqual(try CLI.run(searchArgs(one, extra)).status, 0)
+            let r = try MPI.run(ranks: 2, searchArgs(two, extra))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(r.stdout.components(separatedBy: "plan:").count, 2, "rank 0 alone prints: \(r.stdout)")
+            XCTAssertEqual(try MPI.run(ranks: 2, searchArgs(again, extra)).status, 0)
+            for file in ["plan.json", "search_log.jsonl"] {
+                XCTAssertEqual(try Data(contentsOf: two.appendingPathComponent(file)), try Data(contentsOf: again.appendingPathComponent(file)),
+                               "\(name): \(file) of two runs on 2 ranks")
+            }
+            let p1 = try BitPlan(contentsOf: one.appendingPathComponent("plan.json"))
+            let p2 = try BitPlan(contentsOf: two.appendingPathComponent("plan.json"))
+            XCTAssertEqual(p1.matrices.mapValues(\.bits), p2.matrices.mapValues(\.bits), "\(name): the plan of one process")
+            let l1 = try log(one), l2 = try log(two)
+            XCTAssertEqual(l1.count, l2.count)
+            for (a, b) in zip(l1, l2).prefix(10) {
+                for key in ["train_loss", "val_loss", "expected_mib"] {
+                    if let x = a[key] as? Double { XCTAssertEqual(x, try XCTUnwrap(b[key] as? Double), accuracy: 1e-5 * max(1, abs(x)), "\(name) \(key)") }
+                }
+            }
+        }
     }
 
     /// Every rank fails the same input check: one error line, printed once, and a failure exit.

@@ -1,4 +1,5 @@
 import AQBert
+import AQParallel
 import AQQuant
 import AQSearch
 import Foundation
@@ -8,6 +9,12 @@ import Foundation
 /// the super-network is installed on the fine-tuned model, and Algorithm 1 runs. Writes
 /// `plan.json`, `search_log.jsonl` and `search_config.json` into `output`, and
 /// `budget_repair.json` (every move) when the argmax plan had to be moved into the band.
+///
+/// Data parallel over a `ProcessGroup` as `Trainer` is: every step's training and validation
+/// batches are split over the processes (`BatchPart`), the weights' and the logits' gradients
+/// summed, the size penalty added once in total, the activation ranges kept on the whole batch;
+/// every process holds the same weights and logits, so the argmax, lambda and the plan agree.
+/// Only rank 0 writes files.
 public struct SearchRunner {
     public let model: BertTaskModel
     public let pipeline: TaskPipeline
@@ -22,6 +29,8 @@ public struct SearchRunner {
     /// The model and data files the search starts from; recorded in every checkpoint and
     /// compared on `--resume`.
     public var fingerprint: RunFingerprint?
+    /// The processes searching together (see the type); `.single` for one process.
+    public var group: ProcessGroup = .single
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, configuration: SearchConfiguration, validationPercent: Int,
                 padId: Int, output: URL) {
@@ -102,7 +111,8 @@ public struct SearchRunner {
     /// configuration required), reproducing the uninterrupted run exactly.
     public func run(dataSHA256: String?, resume: Bool = false, log: (SearchLogEntry) -> Void) throws -> BitPlan {
         try Self.checkBudget(configuration, model: model)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let writer = group.rank == 0
+        if writer { try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true) }
         for (name, t) in model.checkpointParameters { t.name = name }
         let features = pipeline.trainFeatures
         try validate(features, for: model.config)
@@ -138,11 +148,36 @@ public struct SearchRunner {
         } else {
             distillation = nil
         }
+        let group = self.group
         let search = BilevelSearch(model: model, network: network, configuration: configuration, trainCount: train.count,
                                    validationCount: val.count) { idx, isVal, tape in
-            let batch = FeatureBatch(idx.map { (isVal ? val : train)[$0] }, padId: padId)
-            if !isVal, let distillation { return distillation.loss(of: model, batch: batch, tape: tape) }
-            return model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
+            let rows = idx.map { (isVal ? val : train)[$0] }
+            guard group.size > 1 else {
+                let batch = FeatureBatch(rows, padId: padId)
+                if !isVal, let distillation { return distillation.loss(of: model, batch: batch, tape: tape) }
+                return model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
+            }
+            let part = BatchPart(of: rows, rank: group.rank, ranks: group.size, padId: padId, architecture: model.architecture)
+            model.bert.batchRows = part.rows
+            defer { model.bert.batchRows = nil }
+            let loss: Tensor
+            if !isVal, let distillation {
+                loss = distillation.loss(of: model, batch: part.batch, tape: tape, share: part.share)
+            } else {
+                loss = tape.scale(model.taskLoss(model.forward(part.batch.inputs, tape: tape), batch: part.batch, tape: tape),
+                                  by: part.share.taskShare)
+            }
+            return part.isPlaceholder ? tape.scale(loss, by: 0) : loss
+        }
+        let wholeBatchRanges = WholeBatchRanges(Array(network.activationQuantizers.values), group: group)
+        defer { wholeBatchRanges.uninstall() }
+        if group.size > 1 {
+            search.sumGradients = { tensors in
+                try wholeBatchRanges.check()
+                try group.sumGradients(of: tensors)
+            }
+            search.sumLoss = { try group.sum($0) }
+            search.sizePenaltyShare = 1 / Float(group.size)
         }
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -154,6 +189,7 @@ public struct SearchRunner {
         }
         search.checkpointEvery = saveSteps
         search.checkpoint = { s, weights, arch in
+            guard writer else { return }
             try self.saveCheckpoint(state: s, weights: weights, architecture: arch, network: network, log: lines, encoder: e)
         }
         let lineEncoder = JSONEncoder()
@@ -168,6 +204,7 @@ public struct SearchRunner {
         for (path, count) in held.sorted(by: { $0.key < $1.key }) {
             plan.provenance.notes["held_ungathered_groups." + path] = String(count)
         }
+        guard writer else { return plan }
         try writeAtomically(Data(lines.utf8), to: output.appendingPathComponent("search_log.jsonl"))
         try writeAtomically(try e.encode(configuration), to: output.appendingPathComponent("search_config.json"))
         if let repair = search.repair {

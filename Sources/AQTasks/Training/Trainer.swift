@@ -168,18 +168,8 @@ public final class Trainer {
             try writeJSON(a, to: output.appendingPathComponent("training_args.json"))
         }
         // Every activation range follows the whole batch's minimum and maximum.
-        var rangeError: Error?
-        if group.size > 1, let quantization {
-            let group = self.group
-            for q in quantization.activationQuantizers.values {
-                q.combineBatchRange = { low, high in
-                    var v = [-Double(low), Double(high)]
-                    do { try group.allReduceMax(&v) } catch { rangeError = rangeError ?? error }
-                    (low, high) = (Float(-v[0]), Float(v[1]))
-                }
-            }
-        }
-        defer { quantization?.activationQuantizers.values.forEach { $0.combineBatchRange = nil } }
+        let wholeBatchRanges = WholeBatchRanges(quantization.map { Array($0.activationQuantizers.values) } ?? [], group: group)
+        defer { wholeBatchRanges.uninstall() }
         var started = Date()
         var stepsTimed = 0
         var clock = Date()
@@ -205,7 +195,7 @@ public final class Trainer {
                     lossValue = loss.scalar
                 } else {
                     lossValue = try dataParallelStep(rows, parameters: model.parameters + ranges)
-                    if let rangeError { throw rangeError }
+                    try wholeBatchRanges.check()
                 }
                 // Clipping covers the weights only: the ranges have their own rate and Adam's
                 // per-parameter normalisation.
@@ -284,56 +274,16 @@ public final class Trainer {
         model.bert.batchRows = part.rows
         defer { model.bert.batchRows = nil }
         let tape = Tape()
-        var loss = [0.0]
+        var loss = 0.0
         let partLoss = lossOf(part.batch, tape: tape, share: part.share)
         if part.isPlaceholder {
             tape.backward(from: tape.scale(partLoss, by: 0))
         } else {
             tape.backward(from: partLoss)
-            loss[0] = Double(partLoss.scalar)
+            loss = Double(partLoss.scalar)
         }
-        // A parameter with a gradient on any process gets one on every process (zeros where its
-        // slice gave none), so that the sums and the optimizer's steps agree everywhere.
-        var present = parameters.map { Int64($0.grad == nil ? 0 : 1) }
-        try group.allReduceMax(&present)
-        try sumGradients(zip(parameters, present).filter { $0.1 == 1 }.map(\.0))
-        try group.allReduceSum(&loss)
-        return Float(loss[0])
-    }
-
-    /// Floats per all-reduce when gradients are summed: 25 MB, PyTorch DDP's bucket size.
-    static let bucketFloats = 25 * 1_048_576 / 4
-
-    /// Sums the gradients of `parameters` over the processes, in buckets: consecutive tensors
-    /// packed into one buffer of up to `bucketFloats` (a larger tensor alone, in place), one
-    /// all-reduce per bucket, so that a step makes a few calls rather than one per tensor (each
-    /// call pays the network's latency once per hop).
-    func sumGradients(_ parameters: [Tensor]) throws {
-        var bucket: [Tensor] = [], floats = 0
-        func flush() throws {
-            defer { (bucket, floats) = ([], 0) }
-            if bucket.count == 1 { return try group.allReduceSum(bucket[0].ensureGrad().pointer, count: floats) }
-            guard bucket.count > 1 else { return }
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: floats)
-            defer { buffer.deallocate() }
-            var offset = 0
-            for p in bucket {
-                (buffer + offset).update(from: p.ensureGrad().pointer, count: p.count)
-                offset += p.count
-            }
-            try group.allReduceSum(buffer, count: floats)
-            offset = 0
-            for p in bucket {
-                p.ensureGrad().pointer.update(from: buffer + offset, count: p.count)
-                offset += p.count
-            }
-        }
-        for p in parameters {
-            if floats > 0 && floats + p.count > Self.bucketFloats { try flush() }
-            bucket.append(p)
-            floats += p.count
-        }
-        try flush()
+        try group.sumGradients(of: parameters)
+        return Float(try group.sum(loss))
     }
 
     /// Where the best model so far is kept during a run. It moves into the output only when the
