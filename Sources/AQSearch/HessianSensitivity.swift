@@ -55,6 +55,12 @@ public struct TopEigenvalue: Codable, Equatable, Sendable {
     public var iterations: Int
     /// Whether the relative change fell below the tolerance before `maxIterations`.
     public var converged: Bool
+
+    public init(eigenvalue: Double, iterations: Int, converged: Bool) {
+        self.eigenvalue = eigenvalue
+        self.iterations = iterations
+        self.converged = converged
+    }
 }
 
 public enum HessianSensitivity {

@@ -1,4 +1,5 @@
 import AQBert
+import AQParallel
 import AQSearch
 import AQTasks
 import ArgumentParser
@@ -31,36 +32,48 @@ struct SensitivityCommand: ParsableCommand {
     @Flag(help: "Continue after the last finished subset in --output.") var resume = false
     @Flag(help: "Progress as one JSON object per line.") var json = false
 
+    /// Under `mpirun -np N` the ranks share out each subset's blocks (see `SensitivityRunner`);
+    /// every rank checks the inputs and they agree on the first failure; rank 0 alone checks,
+    /// locks and writes the output and prints.
     func run() throws {
-        common.apply()
-        var c = SensitivityConfiguration()
-        c.subsets = subsets
-        c.fraction = fraction
-        c.maxRows = maxRows
-        c.tolerance = tolerance
-        c.maxIterations = maxIterations
-        c.batchSize = batchSize
-        c.seed = seed
-        do { try c.validate() } catch { throw CLIError("\(error)") }
-        var args = TrainingArguments.defaults(for: common.task)
-        if let maxSeqLength { args.maxSeqLength = maxSeqLength }
-        let trainURL = try TextIO.existingFile(train, option: "--train")
-        let modelDir = try TextIO.modelDirectory(common.model)
-        let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
-        if !report.initialized.isEmpty { throw notFineTunedError(common, model, report) }
-        // A Hessian-vector product is two backward passes over a batch of rows: a training step's memory.
-        do { try model.config.checkTrainingMemory(batch: batchSize, sequence: args.maxSeqLength) } catch { throw CLIError("\(error)") }
-        try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)])
-        try TextIO.lockOutput(output, directory: false)
-        let outURL = URL(fileURLWithPath: output)
-        if !resume, FileManager.default.fileExists(atPath: outURL.path),
-           let saved = try? SensitivityReport.read(outURL), !saved.complete {
-            throw CLIError("--output \(output) holds an unfinished measurement: add --resume to continue it, or choose another file")
+        let group = try ProcessGroup.world()
+        let leader = group.rank == 0
+        let (runner, c, hash) = try group.agree { () throws -> (SensitivityRunner, SensitivityConfiguration, String) in
+            common.apply()
+            if common.threads == nil && group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
+            var c = SensitivityConfiguration()
+            c.subsets = subsets
+            c.fraction = fraction
+            c.maxRows = maxRows
+            c.tolerance = tolerance
+            c.maxIterations = maxIterations
+            c.batchSize = batchSize
+            c.seed = seed
+            do { try c.validate() } catch { throw CLIError("\(error)") }
+            var args = TrainingArguments.defaults(for: common.task)
+            if let maxSeqLength { args.maxSeqLength = maxSeqLength }
+            let trainURL = try TextIO.existingFile(train, option: "--train")
+            let modelDir = try TextIO.modelDirectory(common.model)
+            let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
+            if !report.initialized.isEmpty { throw notFineTunedError(common, model, report) }
+            // A Hessian-vector product is two backward passes over a batch of rows: a training step's memory.
+            do { try model.config.checkTrainingMemory(batch: batchSize, sequence: args.maxSeqLength) } catch { throw CLIError("\(error)") }
+            if leader {
+                try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)])
+                try TextIO.lockOutput(output, directory: false)
+            }
+            let outURL = URL(fileURLWithPath: output)
+            if !resume, FileManager.default.fileExists(atPath: outURL.path),
+               let saved = try? SensitivityReport.read(outURL), !saved.complete {
+                throw CLIError("--output \(output) holds an unfinished measurement: add --resume to continue it, or choose another file")
+            }
+            var runner = SensitivityRunner(model: model, pipeline: pipeline, configuration: c, padId: tokenizer.padTokenId, output: outURL)
+            runner.group = group
+            return (runner, c, SHA256.hex(try Data(contentsOf: trainURL)))
         }
-        let runner = SensitivityRunner(model: model, pipeline: pipeline, configuration: c, padId: tokenizer.padTokenId, output: outURL)
-        let hash = SHA256.hex(try Data(contentsOf: trainURL))
         let started = Date()
         let result = try runner.run(dataSHA256: hash, resume: resume) { s, b, e in
+            guard leader else { return }
             if json {
                 print("{\"subset\":\(s),\"block\":\(b),\"eigenvalue\":\(e.eigenvalue),\"iterations\":\(e.iterations),\"converged\":\(e.converged)}")
             } else {
@@ -69,7 +82,7 @@ struct SensitivityCommand: ParsableCommand {
             }
             fflush(stdout)
         }
-        if !json {
+        if !json && leader {
             let omega = result.omega.enumerated().map { String(format: "%d: %.4g", $0.offset, $0.element) }.joined(separator: ", ")
             print("Omega per block (\(result.eigenvalues.count) subsets of \(result.subsetRows) rows): \(omega) -> \(output)")
         }

@@ -179,6 +179,26 @@ final class MPITests: XCTestCase {
         }
     }
 
+    /// Q-BERT's sensitivity with each subset's blocks shared out over 2 and 3 ranks (3: one rank
+    /// has no block of the tiny model's 2): the one-process report, byte for byte.
+    func testSensitivityOnSeveralRanksIsTheOneProcessReport() throws {
+        let fp32 = dir.appendingPathComponent("fp32")
+        XCTAssertEqual(try CLI.run(finetuneArgs(fp32)).status, 0)
+        func args(_ out: URL) -> [String] {
+            ["sensitivity", "--model", fp32.path, "--task", "sst2", "--train", train.path, "--subsets", "2", "--max-rows", "16",
+             "--max-iterations", "4", "--threads", "1", "--output", out.path]
+        }
+        let one = dir.appendingPathComponent("one.json")
+        XCTAssertEqual(try CLI.run(args(one)).status, 0)
+        for ranks in [2, 3] {
+            let out = dir.appendingPathComponent("ranks-\(ranks).json")
+            let r = try MPI.run(ranks: ranks, args(out))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(r.stdout.components(separatedBy: "Omega per block").count, 2, "rank 0 alone prints: \(r.stdout)")
+            XCTAssertEqual(try Data(contentsOf: out), try Data(contentsOf: one), "\(ranks) ranks")
+        }
+    }
+
     /// Every rank fails the same input check: one error line, printed once, and a failure exit.
     func testABadInputIsOneErrorLine() throws {
         var args = finetuneArgs(dir.appendingPathComponent("run"))

@@ -1,4 +1,5 @@
 import AQBert
+import AQParallel
 import AQSearch
 import Foundation
 
@@ -86,12 +87,18 @@ public struct SensitivityReport: Codable, Equatable, Sendable {
 /// the Hessian of the mean training loss (eval mode: no dropout) with respect to all of that
 /// block's parameters. Writes the report after every subset, so `resume` continues after the
 /// last finished one.
+///
+/// Over a `ProcessGroup` (`mpirun -np N`), the blocks of each subset are shared out (block b on
+/// rank b mod N) and their results gathered: each eigenvalue is computed as in one process, so
+/// the report is the one-process report, bit for bit. Rank 0 writes it.
 public struct SensitivityRunner {
     public let model: BertTaskModel
     public let pipeline: TaskPipeline
     public let configuration: SensitivityConfiguration
     public let padId: Int
     public let output: URL
+    /// The processes sharing the work (see the type); `.single` for one process.
+    public var group: ProcessGroup = .single
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, configuration: SensitivityConfiguration, padId: Int, output: URL) {
         self.model = model
@@ -109,7 +116,8 @@ public struct SensitivityRunner {
         return order.prefix(size).sorted()
     }
 
-    /// `progress(subset, block, result)` after each eigenvalue.
+    /// `progress(subset, block, result)` after each eigenvalue (with several processes, after
+    /// each subset, for all its blocks).
     public func run(dataSHA256: String?, resume: Bool, progress: (Int, Int, TopEigenvalue) -> Void) throws -> SensitivityReport {
         try configuration.validate()
         let features = pipeline.trainFeatures
@@ -141,21 +149,41 @@ public struct SensitivityRunner {
                 FeatureBatch(rows[$0..<min(rows.count, $0 + configuration.batchSize)].map { features[$0] }, padId: padId)
             }
             var row: [TopEigenvalue] = []
-            for b in 0..<blocks {
+            for b in 0..<blocks where b % group.size == group.rank {
                 let block = blockProblem(b, batches: batches, rows: rows.count)
                 let seed = configuration.seed &+ UInt64(s * blocks + b) &* 0x2545_F491_4F6C_DD1D
                 let result = HessianSensitivity.topEigenvalue(of: block, seed: seed, tolerance: configuration.tolerance,
                                                               maxIterations: configuration.maxIterations,
                                                               relativeStep: configuration.relativeStep)
-                progress(s, b, result)
+                if group.size == 1 { progress(s, b, result) }
                 row.append(result)
+            }
+            if group.size > 1 {
+                row = try gather(row, blocks: blocks)
+                for (b, result) in row.enumerated() { progress(s, b, result) }
             }
             report.eigenvalues.append(row)
             report.omega = (0..<blocks).map { b in HessianSensitivity.omega(report.eigenvalues.map { $0[b].eigenvalue }) }
             report.complete = report.eigenvalues.count == configuration.subsets
-            try report.write(to: output)
+            if group.rank == 0 { try report.write(to: output) }
         }
         return report
+    }
+
+    /// Every block's result on every rank, from each rank's own blocks (`b mod N == rank`, in
+    /// order): a sum over the ranks of vectors that are zero outside each rank's blocks, which
+    /// adds each value to zeros only, so the values arrive unchanged.
+    func gather(_ mine: [TopEigenvalue], blocks: Int) throws -> [TopEigenvalue] {
+        var values = [Double](repeating: 0, count: 3 * blocks)
+        for (i, b) in stride(from: group.rank, to: blocks, by: group.size).enumerated() {
+            values[3 * b] = mine[i].eigenvalue
+            values[3 * b + 1] = Double(mine[i].iterations)
+            values[3 * b + 2] = mine[i].converged ? 1 : 0
+        }
+        try group.allReduceSum(&values)
+        return (0..<blocks).map {
+            TopEigenvalue(eigenvalue: values[3 * $0], iterations: Int(values[3 * $0 + 1]), converged: values[3 * $0 + 2] != 0)
+        }
     }
 
     /// Block b's parameters and the gradient of the subset's mean loss with respect to them
