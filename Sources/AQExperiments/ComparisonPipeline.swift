@@ -59,6 +59,12 @@ public struct ComparisonPipeline {
     public let steps: ComparisonSteps
     /// Receives a line per finished run.
     public let progress: (String) -> Void
+    /// The seeds this pipeline runs (nil: all of `settings.seeds`). Several processes share a
+    /// comparison by running disjoint seeds (each seed's steps write only under its `seed-S`),
+    /// then one process runs the whole pipeline, finding every step finished, and publishes.
+    public var seedsToRun: Set<UInt64>?
+    /// Whether finished runs are published (results.json, results.md, pictures).
+    public var publishes = true
 
     public init(settings: ComparisonSettings, output: URL, steps: ComparisonSteps, progress: @escaping (String) -> Void) {
         self.settings = settings
@@ -88,6 +94,7 @@ public struct ComparisonPipeline {
             return r
         }
         func publish() throws {
+            guard publishes else { return }
             let r = results()
             let e = JSONEncoder()
             e.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -117,7 +124,7 @@ public struct ComparisonPipeline {
                             metricName, metric))
         }
 
-        for seed in s.seeds {
+        for seed in s.seeds where seedsToRun?.contains(seed) ?? true {
             let seedDir = out.appendingPathComponent("seed-\(seed)")
             let plansDir = seedDir.appendingPathComponent("plans")
             try FileManager.default.createDirectory(at: plansDir, withIntermediateDirectories: true)

@@ -38,9 +38,9 @@ struct AQBertCommand: ParsableCommand {
             // Under mpirun only the data-parallel commands run; any other would run N times over
             // the same output.
             if ProcessGroup.launchedByMPI() && !(command is FinetuneCommand || command is RetrainCommand || command is SearchCommand
-                                               || command is SensitivityCommand) {
+                                               || command is SensitivityCommand || command is CompareCommand) {
                 _ = try ProcessGroup.world()
-                throw AgreedError(rank: 0, message: "this command runs in one process: start it without mpirun (finetune, retrain, search and sensitivity share their work under mpirun)")
+                throw AgreedError(rank: 0, message: "this command runs in one process: start it without mpirun (finetune, retrain, search, sensitivity and compare share their work under mpirun)")
             }
             try command.run()
             // Output that could not be written (a closed stdout, a full disk behind a redirect) is

@@ -1,4 +1,5 @@
 import AQBert
+import AQParallel
 import AQSearch
 import AQExperiments
 import AQTasks
@@ -88,49 +89,69 @@ struct CompareCommand: ParsableCommand {
         return ComparisonMethod.allCases.filter { m in values.contains { $0 == m } }
     }
 
+    /// Under `mpirun -np N` the ranks share the seeds (seed i on rank i mod N, each of its steps
+    /// a one-process aqbert), then rank 0 runs the whole comparison, finding every step
+    /// finished, and publishes the results; every rank checks the inputs and they agree on the
+    /// first failure.
     func run() throws {
-        let budgetList = parsedBudgets!, methodList = parsedMethods!
-        let trainURL = try TextIO.existingFile(train, option: "--train"), devURL = try TextIO.existingFile(dev, option: "--dev")
-        let modelDir = try TextIO.modelDirectory(model)
-        try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train), ("--dev", dev)])
-        let out = URL(fileURLWithPath: output)
-        do { try makeDirectories(out.path) } catch { throw CLIError("--output: \(error)") }
-        var s = ComparisonSettings(model: modelDir, task: task, train: trainURL, dev: devURL, budgets: budgetList,
-                                   seeds: (0..<seeds).map { seed + UInt64($0) }, methods: methodList, fineTuned: fineTuned)
-        s.record = [
-            "model": modelDir.path, "train": trainURL.path, "dev": devURL.path, "groups": String(groups),
-            "search_candidates": bits, "search_epochs": String(searchEpochs), "arch_optimizer": archOptimizer,
-            "arch_lr": String(archLr), "fine_tuned_input": String(fineTuned),
-            "search_weights": freezeWeights ? "frozen" : "trained", "search_distill": searchDistill.rawValue,
-            "search_ranges": searchRanges.rawValue,
-            "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction) (at most \(sensitivityMaxRows > 0 ? String(sensitivityMaxRows) : "all") rows), <= \(sensitivityIterations) products",
-        ]
-        s.record.merge(recipe.settings) { $1 }
-        if let epochs { s.training += ["--epochs", String(epochs)]; s.record["epochs"] = String(epochs) }
-        if let learningRate { s.training += ["--lr", String(learningRate)]; s.record["lr"] = String(learningRate) }
-        if let batchSize { s.training += ["--batch-size", String(batchSize)]; s.record["batch_size"] = String(batchSize) }
-        if let maxSeqLength { s.training += ["--max-seq-length", String(maxSeqLength)]; s.record["max_seq_length"] = String(maxSeqLength) }
-        s.maxSeqLength = maxSeqLength
-        s.batchSize = batchSize
-        s.search = ["--bits", bits, "--groups", String(groups), "--tolerance", String(tolerance), "--epochs", String(searchEpochs),
-                    "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr), "--ranges", searchRanges.rawValue,
-                    freezeWeights ? "--freeze-weights" : "--train-weights"]
-            + (searchDistill != .none ? ["--distill", searchDistill.rawValue] : [])
-        s.sensitivity = ["--subsets", String(sensitivitySubsets), "--fraction", String(sensitivityFraction),
-                         "--max-iterations", String(sensitivityIterations)]
-            + (sensitivityMaxRows > 0 ? ["--max-rows", String(sensitivityMaxRows)] : [])
-        s.recipe = recipe.flags
-        s.groups = groups
-        s.candidates = (try? parseBits(bits)) ?? [8]
-        s.tolerance = tolerance
+        let group = try ProcessGroup.world()
+        let (s, out) = try group.agree { () throws -> (ComparisonSettings, URL) in
+            let budgetList = parsedBudgets!, methodList = parsedMethods!
+            let trainURL = try TextIO.existingFile(train, option: "--train"), devURL = try TextIO.existingFile(dev, option: "--dev")
+            let modelDir = try TextIO.modelDirectory(model)
+            try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train), ("--dev", dev)])
+            let out = URL(fileURLWithPath: output)
+            do { try makeDirectories(out.path) } catch { throw CLIError("--output: \(error)") }
+            var s = ComparisonSettings(model: modelDir, task: task, train: trainURL, dev: devURL, budgets: budgetList,
+                                       seeds: (0..<seeds).map { seed + UInt64($0) }, methods: methodList, fineTuned: fineTuned)
+            s.record = [
+                "model": modelDir.path, "train": trainURL.path, "dev": devURL.path, "groups": String(groups),
+                "search_candidates": bits, "search_epochs": String(searchEpochs), "arch_optimizer": archOptimizer,
+                "arch_lr": String(archLr), "fine_tuned_input": String(fineTuned),
+                "search_weights": freezeWeights ? "frozen" : "trained", "search_distill": searchDistill.rawValue,
+                "search_ranges": searchRanges.rawValue,
+                "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction) (at most \(sensitivityMaxRows > 0 ? String(sensitivityMaxRows) : "all") rows), <= \(sensitivityIterations) products",
+            ]
+            s.record.merge(recipe.settings) { $1 }
+            if let epochs { s.training += ["--epochs", String(epochs)]; s.record["epochs"] = String(epochs) }
+            if let learningRate { s.training += ["--lr", String(learningRate)]; s.record["lr"] = String(learningRate) }
+            if let batchSize { s.training += ["--batch-size", String(batchSize)]; s.record["batch_size"] = String(batchSize) }
+            if let maxSeqLength { s.training += ["--max-seq-length", String(maxSeqLength)]; s.record["max_seq_length"] = String(maxSeqLength) }
+            s.maxSeqLength = maxSeqLength
+            s.batchSize = batchSize
+            s.search = ["--bits", bits, "--groups", String(groups), "--tolerance", String(tolerance), "--epochs", String(searchEpochs),
+                        "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr), "--ranges", searchRanges.rawValue,
+                        freezeWeights ? "--freeze-weights" : "--train-weights"]
+                + (searchDistill != .none ? ["--distill", searchDistill.rawValue] : [])
+            s.sensitivity = ["--subsets", String(sensitivitySubsets), "--fraction", String(sensitivityFraction),
+                             "--max-iterations", String(sensitivityIterations)]
+                + (sensitivityMaxRows > 0 ? ["--max-rows", String(sensitivityMaxRows)] : [])
+            s.recipe = recipe.flags
+            s.groups = groups
+            s.candidates = (try? parseBits(bits)) ?? [8]
+            s.tolerance = tolerance
+            return (s, out)
+        }
         let runner = ProcessCommandRunner(executable: StepRunner.executable, output: out, environment: StepRunner.childEnvironment)
+        let label = group.size > 1 ? "[rank \(group.rank)] " : ""
         let print: (String) -> Void = { line in
-            Swift.print(line)
+            Swift.print(label + line)
             fflush(stdout)
         }
-        let pipeline = ComparisonPipeline(settings: s, output: out, steps: ComparisonSteps(runner: runner, threads: threads, progress: print),
+        let stepThreads = threads ?? (group.size > 1 ? group.defaultThreads(cores: Runtime.threads) : nil)
+        let pipeline = ComparisonPipeline(settings: s, output: out, steps: ComparisonSteps(runner: runner, threads: stepThreads, progress: print),
                                           progress: print)
-        do { try pipeline.run() } catch let e as ComparisonError { throw CLIError(e.description) }
+        do {
+            if group.size > 1 {
+                var share = pipeline
+                share.seedsToRun = Set(s.seeds.enumerated().filter { $0.offset % group.size == group.rank }.map(\.element))
+                share.publishes = false
+                try share.run()
+                try group.barrier()
+                guard group.rank == 0 else { return }
+            }
+            try pipeline.run()
+        } catch let e as ComparisonError { throw CLIError(e.description) }
         print("[compare] done: \(out.path)/results.md, results.json, size_vs_metric.svg, bitmap.svg, groups.svg")
     }
 }
@@ -141,9 +162,11 @@ enum StepRunner {
     /// The environment variable that tells a child process its parent's pid.
     static let parentVariable = "AQBERT_PARENT_PID"
 
-    /// This process's environment plus the parent variable, for a child.
+    /// This process's environment plus the parent variable, for a child; without the MPI
+    /// launcher's variables, so that a step of a compare under mpirun runs as one process.
     static var childEnvironment: [String: String] {
-        ProcessInfo.processInfo.environment.merging([parentVariable: String(getpid())]) { $1 }
+        ProcessInfo.processInfo.environment.filter { key, _ in !["OMPI_", "PMIX_", "OPAL_", "PRTE_"].contains { key.hasPrefix($0) } }
+            .merging([parentVariable: String(getpid())]) { $1 }
     }
 
     static var executable: URL {

@@ -199,6 +199,31 @@ final class MPITests: XCTestCase {
         }
     }
 
+    /// compare on 2 ranks: seed 1 on rank 0, seed 2 on rank 1, each step a one-process aqbert;
+    /// then rank 0 finds every step finished and publishes: the results of one process.
+    func testCompareSharesItsSeedsAcrossRanks() throws {
+        func args(_ out: URL) -> [String] {
+            ["compare", "--model", model.path, "--task", "sst2", "--train", train.path, "--dev", dev.path, "--budgets", "2",
+             "--methods", "fp32,uniform,aq-bert", "--seed", "1", "--seeds", "2", "--epochs", "1", "--lr", "1e-3", "--batch-size", "8",
+             "--search-epochs", "1", "--groups", "1", "--tolerance", "0.1", "--threads", "1", "--output", out.path]
+        }
+        let one = dir.appendingPathComponent("compare-one"), two = dir.appendingPathComponent("compare-two")
+        XCTAssertEqual(try CLI.run(args(one)).status, 0)
+        let r = try MPI.run(ranks: 2, args(two))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("[rank 1] [compare] seed 2"), r.stdout)
+        XCTAssertFalse(r.stdout.contains("[rank 1] [compare] seed 1"), r.stdout)
+        func runs(_ out: URL) throws -> [[String: Any]] {
+            let results = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as! [String: Any]
+            return results["runs"] as! [[String: Any]]
+        }
+        let a = try runs(one), b = try runs(two)
+        XCTAssertEqual(a.count, 6)
+        XCTAssertEqual(a.map { "\($0["method"]!) \($0["seed"]!) \($0["metric"]!)" }, b.map { "\($0["method"]!) \($0["seed"]!) \($0["metric"]!)" })
+        XCTAssertEqual(try Data(contentsOf: one.appendingPathComponent("seed-2/aq-bert-2/model.safetensors")),
+                       try Data(contentsOf: two.appendingPathComponent("seed-2/aq-bert-2/model.safetensors")))
+    }
+
     /// Every rank fails the same input check: one error line, printed once, and a failure exit.
     func testABadInputIsOneErrorLine() throws {
         var args = finetuneArgs(dir.appendingPathComponent("run"))
