@@ -103,6 +103,14 @@ public struct BatchPart {
     }
 }
 
+/// The token ids a batch of `features` gathers from the word-embedding table (padding
+/// included), sorted, each once: the rows whose gradient the batch can make nonzero.
+public func gatheredIds(_ features: [Feature], padId: Int) -> [Int] {
+    var seen = Set<Int>([padId])
+    for f in features { seen.formUnion(f.inputIds) }
+    return seen.sorted()
+}
+
 /// Deterministic batch order: a permutation of `0..<count` from (seed, epoch), cut into
 /// consecutive batches. The same seed gives the same batches after a resume.
 public func epochBatches(count: Int, batchSize: Int, seed: UInt64, epoch: Int, shuffle: Bool) -> [[Int]] {

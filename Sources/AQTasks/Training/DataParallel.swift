@@ -10,37 +10,55 @@ extension ProcessGroup {
 
     /// Sums the gradients of `parameters` over the processes. A parameter with a gradient on any
     /// process gets one on every process (zeros where its slice gave none), so that the sums and
-    /// the optimizer's steps agree everywhere. The sums go in buckets: consecutive tensors packed
-    /// into one buffer of up to `bucketFloats` (a larger tensor alone, in place), one all-reduce
-    /// per bucket, so that a step makes a few calls rather than one per tensor (each call pays
-    /// the network's latency once per hop).
-    func sumGradients(of parameters: [Tensor]) throws {
+    /// the optimizer's steps agree everywhere. A tensor in `rows` (an embedding table: the ids
+    /// the whole batch gathers, sorted, each once) has a zero gradient outside those rows on
+    /// every process, so only those rows are summed. The sums go in buckets: consecutive tensors
+    /// (or their rows) packed into one buffer of up to `bucketFloats` (a larger whole tensor
+    /// alone, in place), one all-reduce per bucket, so that a step makes a few calls rather than
+    /// one per tensor (each call pays the network's latency once per hop).
+    func sumGradients(of parameters: [Tensor], rows: [ObjectIdentifier: [Int]] = [:]) throws {
         guard size > 1 else { return }
         var present = parameters.map { Int64($0.grad == nil ? 0 : 1) }
         try allReduceMax(&present)
-        var bucket: [Tensor] = [], floats = 0
+        // (tensor, the rows summed or nil for all, floats)
+        var bucket: [(tensor: Tensor, rows: [Int]?, floats: Int)] = [], floats = 0
+        func copy(_ item: (tensor: Tensor, rows: [Int]?, floats: Int), _ buffer: UnsafeMutablePointer<Float>, toBuffer: Bool) {
+            let g = item.tensor.ensureGrad().pointer
+            guard let rows = item.rows else {
+                if toBuffer { buffer.update(from: g, count: item.floats) } else { g.update(from: buffer, count: item.floats) }
+                return
+            }
+            let width = item.tensor.count / max(1, item.tensor.shape.first ?? 1)
+            for (i, r) in rows.enumerated() {
+                if toBuffer { (buffer + i * width).update(from: g + r * width, count: width) } else {
+                    (g + r * width).update(from: buffer + i * width, count: width)
+                }
+            }
+        }
         func flush() throws {
             defer { (bucket, floats) = ([], 0) }
-            if bucket.count == 1 { return try allReduceSum(bucket[0].ensureGrad().pointer, count: floats) }
-            guard bucket.count > 1 else { return }
+            if bucket.count == 1, bucket[0].rows == nil { return try allReduceSum(bucket[0].tensor.ensureGrad().pointer, count: floats) }
+            guard !bucket.isEmpty else { return }
             let buffer = UnsafeMutablePointer<Float>.allocate(capacity: floats)
             defer { buffer.deallocate() }
             var offset = 0
-            for p in bucket {
-                (buffer + offset).update(from: p.ensureGrad().pointer, count: p.count)
-                offset += p.count
+            for item in bucket {
+                copy(item, buffer + offset, toBuffer: true)
+                offset += item.floats
             }
             try allReduceSum(buffer, count: floats)
             offset = 0
-            for p in bucket {
-                p.ensureGrad().pointer.update(from: buffer + offset, count: p.count)
-                offset += p.count
+            for item in bucket {
+                copy(item, buffer + offset, toBuffer: false)
+                offset += item.floats
             }
         }
         for (p, flag) in zip(parameters, present) where flag == 1 {
-            if floats > 0 && floats + p.count > Self.bucketFloats { try flush() }
-            bucket.append(p)
-            floats += p.count
+            let selected = rows[ObjectIdentifier(p)]
+            let count = selected.map { $0.count * (p.count / max(1, p.shape.first ?? 1)) } ?? p.count
+            if floats > 0 && floats + count > Self.bucketFloats { try flush() }
+            bucket.append((p, selected, count))
+            floats += count
         }
         try flush()
     }

@@ -282,7 +282,7 @@ public final class Trainer {
             tape.backward(from: partLoss)
             loss = Double(partLoss.scalar)
         }
-        try group.sumGradients(of: parameters)
+        try group.sumGradients(of: parameters, rows: [ObjectIdentifier(model.bert.embeddings.word.weight): gatheredIds(rows, padId: padId)])
         return Float(try group.sum(loss))
     }
 
