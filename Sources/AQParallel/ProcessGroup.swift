@@ -41,6 +41,13 @@ public final class ProcessGroup: @unchecked Sendable {
         return environment["PMIX_RANK"] != nil
     }
 
+    /// This process's rank as the launcher's environment gives it (before MPI starts), if it
+    /// was launched as one of several.
+    public static func launcherRank(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Int? {
+        guard launchedByMPI(environment) else { return nil }
+        return (environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"]).flatMap(Int.init)
+    }
+
     nonisolated(unsafe) private static var started: ProcessGroup?
 
     /// The run's group: `single` unless `launchedByMPI()`, else MPI_COMM_WORLD, started on the

@@ -190,7 +190,7 @@ public final class BilevelSearch {
             guard c.unrolledStep == nil else { throw PlanError("frozen weights have no weight step to unroll: drop the second-order gradient") }
         }
         if sumGradients != nil && c.unrolledStep != nil {
-            throw PlanError("the second-order search runs in one process only (for now): start it without mpirun, or drop --second-order")
+            throw PlanError("the second-order search runs in one process only: start it without mpirun, or drop --second-order")
         }
         let weightParams = model.parameters
         let stepsPerEpoch = (trainCount + c.batchSize - 1) / c.batchSize

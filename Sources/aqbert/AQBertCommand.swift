@@ -59,7 +59,10 @@ struct AQBertCommand: ParsableCommand {
                 .filter { !$0.isEmpty }.joined(separator: " ")
             let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
             // Under mpirun: an error every rank threw alike is printed once and the run ends in
-            // order; one rank's own failure is printed with its rank and ends every rank.
+            // order; one rank's own failure is printed with its rank and ends every rank. An
+            // error before MPI started (a bad flag: every rank parses the same command line) is
+            // printed by rank 0 only.
+            if ProcessGroup.current == nil, let rank = ProcessGroup.launcherRank(), rank != 0 { Foundation.exit(code.rawValue) }
             if let group = ProcessGroup.current, group.size > 1 {
                 if error is CollectiveError {
                     if group.rank == 0 { FileHandle.standardError.write(Data("error: \(text)\n".utf8)) }

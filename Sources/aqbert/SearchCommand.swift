@@ -127,7 +127,7 @@ struct SearchCommand: ParsableCommand {
             common.apply()
             if common.threads == nil && group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
             if group.size > 1 && secondOrder {
-                throw CLIError("--second-order runs in one process only (for now): start it without mpirun, or drop --second-order")
+                throw CLIError("--second-order runs in one process only: start it without mpirun, or drop --second-order")
             }
             let candidates = try parseBits(bits)
             do { try BitPlan.validateCandidates(candidates) } catch { throw CLIError("--bits: \(error)") }

@@ -238,6 +238,11 @@ final class MPITests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("missing.tsv"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("run").path))
 
+        // A bad flag, found before MPI starts: printed by rank 0 alone.
+        let flag = try MPI.run(ranks: 2, finetuneArgs(dir.appendingPathComponent("run")) + ["--epochs", "zero"])
+        XCTAssertNotEqual(flag.status, 0)
+        XCTAssertEqual(flag.stderr.split(separator: "\n").filter { $0.hasPrefix("error: ") }.count, 1, flag.stderr)
+
         // A command that does not run data parallel is refused under mpirun, once.
         let e = try MPI.run(ranks: 2, ["evaluate", "--model", model.path, "--task", "sst2", "--data", dev.path])
         XCTAssertNotEqual(e.status, 0)
