@@ -121,6 +121,11 @@ public final class BertModel: Module {
     /// With data parallelism, where this process's batch sits in the global batch: dropout masks
     /// are then the global batch's, cut to these rows (nil: the batch is the whole batch).
     public var batchRows: BatchRows?
+    /// When not nil, `encode` appends the tape's `recordedCount` as each layer starts and once
+    /// after the last: every rule that touches layer l's parameters was recorded at or after
+    /// mark l, so in the backward pass their gradients are complete once only `mark l` rules are
+    /// left (data parallelism sums them then, while the lower layers' run).
+    public var layerMarks: [Int]?
 
     public init(config: BertConfig, withPooler: Bool = true) {
         self.config = config
@@ -170,6 +175,7 @@ public final class BertModel: Module {
         let mask = Tensor(shape: [b, t], values: batch.attentionMask)
         let attnDrop = training ? c.attentionProbsDropoutProb : 0
         for layer in layers {
+            layerMarks?.append(tape.recordedCount)
             let q = layer.query(h, tape: tape), k = layer.key(h, tape: tape), v = layer.value(h, tape: tape)
             if let trace, trace.recordsAttentionScores {
                 trace.queries.append(q)
@@ -189,6 +195,7 @@ public final class BertModel: Module {
             h = layer.outputNorm(tape.add(o, h1), tape: tape)
             trace?.hiddenStates.append(h)
         }
+        layerMarks?.append(tape.recordedCount)
         return h
     }
 

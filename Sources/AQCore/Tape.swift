@@ -7,6 +7,9 @@
 public final class Tape {
     public let isRecording: Bool
     private var rules: [(output: Tensor, rule: () -> Void)] = []
+    /// Called during the backward pass after each rule, with the number of rules still to run
+    /// (data parallelism starts summing the gradients that are complete: see `recordedCount`).
+    public var afterRule: ((Int) -> Void)?
 
     public init(recording: Bool = true) {
         self.isRecording = recording
@@ -49,6 +52,7 @@ public final class Tape {
         while let (output, rule) = rules.popLast() {
             rule()
             if !retainGradients { output.grad = nil }
+            afterRule?(rules.count)
         }
     }
 

@@ -89,7 +89,7 @@ public final class ProcessGroup: @unchecked Sendable {
         exit(code)
     }
 
-    private func check(_ status: Int32, _ what: String) throws {
+    fileprivate func check(_ status: Int32, _ what: String) throws {
         if status != aq_mpi_success() { throw ParallelError("\(what) failed on rank \(rank) (\(Self.errorText(status)))") }
     }
 
@@ -110,6 +110,43 @@ public final class ProcessGroup: @unchecked Sendable {
             try check(MPI_Allreduce(aq_mpi_in_place(), values + offset, Int32(n), aq_mpi_float(), aq_mpi_sum(), communicator),
                       "MPI_Allreduce")
             offset += n
+        }
+    }
+
+    /// Starts an element-wise sum over the ranks, in place, without waiting for it (every rank
+    /// starts the same sums in the same order); `values` must stay untouched until `wait`.
+    public func startSum(_ values: UnsafeMutablePointer<Float>, count: Int) throws -> PendingSum {
+        guard let communicator, count > 0 else { return PendingSum(group: self, request: nil) }
+        guard count <= Int(Int32.max) else { throw ParallelError("a sum of \(count) values is larger than one MPI call takes") }
+        var request: MPI_Request? = aq_mpi_request_null()
+        try check(MPI_Iallreduce(aq_mpi_in_place(), values, Int32(count), aq_mpi_float(), aq_mpi_sum(), communicator, &request),
+                  "MPI_Iallreduce")
+        return PendingSum(group: self, request: request)
+    }
+
+    /// A sum started by `startSum`.
+    public final class PendingSum {
+        let group: ProcessGroup
+        var request: MPI_Request?
+        init(group: ProcessGroup, request: MPI_Request?) {
+            self.group = group
+            self.request = request
+        }
+
+        /// Lets MPI move the sum on (Open MPI progresses a non-blocking collective only inside
+        /// MPI calls); true when it has finished.
+        @discardableResult
+        public func test() throws -> Bool {
+            guard request != nil, request != aq_mpi_request_null() else { return true }
+            var done: Int32 = 0
+            try group.check(MPI_Test(&request, &done, aq_mpi_status_ignore()), "MPI_Test")
+            return done != 0
+        }
+
+        /// Waits until the sum has finished.
+        public func wait() throws {
+            guard request != nil, request != aq_mpi_request_null() else { return }
+            try group.check(MPI_Wait(&request, aq_mpi_status_ignore()), "MPI_Wait")
         }
     }
 

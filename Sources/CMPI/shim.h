@@ -15,3 +15,5 @@ static inline void *aq_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline int aq_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline MPI_Errhandler aq_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline int aq_mpi_success(void) { return MPI_SUCCESS; }
+static inline MPI_Status *aq_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Request aq_mpi_request_null(void) { return MPI_REQUEST_NULL; }

@@ -52,8 +52,11 @@ struct FinetuneCommand: ParsableCommand {
     var noShuffle = false
     @Flag(help: "Continue from the last checkpoint in --output (after a kill).") var resume = false
     @Flag(help: "Progress as one JSON object per line.") var json = false
+    @Option(help: "Under mpirun: MB of gradients per all-reduce (each started as soon as its layers' gradients are done).")
+    var bucketMb: Double = 25
 
     func validate() throws {
+        if !(bucketMb > 0 && bucketMb <= 1024) { throw ValidationError("--bucket-mb must be above 0 and at most 1024") }
         if let saveSteps, saveSteps < 0 { throw ValidationError("--save-steps must be 0 (epoch ends only) or more") }
         if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
     }
@@ -131,6 +134,7 @@ struct FinetuneCommand: ParsableCommand {
                                                          inputs: [("train", trainURL), ("dev", devURL)]
                                                              + (planPath.map { [("plan", URL(fileURLWithPath: $0))] } ?? []))
             trainer.group = group
+            trainer.bucketFloats = max(1, Int(bucketMb * 1_048_576 / 4))
             return (trainer, pipeline)
         }
         let history = try trainer.train(resume: resume) { event in

@@ -117,6 +117,8 @@ public final class Trainer {
     public var teacher: BertTaskModel?
     /// The processes training together (see the type); `.single` for one process.
     public var group: ProcessGroup = .single
+    /// With several processes: floats of gradient per all-reduce (`OverlappedGradientSum`).
+    public var bucketFloats = 25 * 1_048_576 / 4
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, arguments: TrainingArguments, output: URL,
                 tokenizerDirectory: URL, padId: Int) {
@@ -275,16 +277,26 @@ public final class Trainer {
         defer { model.bert.batchRows = nil }
         let tape = Tape()
         var loss = 0.0
+        model.bert.layerMarks = []
         let partLoss = lossOf(part.batch, tape: tape, share: part.share)
+        let marks = model.bert.layerMarks ?? []
+        model.bert.layerMarks = nil
+        // The gradients are summed while the backward pass runs, each bucket once its layers are done.
+        let sums = OverlappedGradientSum(group: group, parameters: parameters, readiness: gradientReadiness(of: parameters, model: model, quantization: quantization, marks: marks),
+                                         rows: [ObjectIdentifier(model.bert.embeddings.word.weight): gatheredIds(rows, padId: padId)],
+                                         bucketFloats: bucketFloats)
+        tape.afterRule = { sums.ruleDone(remaining: $0) }
         if part.isPlaceholder {
             tape.backward(from: tape.scale(partLoss, by: 0))
         } else {
             tape.backward(from: partLoss)
             loss = Double(partLoss.scalar)
         }
-        try group.sumGradients(of: parameters, rows: [ObjectIdentifier(model.bert.embeddings.word.weight): gatheredIds(rows, padId: padId)])
+        tape.afterRule = nil
+        try sums.finish()
         return Float(try group.sum(loss))
     }
+
 
     /// Where the best model so far is kept during a run. It moves into the output only when the
     /// last epoch has finished, so a run that fails or is killed leaves no model in the output
