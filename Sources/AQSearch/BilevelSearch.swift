@@ -148,10 +148,11 @@ public final class BilevelSearch {
     /// whose moments belong in the checkpoint (weights, logits).
     public var checkpoint: ((State, AdamW, AdamW) throws -> Void)?
     public var checkpointEvery = 200
-    /// Data parallelism (several processes, each `lossOf` a part of every batch): sums the
-    /// gradients of the given tensors over the processes after every backward pass (the weights'
-    /// in a weight step, the logits' in an architecture step). nil: one process.
-    public var sumGradients: (([Tensor]) throws -> Void)?
+    /// Data parallelism (several processes, each `lossOf` a part of every batch): runs the
+    /// backward pass from a loss on its tape and sums the gradients of the given tensors (the
+    /// weights' in a weight step, the logits' in an architecture step) over the processes, while
+    /// the pass runs where it can. nil: one process, `Tape.backward` alone.
+    public var backwardAndSum: ((Tape, Tensor, [Tensor]) throws -> Void)?
     /// Data parallelism: sums a loss's parts over the processes (for the log and the divergence
     /// check, which every process then takes alike).
     public var sumLoss: ((Double) throws -> Double)?
@@ -189,7 +190,7 @@ public final class BilevelSearch {
             guard c.architectureStart == 0 else { throw PlanError("frozen weights: the architecture steps start at epoch 0 (N1 = 0)") }
             guard c.unrolledStep == nil else { throw PlanError("frozen weights have no weight step to unroll: drop the second-order gradient") }
         }
-        if sumGradients != nil && c.unrolledStep != nil {
+        if backwardAndSum != nil && c.unrolledStep != nil {
             throw PlanError("the second-order search runs in one process only: start it without mpirun, or drop --second-order")
         }
         let weightParams = model.parameters
@@ -220,9 +221,8 @@ public final class BilevelSearch {
                     let trainNoise = network.generator, trainDropout = model.bert.generator
                     let tape = Tape()
                     let loss = lossOf(batch, false, tape)
-                    tape.backward(from: loss)
+                    try backward(tape, from: loss, summing: weightParams)
                     trainLoss = Double(loss.scalar)
-                    try sumGradients?(weightParams)
                     if architectureStep, let xi = c.unrolledStep {
                         // (2') Eq. 14 before the weights move: the unrolled gradient needs w and
                         // the training gradient at w, which the weight step below then uses.
@@ -246,9 +246,8 @@ public final class BilevelSearch {
                         network.training = c.freezeWeights
                         let vt = Tape()
                         let loss = validationObjective(validationBatch(state.architectureSteps), tape: vt)
-                        vt.backward(from: loss)
+                        try backward(vt, from: loss, summing: network.logits)
                         valLoss = Double(loss.scalar)
-                        try sumGradients?(network.logits)
                     }
                     switch c.architectureOptimizer {
                     case .sgd: sgd.update()
@@ -304,6 +303,12 @@ public final class BilevelSearch {
                                                             provenance: provenance)
         self.repair = repair
         return plan
+    }
+
+    /// The backward pass from `loss`, with the gradients of `tensors` summed over the processes
+    /// under data parallelism (`backwardAndSum`).
+    func backward(_ tape: Tape, from loss: Tensor, summing tensors: [Tensor]) throws {
+        if let backwardAndSum { try backwardAndSum(tape, loss, tensors) } else { tape.backward(from: loss) }
     }
 
     /// The D_val batch of architecture step `a`: a seeded permutation per round through D_val.

@@ -85,10 +85,13 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Output directory: plan.json, search_log.jsonl, search_config.json.") var output: String
     @Option(help: "A progress line every N steps.") var logEvery: Int = 20
     @Option(help: "A resumable checkpoint every N steps (and at each epoch end).") var saveSteps: Int = 200
+    @Option(help: "Under mpirun: MB of gradients per all-reduce (each started as soon as its layers' gradients are done).")
+    var bucketMb: Double = 25
     @Flag(help: "Continue from the last checkpoint in --output (after a kill).") var resume = false
     @Flag(help: "Progress as one JSON object per line.") var json = false
 
     func validate() throws {
+        if !(bucketMb > 0 && bucketMb <= 1024) { throw ValidationError("--bucket-mb must be above 0 and at most 1024") }
         if (targetMb == nil) == (targetBits == nil) { throw ValidationError("give exactly one of --target-mb or --target-bits") }
         if targetBits != nil && budget == .file {
             throw ValidationError("--target-bits is an average over the encoder's weights: a file budget is --target-mb with --budget file")
@@ -204,6 +207,7 @@ struct SearchCommand: ParsableCommand {
             // The training data's hash, recorded in the plan's provenance too.
             let hash = try fingerprint.files["train"] ?? SHA256.hex(contentsOf: trainURL)
             runner.group = group
+            runner.bucketFloats = max(1, Int(bucketMb * 1_048_576 / 4))
             return (runner, c, hash)
         }
         let every = logEvery, json = self.json

@@ -163,10 +163,11 @@ final class MPITests: XCTestCase {
             let one = dir.appendingPathComponent("search-one-\(name)"), two = dir.appendingPathComponent("search-two-\(name)")
             let again = dir.appendingPathComponent("search-again-\(name)")
             XCTAssertEqual(try CLI.run(searchArgs(one, extra)).status, 0)
-            let r = try MPI.run(ranks: 2, searchArgs(two, extra))
+            // 8 KB buckets: several all-reduces per pass, started while it runs.
+            let r = try MPI.run(ranks: 2, searchArgs(two, extra + ["--bucket-mb", "0.008"]))
             XCTAssertEqual(r.status, 0, r.stderr)
             XCTAssertEqual(r.stdout.components(separatedBy: "plan:").count, 2, "rank 0 alone prints: \(r.stdout)")
-            XCTAssertEqual(try MPI.run(ranks: 2, searchArgs(again, extra)).status, 0)
+            XCTAssertEqual(try MPI.run(ranks: 2, searchArgs(again, extra + ["--bucket-mb", "0.008"])).status, 0)
             for file in ["plan.json", "search_log.jsonl"] {
                 XCTAssertEqual(try Data(contentsOf: two.appendingPathComponent(file)), try Data(contentsOf: again.appendingPathComponent(file)),
                                "\(name): \(file) of two runs on 2 ranks")

@@ -3,65 +3,11 @@ import AQParallel
 import AQQuant
 
 /// What the data-parallel runs (`Trainer`, `SearchRunner` under `mpirun`) share: summing the
-/// gradients over the processes and keeping the activation ranges on the whole batch.
+/// gradients over the processes (`OverlappedGradientSum`) and keeping the activation ranges on
+/// the whole batch (`WholeBatchRanges`).
 extension ProcessGroup {
     /// Floats per all-reduce when gradients are summed: 25 MB, PyTorch DDP's bucket size.
     static let bucketFloats = 25 * 1_048_576 / 4
-
-    /// Sums the gradients of `parameters` over the processes. A parameter with a gradient on any
-    /// process gets one on every process (zeros where its slice gave none), so that the sums and
-    /// the optimizer's steps agree everywhere. A tensor in `rows` (an embedding table: the ids
-    /// the whole batch gathers, sorted, each once) has a zero gradient outside those rows on
-    /// every process, so only those rows are summed. The sums go in buckets: consecutive tensors
-    /// (or their rows) packed into one buffer of up to `bucketFloats` (a larger whole tensor
-    /// alone, in place), one all-reduce per bucket, so that a step makes a few calls rather than
-    /// one per tensor (each call pays the network's latency once per hop).
-    func sumGradients(of parameters: [Tensor], rows: [ObjectIdentifier: [Int]] = [:]) throws {
-        guard size > 1 else { return }
-        var present = parameters.map { Int64($0.grad == nil ? 0 : 1) }
-        try allReduceMax(&present)
-        // (tensor, the rows summed or nil for all, floats)
-        var bucket: [(tensor: Tensor, rows: [Int]?, floats: Int)] = [], floats = 0
-        func copy(_ item: (tensor: Tensor, rows: [Int]?, floats: Int), _ buffer: UnsafeMutablePointer<Float>, toBuffer: Bool) {
-            let g = item.tensor.ensureGrad().pointer
-            guard let rows = item.rows else {
-                if toBuffer { buffer.update(from: g, count: item.floats) } else { g.update(from: buffer, count: item.floats) }
-                return
-            }
-            let width = item.tensor.count / max(1, item.tensor.shape.first ?? 1)
-            for (i, r) in rows.enumerated() {
-                if toBuffer { (buffer + i * width).update(from: g + r * width, count: width) } else {
-                    (g + r * width).update(from: buffer + i * width, count: width)
-                }
-            }
-        }
-        func flush() throws {
-            defer { (bucket, floats) = ([], 0) }
-            if bucket.count == 1, bucket[0].rows == nil { return try allReduceSum(bucket[0].tensor.ensureGrad().pointer, count: floats) }
-            guard !bucket.isEmpty else { return }
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: floats)
-            defer { buffer.deallocate() }
-            var offset = 0
-            for item in bucket {
-                copy(item, buffer + offset, toBuffer: true)
-                offset += item.floats
-            }
-            try allReduceSum(buffer, count: floats)
-            offset = 0
-            for item in bucket {
-                copy(item, buffer + offset, toBuffer: false)
-                offset += item.floats
-            }
-        }
-        for (p, flag) in zip(parameters, present) where flag == 1 {
-            let selected = rows[ObjectIdentifier(p)]
-            let count = selected.map { $0.count * (p.count / max(1, p.shape.first ?? 1)) } ?? p.count
-            if floats > 0 && floats + count > Self.bucketFloats { try flush() }
-            bucket.append((p, selected, count))
-            floats += count
-        }
-        try flush()
-    }
 
     /// The sum over the processes of one value (a loss's parts).
     func sum(_ value: Double) throws -> Double {
@@ -224,19 +170,22 @@ final class OverlappedGradientSum {
 
 /// For each of `parameters`, the number of rules left in the backward pass when its gradient is
 /// complete, from the forward pass's `BertModel.layerMarks` (L + 1 marks for L layers): mark l
-/// for layer l's parameters and learned ranges, the last mark for the pooler and the task head,
-/// 0 (the end of the pass) for the embeddings and anything else.
-func gradientReadiness(of parameters: [Tensor], model: BertTaskModel, quantization: QuantizedBert?, marks: [Int]) -> [Int] {
+/// for layer l's parameters and for the tensors used only inside layer l and named after one of
+/// its matrices (learned ranges `...layer.l....ranges`, the search's logits `theta....layer.l...`),
+/// the last mark for the pooler and the task head, 0 (the end of the pass) for the embeddings and
+/// anything else.
+func gradientReadiness(of parameters: [Tensor], model: BertTaskModel, marks: [Int]) -> [Int] {
     let layers = model.bert.layers
     guard marks.count == layers.count + 1 else { return parameters.map { _ in 0 } }
     var mark: [ObjectIdentifier: Int] = [:]
     for (l, layer) in layers.enumerated() { for p in layer.parameters { mark[ObjectIdentifier(p)] = marks[l] } }
     for p in (model.head?.parameters ?? []) + (model.bert.pooler?.parameters ?? []) { mark[ObjectIdentifier(p)] = marks[layers.count] }
-    for (path, t) in quantization?.weightRanges ?? [:] {
-        let parts = path.split(separator: ".")
+    return parameters.map { p in
+        if let m = mark[ObjectIdentifier(p)] { return m }
+        let parts = (p.name ?? "").split(separator: ".")
         if let i = parts.firstIndex(of: "layer"), i + 1 < parts.count, let l = Int(parts[i + 1]), layers.indices.contains(l) {
-            mark[ObjectIdentifier(t)] = marks[l]
+            return marks[l]
         }
+        return 0
     }
-    return parameters.map { mark[ObjectIdentifier($0)] ?? 0 }
 }

@@ -31,6 +31,8 @@ public struct SearchRunner {
     public var fingerprint: RunFingerprint?
     /// The processes searching together (see the type); `.single` for one process.
     public var group: ProcessGroup = .single
+    /// With several processes: floats of gradient per all-reduce (`OverlappedGradientSum`).
+    public var bucketFloats = 25 * 1_048_576 / 4
 
     public init(model: BertTaskModel, pipeline: TaskPipeline, configuration: SearchConfiguration, validationPercent: Int,
                 padId: Int, output: URL) {
@@ -149,6 +151,8 @@ public struct SearchRunner {
             distillation = nil
         }
         let group = self.group
+        // The last data-parallel forward pass's layer marks and rows, for its backward pass's sums.
+        var marks: [Int] = [], lastRows: [Feature] = []
         let search = BilevelSearch(model: model, network: network, configuration: configuration, trainCount: train.count,
                                    validationCount: val.count) { idx, isVal, tape in
             let rows = idx.map { (isVal ? val : train)[$0] }
@@ -159,7 +163,13 @@ public struct SearchRunner {
             }
             let part = BatchPart(of: rows, rank: group.rank, ranks: group.size, padId: padId, architecture: model.architecture)
             model.bert.batchRows = part.rows
-            defer { model.bert.batchRows = nil }
+            model.bert.layerMarks = []
+            defer {
+                model.bert.batchRows = nil
+                marks = model.bert.layerMarks ?? []
+                model.bert.layerMarks = nil
+                lastRows = rows
+            }
             let loss: Tensor
             if !isVal, let distillation {
                 loss = distillation.loss(of: model, batch: part.batch, tape: tape, share: part.share)
@@ -172,9 +182,16 @@ public struct SearchRunner {
         let wholeBatchRanges = WholeBatchRanges(Array(network.activationQuantizers.values), group: group)
         defer { wholeBatchRanges.uninstall() }
         if group.size > 1 {
-            search.sumGradients = { tensors in
+            let word = ObjectIdentifier(model.bert.embeddings.word.weight)
+            search.backwardAndSum = { tape, loss, tensors in
+                let sums = OverlappedGradientSum(group: group, parameters: tensors,
+                                                 readiness: gradientReadiness(of: tensors, model: model, marks: marks),
+                                                 rows: [word: gatheredIds(lastRows, padId: padId)], bucketFloats: bucketFloats)
+                tape.afterRule = { sums.ruleDone(remaining: $0) }
+                tape.backward(from: loss)
+                tape.afterRule = nil
                 try wholeBatchRanges.check()
-                try group.sumGradients(of: tensors)
+                try sums.finish()
             }
             search.sumLoss = { try group.sum($0) }
             search.sizePenaltyShare = 1 / Float(group.size)

@@ -282,7 +282,7 @@ public final class Trainer {
         let marks = model.bert.layerMarks ?? []
         model.bert.layerMarks = nil
         // The gradients are summed while the backward pass runs, each bucket once its layers are done.
-        let sums = OverlappedGradientSum(group: group, parameters: parameters, readiness: gradientReadiness(of: parameters, model: model, quantization: quantization, marks: marks),
+        let sums = OverlappedGradientSum(group: group, parameters: parameters, readiness: gradientReadiness(of: parameters, model: model, marks: marks),
                                          rows: [ObjectIdentifier(model.bert.embeddings.word.weight): gatheredIds(rows, padId: padId)],
                                          bucketFloats: bucketFloats)
         tape.afterRule = { sums.ruleDone(remaining: $0) }
