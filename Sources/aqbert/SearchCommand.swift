@@ -127,8 +127,7 @@ struct SearchCommand: ParsableCommand {
         let group = try ProcessGroup.world()
         let leader = group.rank == 0
         let (runner, c, hash) = try group.agree { () throws -> (SearchRunner, SearchConfiguration, String) in
-            common.apply()
-            if common.threads == nil && group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
+            common.apply(group: group)
             if group.size > 1 && secondOrder {
                 throw CLIError("--second-order runs in one process only: start it without mpirun, or drop --second-order")
             }

@@ -39,8 +39,7 @@ struct SensitivityCommand: ParsableCommand {
         let group = try ProcessGroup.world()
         let leader = group.rank == 0
         let (runner, c, hash) = try group.agree { () throws -> (SensitivityRunner, SensitivityConfiguration, String) in
-            common.apply()
-            if common.threads == nil && group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
+            common.apply(group: group)
             var c = SensitivityConfiguration()
             c.subsets = subsets
             c.fraction = fraction

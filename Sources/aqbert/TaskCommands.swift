@@ -19,7 +19,11 @@ struct TaskModelOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    func apply() { if let threads { Runtime.threads = threads } }
+    /// Sets the worker threads: `--threads`, or under mpirun the machine's cores shared by the
+    /// ranks on it (`group`), or all cores.
+    func apply(group: ProcessGroup = .single) {
+        if let threads { Runtime.threads = threads } else if group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
+    }
 }
 
 struct FinetuneCommand: ParsableCommand {
@@ -75,8 +79,7 @@ struct FinetuneCommand: ParsableCommand {
         let leader = group.rank == 0
         let json = self.json, logEvery = self.logEvery
         let (trainer, pipeline) = try group.agree { () throws -> (Trainer, RunnableTask) in
-            common.apply()
-            if common.threads == nil && group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
+            common.apply(group: group)
             var a = TrainingArguments.defaults(for: common.task)
             if let epochs { a.epochs = epochs }
             if let learningRate { a.learningRate = learningRate }

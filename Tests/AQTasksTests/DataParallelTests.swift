@@ -19,12 +19,7 @@ final class DataParallelTests: XCTestCase {
     func testOverlappedSumsStartABucketOnlyWhenItsGradientsAreComplete() throws {
         for setting in ["fp32", "qat", "search"] {
             let quantized = setting != "fp32"
-            let (model, _) = try BertTaskModel.load(directory: TrainerTests.tinyModel)
-            var c = model.config
-            c.hiddenDropoutProb = 0.1
-            c.attentionProbsDropoutProb = 0.1
-            let student = BertTaskModel(config: c, architecture: .sequenceClassification, numLabels: 3)
-            for ((_, a), (_, b)) in zip(student.checkpointParameters, model.checkpointParameters) { a.assign(b.array) }
+            let student = try TrainerTests.tinyModelWithDropout()
             let features = SyntheticPipeline(seed: 3, train: 8, eval: 1).trainFeatures
             let batch = FeatureBatch(features, padId: 0)
             var quantization: QuantizedBert? = nil

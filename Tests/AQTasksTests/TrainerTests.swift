@@ -62,15 +62,20 @@ final class TrainerTests: XCTestCase {
         return a
     }
 
-    func makeTrainer(output: URL) throws -> Trainer {
-        var (model, _) = try BertTaskModel.load(directory: Self.tinyModel)
-        // Dropout on, so the per-step dropout seeds are exercised by the resume test.
+    /// The tiny sequence classifier with dropout 0.1 on its hidden states and attention.
+    static func tinyModelWithDropout() throws -> BertTaskModel {
+        let (model, _) = try BertTaskModel.load(directory: tinyModel)
         var c = model.config
         c.hiddenDropoutProb = 0.1
         c.attentionProbsDropoutProb = 0.1
         let fresh = BertTaskModel(config: c, architecture: .sequenceClassification, numLabels: 3)
         for ((_, a), (_, b)) in zip(fresh.checkpointParameters, model.checkpointParameters) { a.assign(b.array) }
-        model = fresh
+        return fresh
+    }
+
+    func makeTrainer(output: URL) throws -> Trainer {
+        // Dropout on, so the per-step dropout seeds are exercised by the resume test.
+        let model = try Self.tinyModelWithDropout()
         return Trainer(model: model, pipeline: SyntheticPipeline(seed: 5, train: 60, eval: 30), arguments: arguments(),
                        output: output, tokenizerDirectory: Self.tinyModel, padId: 0)
     }

@@ -45,6 +45,14 @@ extension BertTaskModel {
         }
         return classificationLoss(logits, labels: batch.labels ?? [], tape: tape)
     }
+
+    /// The training loss of `batch`: distilled with `distillation`, the task loss otherwise; with
+    /// `share`, the batch's part of a larger batch's loss (see `Distillation.loss`).
+    func trainingLoss(_ batch: FeatureBatch, tape: Tape, distillation: Distillation?, share: BatchShare? = nil) -> Tensor {
+        if let distillation { return distillation.loss(of: self, batch: batch, tape: tape, share: share) }
+        let loss = taskLoss(forward(batch.inputs, tape: tape), batch: batch, tape: tape)
+        return share.map { tape.scale(loss, by: $0.taskShare) } ?? loss
+    }
 }
 
 /// Rank `rank`'s rows of a batch of `rows` split over `ranks` processes: consecutive slices,

@@ -15,6 +15,34 @@ extension ProcessGroup {
         try allReduceSum(&v)
         return v[0]
     }
+
+    /// This process's forward pass on its part of the batch `rows` (`BatchPart`): the model given
+    /// the part's place in the batch for the dropout masks and recording its layer marks while
+    /// `loss` runs on `tape`. Returns the part, its loss (weight 0 for a placeholder) and the marks.
+    func forwardPart(of rows: [Feature], model: BertTaskModel, padId: Int, tape: Tape,
+                     loss: (BatchPart) -> Tensor) -> (part: BatchPart, loss: Tensor, marks: [Int]) {
+        let part = BatchPart(of: rows, rank: rank, ranks: size, padId: padId, architecture: model.architecture)
+        model.bert.batchRows = part.rows
+        model.bert.layerMarks = []
+        defer { (model.bert.batchRows, model.bert.layerMarks) = (nil, nil) }
+        let value = loss(part)
+        return (part, part.isPlaceholder ? tape.scale(value, by: 0) : value, model.bert.layerMarks ?? [])
+    }
+
+    /// The backward pass from `loss` on `tape`, with the gradients of `parameters` summed over
+    /// the processes in buckets started while it runs (`OverlappedGradientSum`; readiness from
+    /// the forward pass's layer `marks`, the word table summed over the rows `rows` gather).
+    func backwardSummingGradients(_ tape: Tape, from loss: Tensor, parameters: [Tensor], model: BertTaskModel, marks: [Int],
+                                  rows: [Feature], padId: Int, bucketFloats: Int) throws {
+        let sums = OverlappedGradientSum(group: self, parameters: parameters,
+                                         readiness: gradientReadiness(of: parameters, model: model, marks: marks),
+                                         rows: [ObjectIdentifier(model.bert.embeddings.word.weight): gatheredIds(rows, padId: padId)],
+                                         bucketFloats: bucketFloats)
+        tape.afterRule = { sums.ruleDone(remaining: $0) }
+        defer { tape.afterRule = nil }
+        tape.backward(from: loss)
+        try sums.finish()
+    }
 }
 
 /// Keeps activation quantizers' running ranges on the whole batch under data parallelism: while
@@ -66,7 +94,6 @@ final class OverlappedGradientSum {
     private let parameters: [Tensor]
     private var buckets: [Bucket] = []
     private var next = 0
-    private var presence: [Int64]
     private var error: Error?
 
     /// The rules left when each bucket started, in bucket order (0: at the end of the pass).
@@ -78,7 +105,6 @@ final class OverlappedGradientSum {
          bucketFloats: Int = ProcessGroup.bucketFloats) {
         self.group = group
         self.parameters = parameters
-        presence = [Int64](repeating: 0, count: parameters.count)
         let order = parameters.indices.sorted { (readiness[$0], $1) > (readiness[$1], $0) }
         var bucket = Bucket()
         for i in order {
@@ -139,7 +165,7 @@ final class OverlappedGradientSum {
     /// Starts the buckets not started yet, waits for every sum, and writes them back.
     func finish() throws {
         if let error { throw error }
-        for (i, p) in parameters.enumerated() { presence[i] = p.grad == nil ? 0 : 1 }
+        var presence = parameters.map { Int64($0.grad == nil ? 0 : 1) }
         while next < buckets.count {
             startedAt.append(0)
             try start(next)

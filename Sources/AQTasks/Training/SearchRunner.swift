@@ -156,42 +156,21 @@ public struct SearchRunner {
         let search = BilevelSearch(model: model, network: network, configuration: configuration, trainCount: train.count,
                                    validationCount: val.count) { idx, isVal, tape in
             let rows = idx.map { (isVal ? val : train)[$0] }
-            guard group.size > 1 else {
-                let batch = FeatureBatch(rows, padId: padId)
-                if !isVal, let distillation { return distillation.loss(of: model, batch: batch, tape: tape) }
-                return model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
+            let distilled = isVal ? nil : distillation
+            guard group.size > 1 else { return model.trainingLoss(FeatureBatch(rows, padId: padId), tape: tape, distillation: distilled) }
+            let forward = group.forwardPart(of: rows, model: model, padId: padId, tape: tape) {
+                model.trainingLoss($0.batch, tape: tape, distillation: distilled, share: $0.share)
             }
-            let part = BatchPart(of: rows, rank: group.rank, ranks: group.size, padId: padId, architecture: model.architecture)
-            model.bert.batchRows = part.rows
-            model.bert.layerMarks = []
-            defer {
-                model.bert.batchRows = nil
-                marks = model.bert.layerMarks ?? []
-                model.bert.layerMarks = nil
-                lastRows = rows
-            }
-            let loss: Tensor
-            if !isVal, let distillation {
-                loss = distillation.loss(of: model, batch: part.batch, tape: tape, share: part.share)
-            } else {
-                loss = tape.scale(model.taskLoss(model.forward(part.batch.inputs, tape: tape), batch: part.batch, tape: tape),
-                                  by: part.share.taskShare)
-            }
-            return part.isPlaceholder ? tape.scale(loss, by: 0) : loss
+            (marks, lastRows) = (forward.marks, rows)
+            return forward.loss
         }
         let wholeBatchRanges = WholeBatchRanges(Array(network.activationQuantizers.values), group: group)
         defer { wholeBatchRanges.uninstall() }
         if group.size > 1 {
-            let word = ObjectIdentifier(model.bert.embeddings.word.weight)
             search.backwardAndSum = { tape, loss, tensors in
-                let sums = OverlappedGradientSum(group: group, parameters: tensors,
-                                                 readiness: gradientReadiness(of: tensors, model: model, marks: marks),
-                                                 rows: [word: gatheredIds(lastRows, padId: padId)], bucketFloats: bucketFloats)
-                tape.afterRule = { sums.ruleDone(remaining: $0) }
-                tape.backward(from: loss)
-                tape.afterRule = nil
+                try group.backwardSummingGradients(tape, from: loss, parameters: tensors, model: model, marks: marks, rows: lastRows,
+                                                   padId: padId, bucketFloats: bucketFloats)
                 try wholeBatchRanges.check()
-                try sums.finish()
             }
             search.sumLoss = { try group.sum($0) }
             search.sizePenaltyShare = 1 / Float(group.size)

@@ -272,29 +272,11 @@ public final class Trainer {
     /// the loss weighted by the slice's share of the batch's loss terms, and the gradients summed
     /// over the processes into every process's `parameters`. Returns the whole batch's loss.
     func dataParallelStep(_ rows: [Feature], parameters: [Tensor]) throws -> Float {
-        let part = BatchPart(of: rows, rank: group.rank, ranks: group.size, padId: padId, architecture: model.architecture)
-        model.bert.batchRows = part.rows
-        defer { model.bert.batchRows = nil }
         let tape = Tape()
-        var loss = 0.0
-        model.bert.layerMarks = []
-        let partLoss = lossOf(part.batch, tape: tape, share: part.share)
-        let marks = model.bert.layerMarks ?? []
-        model.bert.layerMarks = nil
-        // The gradients are summed while the backward pass runs, each bucket once its layers are done.
-        let sums = OverlappedGradientSum(group: group, parameters: parameters, readiness: gradientReadiness(of: parameters, model: model, marks: marks),
-                                         rows: [ObjectIdentifier(model.bert.embeddings.word.weight): gatheredIds(rows, padId: padId)],
-                                         bucketFloats: bucketFloats)
-        tape.afterRule = { sums.ruleDone(remaining: $0) }
-        if part.isPlaceholder {
-            tape.backward(from: tape.scale(partLoss, by: 0))
-        } else {
-            tape.backward(from: partLoss)
-            loss = Double(partLoss.scalar)
-        }
-        tape.afterRule = nil
-        try sums.finish()
-        return Float(try group.sum(loss))
+        let forward = group.forwardPart(of: rows, model: model, padId: padId, tape: tape) { lossOf($0.batch, tape: tape, share: $0.share) }
+        try group.backwardSummingGradients(tape, from: forward.loss, parameters: parameters, model: model, marks: forward.marks,
+                                           rows: rows, padId: padId, bucketFloats: bucketFloats)
+        return Float(try group.sum(forward.part.isPlaceholder ? 0 : Double(forward.loss.scalar)))
     }
 
 
@@ -321,11 +303,7 @@ public final class Trainer {
     /// The training loss of `batch`, or with `share` its part of the whole batch's (see
     /// `Distillation.loss`).
     func lossOf(_ batch: FeatureBatch, tape: Tape, share: BatchShare? = nil) -> Tensor {
-        if let teacher, let distillation = arguments.distillation(teacher: teacher) {
-            return distillation.loss(of: model, batch: batch, tape: tape, share: share)
-        }
-        let loss = model.taskLoss(model.forward(batch.inputs, tape: tape), batch: batch, tape: tape)
-        return share.map { tape.scale(loss, by: $0.taskShare) } ?? loss
+        model.trainingLoss(batch, tape: tape, distillation: teacher.flatMap { arguments.distillation(teacher: $0) }, share: share)
     }
 
     /// Every trained tensor a checkpoint holds: the model's parameters and learned ranges.
