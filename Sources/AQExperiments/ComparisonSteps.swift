@@ -113,9 +113,7 @@ public struct ProcessCommandRunner: CommandRunner {
 
     public func run(_ args: [String], capture: Bool) throws -> String {
         let line = ([executable.path] + args).map(Self.shellQuoted).joined(separator: " ")
-        let log = output.appendingPathComponent("commands.sh")
-        if !FileManager.default.fileExists(atPath: log.path) { try Data("#!/usr/bin/env bash\n".utf8).write(to: log) }
-        if let h = try? FileHandle(forWritingTo: log) { h.seekToEndOfFile(); h.write(Data((line + "\n").utf8)); try? h.close() }
+        appendLogLine(line, path: output.appendingPathComponent("commands.sh").path, header: "#!/usr/bin/env bash")
         let p = Process()
         p.executableURL = executable
         p.arguments = args

@@ -93,6 +93,18 @@ public func fileExists(_ path: String) -> (exists: Bool, isDirectory: Bool) {
     #endif
 }
 
+/// Appends `line` and a newline to the log at `path` in one write(2) with O_APPEND, so that
+/// lines of several processes appending to one log never overwrite each other; a log this call
+/// creates starts with `header`. Best effort: a log that cannot be written is skipped.
+public func appendLogLine(_ line: String, path: String, header: String) {
+    var text = line + "\n"
+    var fd = posixOpen(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL, 0o644)
+    if fd >= 0 { text = header + "\n" + text } else { fd = posixOpen(path, O_WRONLY | O_APPEND) }
+    guard fd >= 0 else { return }
+    _ = text.utf8CString.withUnsafeBufferPointer { posixWrite(fd, $0.baseAddress!, $0.count - 1) }
+    _ = posixClose(fd)
+}
+
 /// Writes a file atomically: everything goes to a temporary file in the destination directory,
 /// which is fsync'ed and then rename(2)d over the destination. Until `commit()` succeeds the
 /// destination is untouched; `abort()` (called on any error by `withAtomicFile`) removes the

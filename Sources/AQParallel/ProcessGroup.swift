@@ -15,7 +15,7 @@ public final class ProcessGroup: @unchecked Sendable {
     public let size: Int
     /// Number of this run's processes on this machine (for the default threads per rank).
     public let localSize: Int
-    private let communicator: MPI_Comm?
+    let communicator: MPI_Comm?
 
     /// A group of one process (no MPI).
     public static let single = ProcessGroup()
@@ -89,7 +89,7 @@ public final class ProcessGroup: @unchecked Sendable {
         exit(code)
     }
 
-    fileprivate func check(_ status: Int32, _ what: String) throws {
+    func check(_ status: Int32, _ what: String) throws {
         if status != aq_mpi_success() { throw ParallelError("\(what) failed on rank \(rank) (\(Self.errorText(status)))") }
     }
 

@@ -190,9 +190,6 @@ public final class BilevelSearch {
             guard c.architectureStart == 0 else { throw PlanError("frozen weights: the architecture steps start at epoch 0 (N1 = 0)") }
             guard c.unrolledStep == nil else { throw PlanError("frozen weights have no weight step to unroll: drop the second-order gradient") }
         }
-        if backwardAndSum != nil && c.unrolledStep != nil {
-            throw PlanError("the second-order search runs in one process only: start it without mpirun, or drop --second-order")
-        }
         let weightParams = model.parameters
         let stepsPerEpoch = (trainCount + c.batchSize - 1) / c.batchSize
         var state = resume ?? State(lambda: lambda)
@@ -228,7 +225,7 @@ public final class BilevelSearch {
                         // the training gradient at w, which the weight step below then uses.
                         let trainGradients = weightParams.map { p -> Storage? in defer { p.grad = nil }; return p.grad }
                         network.training = false
-                        valLoss = unrolledArchitectureGradient(trainBatch: batch, trainGradients: trainGradients,
+                        valLoss = try unrolledArchitectureGradient(trainBatch: batch, trainGradients: trainGradients,
                                                                validationBatch: validationBatch(state.architectureSteps),
                                                                xi: xi,
                                                                trainNoise: trainNoise, trainDropout: trainDropout)
@@ -341,9 +338,11 @@ public final class BilevelSearch {
     /// noise and dropout masks, so the difference is in w only. Leaves the result in the logits'
     /// gradients and the weights exactly as they were (restored from a copy); returns L_val.
     /// Costs two forward/backward passes more than first order; memory: one copy of the weights
-    /// and of their two gradient vectors, independent of the number of candidates.
+    /// and of their two gradient vectors, independent of the number of candidates. Under data
+    /// parallelism every gradient it takes is summed over the processes (`backward`), so every
+    /// process computes the same r and the same result.
     func unrolledArchitectureGradient(trainBatch: [Int], trainGradients: [Storage?], validationBatch: [Int], xi: Float,
-                                      trainNoise: SeededGenerator, trainDropout: SeededGenerator) -> Double {
+                                      trainNoise: SeededGenerator, trainDropout: SeededGenerator) throws -> Double {
         let weights = model.parameters
         let saved = weights.map { $0.storage.copy() }
         for t in network.logits { t.grad = nil }
@@ -356,7 +355,7 @@ public final class BilevelSearch {
         for t in network.logits { t.requiresGrad = true }
         let vt = Tape()
         let loss = validationObjective(validationBatch, tape: vt)
-        vt.backward(from: loss)
+        try backward(vt, from: loss, summing: weights + network.logits)
         let valueGradient = network.logits.map { $0.grad?.copy() }
         let direction = weights.map { p -> Storage? in defer { p.grad = nil }; return p.grad }
         let norm = direction.reduce(0.0) { $0 + ($1.map { Kernels.sumOfSquares($0.pointer, count: $0.count) } ?? 0) }.squareRoot()
@@ -369,7 +368,7 @@ public final class BilevelSearch {
         }
         let r = Float(0.01 / norm)
         // grad_theta L_train at w +- r v, same noise and dropout as the training pass.
-        func trainLogitGradients(sign: Float) -> [Storage?] {
+        func trainLogitGradients(sign: Float) throws -> [Storage?] {
             restore(weights, from: saved)
             for (p, v) in zip(weights, direction) {
                 if let v { Kernels.axpy(sign * r, v.pointer, p.pointer, count: p.count) }
@@ -377,11 +376,11 @@ public final class BilevelSearch {
             network.generator = trainNoise
             model.bert.generator = trainDropout
             let t = Tape()
-            t.backward(from: lossOf(trainBatch, false, t))
+            try backward(t, from: lossOf(trainBatch, false, t), summing: network.logits)
             return network.logits.map { theta -> Storage? in defer { theta.grad = nil }; return theta.grad }
         }
-        let plus = trainLogitGradients(sign: 1)
-        let minus = trainLogitGradients(sign: -1)
+        let plus = try trainLogitGradients(sign: 1)
+        let minus = try trainLogitGradients(sign: -1)
         restore(weights, from: saved)
         let scale = -xi / (2 * r)
         for (i, theta) in network.logits.enumerated() {

@@ -17,3 +17,4 @@ static inline MPI_Errhandler aq_mpi_errors_return(void) { return MPI_ERRORS_RETU
 static inline int aq_mpi_success(void) { return MPI_SUCCESS; }
 static inline MPI_Status *aq_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Request aq_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+static inline int aq_mpi_any_source(void) { return MPI_ANY_SOURCE; }

@@ -22,7 +22,9 @@ struct CompareCommand: ParsableCommand {
             skipped when already finished, so running the same command again resumes method by \
             method. After every step: OUTPUT/results.json, results.md (the paper's Table 1 layout \
             plus AQ-BERT's margins), size_vs_metric.svg, bitmap.svg (the AQ-BERT plans of the \
-            first seed, per matrix) and groups.svg (every group of the smallest budget's plan).
+            first seed, per matrix) and groups.svg (every group of the smallest budget's plan). \
+            Under mpirun -np N the steps are a work queue over the ranks (each started once the \
+            steps it reads have finished), OUTPUT on a file system every rank sees; rank 0 publishes.
             """
     )
     @Option(help: "A Hugging Face BERT directory (pre-trained, or fine-tuned with --fine-tuned).") var model: String
@@ -89,10 +91,10 @@ struct CompareCommand: ParsableCommand {
         return ComparisonMethod.allCases.filter { m in values.contains { $0 == m } }
     }
 
-    /// Under `mpirun -np N` the ranks share the seeds (seed i on rank i mod N, each of its steps
-    /// a one-process aqbert), then rank 0 runs the whole comparison, finding every step
-    /// finished, and publishes the results; every rank checks the inputs and they agree on the
-    /// first failure.
+    /// Under `mpirun -np N` the ranks share the comparison's jobs as a work queue (fine-tunings,
+    /// searches, QATs, each a one-process aqbert started once the jobs it reads have finished),
+    /// then rank 0 runs the whole comparison, finding every step finished, and publishes the
+    /// results; every rank checks the inputs and they agree on the first failure.
     func run() throws {
         let group = try ProcessGroup.world()
         let (s, out) = try group.agree { () throws -> (ComparisonSettings, URL) in
@@ -143,11 +145,7 @@ struct CompareCommand: ParsableCommand {
                                           progress: print)
         do {
             if group.size > 1 {
-                var share = pipeline
-                share.seedsToRun = Set(s.seeds.enumerated().filter { $0.offset % group.size == group.rank }.map(\.element))
-                share.publishes = false
-                try share.run()
-                try group.barrier()
+                try pipeline.runJobs { dependencies, run in try group.runQueue(dependencies: dependencies, run: run) }
                 guard group.rank == 0 else { return }
             }
             try pipeline.run()

@@ -128,9 +128,6 @@ struct SearchCommand: ParsableCommand {
         let leader = group.rank == 0
         let (runner, c, hash) = try group.agree { () throws -> (SearchRunner, SearchConfiguration, String) in
             common.apply(group: group)
-            if group.size > 1 && secondOrder {
-                throw CLIError("--second-order runs in one process only: start it without mpirun, or drop --second-order")
-            }
             let candidates = try parseBits(bits)
             do { try BitPlan.validateCandidates(candidates) } catch { throw CLIError("--bits: \(error)") }
             var startLogits: [Float]? = nil

@@ -145,7 +145,10 @@ final class MPITests: XCTestCase {
         for (k, v) in a1 { for (x, y) in zip(v, a2[k]!) { XCTAssertEqual(x, y, accuracy: 0.005 * abs(x), k) } }
     }
 
-    /// The search on 2 ranks (frozen weights, the default, and trained weights): the plan of one
+    /// The search on 2 ranks (frozen weights, the default, trained weights, and trained weights
+    /// with the second-order architecture gradient, whose extra passes sum their gradients too:
+    /// architecture steps from the first step, plain SGD on the logits and xi 0.01, so that the
+    /// logged losses show the unrolled term, which at the default xi is below their tolerance): the plan of one
     /// process, the first steps' losses to rounding (later ones drift by more: the super-network
     /// quantizes, see the retraining test), and the same bytes from two runs on 2 ranks.
     func testSearchOnTwoRanksGivesTheOneProcessPlan() throws {
@@ -159,7 +162,7 @@ final class MPITests: XCTestCase {
             try String(contentsOf: out.appendingPathComponent("search_log.jsonl"), encoding: .utf8).split(separator: "\n")
                 .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
         }
-        for (name, extra) in [("frozen", [String]()), ("trained", ["--train-weights"])] {
+        for (name, extra) in [("frozen", [String]()), ("trained", ["--train-weights"]), ("second-order", ["--train-weights", "--second-order", "--unrolled-lr", "0.01", "--arch-start", "0", "--arch-optimizer", "sgd"])] {
             let one = dir.appendingPathComponent("search-one-\(name)"), two = dir.appendingPathComponent("search-two-\(name)")
             let again = dir.appendingPathComponent("search-again-\(name)")
             XCTAssertEqual(try CLI.run(searchArgs(one, extra)).status, 0)
@@ -205,29 +208,33 @@ final class MPITests: XCTestCase {
         }
     }
 
-    /// compare on 2 ranks: seed 1 on rank 0, seed 2 on rank 1, each step a one-process aqbert;
-    /// then rank 0 finds every step finished and publishes: the results of one process.
-    func testCompareSharesItsSeedsAcrossRanks() throws {
+    /// compare on 2 ranks: the steps of one seed shared as a work queue (each a one-process
+    /// aqbert, started once the steps it reads have finished: the fine-tuning first, then the
+    /// uniform plan and the search side by side, then the QATs); then rank 0 finds every step
+    /// finished and publishes: the results of one process.
+    func testCompareSharesItsStepsAcrossRanks() throws {
         func args(_ out: URL) -> [String] {
             ["compare", "--model", model.path, "--task", "sst2", "--train", train.path, "--dev", dev.path, "--budgets", "2",
-             "--methods", "fp32,uniform,aq-bert", "--seed", "1", "--seeds", "2", "--epochs", "1", "--lr", "1e-3", "--batch-size", "8",
+             "--methods", "fp32,uniform,aq-bert", "--seed", "1", "--seeds", "1", "--epochs", "1", "--lr", "1e-3", "--batch-size", "8",
              "--search-epochs", "1", "--groups", "1", "--tolerance", "0.1", "--threads", "1", "--output", out.path]
         }
         let one = dir.appendingPathComponent("compare-one"), two = dir.appendingPathComponent("compare-two")
         XCTAssertEqual(try CLI.run(args(one)).status, 0)
         let r = try MPI.run(ranks: 2, args(two))
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stdout.contains("[rank 1] [compare] seed 2"), r.stdout)
-        XCTAssertFalse(r.stdout.contains("[rank 1] [compare] seed 1"), r.stdout)
+        for rank in 0..<2 { XCTAssertTrue(r.stdout.contains("[rank \(rank)] [compare] seed 1"), "rank \(rank) ran a step: \(r.stdout)") }
+        XCTAssertEqual(r.stdout.components(separatedBy: "[compare] done").count, 2, "rank 0 alone publishes: \(r.stdout)")
         func runs(_ out: URL) throws -> [[String: Any]] {
             let results = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as! [String: Any]
             return results["runs"] as! [[String: Any]]
         }
         let a = try runs(one), b = try runs(two)
-        XCTAssertEqual(a.count, 6)
+        XCTAssertEqual(a.count, 3)
         XCTAssertEqual(a.map { "\($0["method"]!) \($0["seed"]!) \($0["metric"]!)" }, b.map { "\($0["method"]!) \($0["seed"]!) \($0["metric"]!)" })
-        XCTAssertEqual(try Data(contentsOf: one.appendingPathComponent("seed-2/aq-bert-2/model.safetensors")),
-                       try Data(contentsOf: two.appendingPathComponent("seed-2/aq-bert-2/model.safetensors")))
+        for file in ["fp32/model.safetensors", "search-2/plan.json", "uniform-2/model.safetensors", "aq-bert-2/model.safetensors"] {
+            XCTAssertEqual(try Data(contentsOf: one.appendingPathComponent("seed-1/" + file)),
+                           try Data(contentsOf: two.appendingPathComponent("seed-1/" + file)), file)
+        }
     }
 
     /// Every rank fails the same input check: one error line, printed once, and a failure exit.

@@ -124,4 +124,42 @@ final class ComparisonPipelineTests: XCTestCase {
         try pipeline(rerun).run()
         XCTAssertEqual(rerun.commands.map { $0[0] == "plan" ? "plan " + $0[1] : $0[0] }, ["search", "retrain", "plan random", "retrain"])
     }
+
+    /// The jobs of a work queue: what each reads, and a queue that runs them in another order
+    /// (the last ready job first, as a rank free at another time would) leaves the files of a
+    /// sequential run, so that the publishing run afterwards runs nothing and gives its results.
+    func testJobsRunInAnyOrderTheirDependenciesAllow() throws {
+        let p = pipeline(try FakeRunner())
+        let jobs = try p.jobs()
+        XCTAssertEqual(jobs.map(\.name), [7, 8].flatMap { seed in
+            ["seed \(seed): fp32", "seed \(seed): uniform plan and DirectQ at 2 bits", "seed \(seed): uniform QAT at 2 bits",
+             "seed \(seed): AQ-BERT search at 2 bits", "seed \(seed): AQ-BERT QAT at 2 bits", "seed \(seed): random plan QAT at 2 bits"]
+        })
+        XCTAssertEqual(jobs.map(\.dependencies), [[], [0], [1], [0], [3], [3], [], [6], [7], [6], [9], [9]])
+
+        let sequentialDir = dir!
+        let sequential = try p.run()
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("aqbert-pipeline-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let runner = try FakeRunner()
+        var order: [Int] = []
+        try pipeline(runner).runJobs { dependencies, run in
+            var done = Set<Int>()
+            while done.count < dependencies.count {
+                let j = try XCTUnwrap(dependencies.indices.last { !done.contains($0) && dependencies[$0].allSatisfy(done.contains) })
+                try run(j)
+                done.insert(j)
+                order.append(j)
+            }
+        }
+        XCTAssertEqual(order, [6, 9, 11, 10, 7, 8, 0, 3, 5, 4, 1, 2])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("results.json").path), "the queue publishes nothing")
+        let publishing = try FakeRunner()
+        XCTAssertEqual(try pipeline(publishing).run().runs.map(\.metric), sequential.runs.map(\.metric))
+        XCTAssertEqual(publishing.commands, [])
+        for file in ["seed-8/plans/random-2.json", "seed-7/aq-bert-2/eval_results.json", "seed-8/directq-2.json"] {
+            XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent(file)), try Data(contentsOf: sequentialDir.appendingPathComponent(file)), file)
+        }
+        try? FileManager.default.removeItem(at: sequentialDir)
+    }
 }

@@ -160,7 +160,7 @@ final class BilevelSearchTests: XCTestCase {
             vt.backward(from: search.validationObjective(val, tape: vt))
             let first = network.logits.map { $0.grad.map { Array($0.buffer) } ?? [] }
             for l in network.logits { l.grad = nil }
-            _ = search.unrolledArchitectureGradient(trainBatch: train, trainGradients: g, validationBatch: val, xi: xi,
+            _ = try search.unrolledArchitectureGradient(trainBatch: train, trainGradients: g, validationBatch: val, xi: xi,
                                                     trainNoise: network.generator, trainDropout: model.bert.generator)
             let second = network.logits.map { $0.grad.map { Array($0.buffer) } ?? [] }
             return (first, second, before, model.parameters.map(\.array), gBefore, g.map { $0.map { Array($0.buffer) } ?? [] })
