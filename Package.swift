@@ -67,6 +67,14 @@ let package = Package(
         // The comparison of METHOD.md section 6 (seeds x budgets x methods, each step a run of
         // aqbert) and its results: the schema, the Markdown table, the pictures.
         .target(name: "AQExperiments", dependencies: ["AQTasks", "AQSearch", "AQQuant", "AQFiles"]),
+        // What each command does, as library functions: a request of parsed options in, the
+        // prepared run or its result out, warnings and progress through callbacks. The executable
+        // parses arguments, calls one of these and prints.
+        .target(
+            name: "AQRuns",
+            dependencies: ["AQBert", "AQQuant", "AQSearch", "AQTasks", "AQExperiments", "AQParallel", "AQHub", "AQFiles",
+                           "AQSafeTensors", "AQTokenizer"]
+        ),
         // The mutation fuzzer's targets (every parser of user files) and mutator.
         .target(name: "AQFuzz", dependencies: ["AQTasks"], swiftSettings: optimised),
         .executableTarget(
@@ -77,6 +85,7 @@ let package = Package(
                 "AQSearch",
                 "AQTasks",
                 "AQExperiments",
+                "AQRuns",
                 "AQFuzz",
                 "AQHub",
                 "AQTokenizer",
@@ -93,6 +102,7 @@ let package = Package(
         .testTarget(name: "AQSearchTests", dependencies: ["AQSearch"]),
         .testTarget(name: "AQTasksTests", dependencies: ["AQTasks"], resources: [.copy("Fixtures")]),
         .testTarget(name: "AQExperimentsTests", dependencies: ["AQExperiments"]),
+        .testTarget(name: "AQRunsTests", dependencies: ["AQRuns", "AQBert", "AQQuant", "AQSearch", "AQTasks", "AQParallel"]),
         .testTarget(name: "AQFuzzTests", dependencies: ["AQFuzz"], exclude: ["Fixtures", "Regressions"]),
         // Runs the built executable: exit codes, one-line errors, output contracts.
         .testTarget(name: "AQBertCLITests", dependencies: ["aqbert", "AQBert", "AQTokenizer", "AQQuant", "AQSearch"]),

@@ -1,6 +1,7 @@
 import AQBert
 import AQFiles
 import AQParallel
+import AQRuns
 import ArgumentParser
 import CAQKernels
 import Foundation
@@ -46,7 +47,7 @@ struct AQBertCommand: ParsableCommand {
             // Output that could not be written (a closed stdout, a full disk behind a redirect) is
             // a failure, not a success with the output lost.
             if fflush(stdout) != 0 || ferror(stdout) != 0 {
-                throw CLIError("cannot write to standard output: \(errnoMessage(errno == 0 ? EBADF : errno))")
+                throw RunError("cannot write to standard output: \(errnoMessage(errno == 0 ? EBADF : errno))")
             }
             OutputLock.releaseAll(succeeded: true)
             ProcessGroup.finish()

@@ -1,6 +1,6 @@
 import AQBert
 import AQQuant
-import AQSearch
+import AQRuns
 import AQTasks
 import ArgumentParser
 import CAQKernels
@@ -49,26 +49,12 @@ struct BenchCommand: ParsableCommand {
             try BenchCommand.validateRun(batch: batch, seq: seq, steps: steps, warmup: warmup, threads: threads)
         }
 
-        /// The model `run` benchmarks, from --model or --config (seeded random weights).
-        func loadModel() throws -> (model: BertTaskModel?, config: BertConfig, label: String) {
-            if let path = model {
-                let dir = try TextIO.modelDirectory(path)
-                let (m, _) = try BertTaskModel.load(directory: dir, architecture: .sequenceClassification, numLabels: 2)
-                return (m, m.config, dir.lastPathComponent)
-            }
-            return (nil, config!.config, config!.rawValue)
-        }
-
-        func run(_ mode: StepBenchmark.Mode, prepare: ((BertTaskModel) throws -> [Tensor])? = nil,
-                 loss: ((BertTaskModel, BertBatch, [Int32], Tape) -> Tensor)? = nil) throws {
-            if let threads { Runtime.threads = threads }
-            let (loaded, cfg, label) = try loadModel()
-            if seq > cfg.maxPositionEmbeddings {
-                throw ValidationError("--seq \(seq) exceeds max_position_embeddings \(cfg.maxPositionEmbeddings)")
-            }
-            let r = try StepBenchmark.run(config: cfg, model: loaded, mode: mode, batch: batch, seq: seq, steps: steps,
-                                      warmup: warmup, seed: seed, prepare: prepare, loss: loss) { step, s in
-                FileHandle.standardError.write("step \(step): \(String(format: "%.4f", s)) s\n".data(using: .utf8)!)
+        /// Times `kind`'s steps and prints one figure per line.
+        func run(_ kind: BenchmarkRuns.StepKind) throws {
+            let request = BenchmarkRuns.StepRequest(model: model, config: config.map { ($0.config, $0.rawValue) }, kind: kind,
+                                                    batch: batch, seq: seq, steps: steps, warmup: warmup, seed: seed, threads: threads)
+            let (r, cfg, label) = try BenchmarkRuns.step(request) { step, s in
+                FileHandle.standardError.write(Data("step \(step): \(String(format: "%.4f", s)) s\n".utf8))
             }
             print("implementation: aqbert \(aqbertVersion)")
             print("config: \(label) batch=\(batch) seq=\(seq) threads=\(Runtime.threads)")
@@ -79,10 +65,15 @@ struct BenchCommand: ParsableCommand {
             // The FFN-in GEMM of this configuration, alone: the rate the step is measured against.
             let sgemm = StepBenchmark.sgemmRate(m: batch * seq, n: cfg.intermediateSize, k: cfg.hiddenSize)
             print("reference_sgemm_gflops: \(String(format: "%.1f", sgemm))")
-            print("cpu_level: \(Kernels.cpuLevel)" + (Kernels.cpuLevel == Kernels.cpuBestLevel ? "" : " (the CPU runs \(Kernels.cpuBestLevel))"))
-            let core = Runtime.blasCore
-            print("blas_core: \(core.inUse)" + (core.inUse == core.detected ? "" : " (OpenBLAS detected \(core.detected))"))
+            BenchCommand.printMachine()
         }
+    }
+
+    /// The CPU level the kernels run and OpenBLAS's core.
+    static func printMachine() {
+        print("cpu_level: \(Kernels.cpuLevel)" + (Kernels.cpuLevel == Kernels.cpuBestLevel ? "" : " (the CPU runs \(Kernels.cpuBestLevel))"))
+        let core = Runtime.blasCore
+        print("blas_core: \(core.inUse)" + (core.inUse == core.detected ? "" : " (OpenBLAS detected \(core.detected))"))
     }
 
     struct Train: ParsableCommand {
@@ -101,30 +92,7 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Row groups per matrix.") var groups: Int = 128
         @Option(help: "Weight group ranges: minmax or learned.") var ranges: RangeMode = .minmax
         @Option(help: "Distillation from an fp32 teacher: none, logits, layers or all.") var distill: DistillChoice = .none
-        func run() throws {
-            var keep: QuantizedBert?
-            var distillation: Distillation?
-            if let mode = distill.mode {
-                // The teacher: the same checkpoint or the same seeded random weights.
-                let (loaded, cfg, _) = try options.loadModel()
-                let teacher = loaded ?? BertTaskModel(config: cfg, architecture: .sequenceClassification, numLabels: 2)
-                if loaded == nil {
-                    var g = SeededGenerator(seed: options.seed)
-                    teacher.bert.initializeWeights(generator: &g)
-                    teacher.head?.initialize(std: cfg.initializerRange, generator: &g)
-                }
-                distillation = Distillation(teacher: teacher, settings: DistillationSettings(mode: mode))
-            }
-            try options.run(.train, prepare: { model in
-                let plan = try BitPlan.uniform(model: model, bits: 2, groups: groups, candidates: [0, 2, 4])
-                keep = try QuantizedBert(plan: plan, model: model, ranges: ranges)
-                keep?.training = true
-                return keep?.rangeParameters.map(\.tensor) ?? []
-            }, loss: distillation.map { d in
-                { model, inputs, labels, tape in d.loss(of: model, batch: FeatureBatch(inputs: inputs, labels: labels), tape: tape) }
-            })
-            _ = keep
-        }
+        func run() throws { try options.run(.qat(groups: groups, ranges: ranges, distill: distill.mode)) }
     }
 
     /// One weight step of the search: Gumbel-softmax mixed weights over {0, 2, 4} on 128 row
@@ -133,16 +101,7 @@ struct BenchCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "search", abstract: "A super-network step (mixed weights over 0,2,4 bits).")
         @OptionGroup var options: Options
         @Option(help: "Row groups per matrix.") var groups: Int = 128
-        func run() throws {
-            var keep: SuperNetwork?
-            try options.run(.train) { model in
-                let net = try SuperNetwork(model: model, candidates: [0, 2, 4], groups: groups, seed: 1)
-                net.temperature = 1
-                keep = net
-                return net.logits
-            }
-            _ = keep
-        }
+        func run() throws { try options.run(.superNetwork(groups: groups)) }
     }
 
     struct Forward: ParsableCommand {
@@ -169,32 +128,14 @@ struct BenchCommand: ParsableCommand {
         }
 
         func run() throws {
-            if let threads { Runtime.threads = threads }
-            let dir = try TextIO.modelDirectory(model)
-            let loaded: BertTaskModel
-            let kind: String
-            do {
-                if PackedBert.isPacked(dir) {
-                    loaded = try PackedBert.load(directory: dir, verify: !noVerify).model
-                    kind = "packed"
-                } else {
-                    loaded = try BertTaskModel.load(directory: dir).model
-                    kind = try QuantizedBert.load(from: dir, into: loaded) == nil ? "fp32" : "qat-simulated"
-                }
-            } catch { throw CLIError("\(error)") }
-            if seq > loaded.config.maxPositionEmbeddings {
-                throw ValidationError("--seq \(seq) exceeds max_position_embeddings \(loaded.config.maxPositionEmbeddings)")
-            }
-            let median = StepBenchmark.median(StepBenchmark.inferenceSeconds(model: loaded, batch: batch, seq: seq, warmup: warmup, steps: steps))
-            let peak = Runtime.peakResidentBytes() ?? 0
-            print("implementation: aqbert \(aqbertVersion) \(kind)")
-            print("config: \(dir.lastPathComponent) batch=\(batch) seq=\(seq) threads=\(Runtime.threads)")
-            print("latency_ms: \(String(format: "%.3f", 1000 * median))")
-            print("sequences_per_second: \(String(format: "%.2f", Double(batch) / median))")
-            print("peak_rss_mib: \(String(format: "%.1f", Double(peak) / 1_048_576))")
-            print("cpu_level: \(Kernels.cpuLevel)" + (Kernels.cpuLevel == Kernels.cpuBestLevel ? "" : " (the CPU runs \(Kernels.cpuBestLevel))"))
-            let core = Runtime.blasCore
-            print("blas_core: \(core.inUse)" + (core.inUse == core.detected ? "" : " (OpenBLAS detected \(core.detected))"))
+            let r = try BenchmarkRuns.inference(model: model, verify: !noVerify, batch: batch, seq: seq, warmup: warmup, steps: steps,
+                                                threads: threads)
+            print("implementation: aqbert \(aqbertVersion) \(r.kind)")
+            print("config: \(r.label) batch=\(batch) seq=\(seq) threads=\(Runtime.threads)")
+            print("latency_ms: \(String(format: "%.3f", 1000 * r.medianSeconds))")
+            print("sequences_per_second: \(String(format: "%.2f", Double(batch) / r.medianSeconds))")
+            print("peak_rss_mib: \(String(format: "%.1f", Double(r.peakResidentBytes) / 1_048_576))")
+            BenchCommand.printMachine()
         }
     }
 }

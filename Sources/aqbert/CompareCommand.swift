@@ -3,8 +3,8 @@ import AQParallel
 import AQSearch
 import AQExperiments
 import AQTasks
+import AQRuns
 import ArgumentParser
-import AQFiles
 import Foundation
 
 extension ComparisonMethod: ExpressibleByArgument {}
@@ -99,11 +99,8 @@ struct CompareCommand: ParsableCommand {
         let group = try ProcessGroup.world()
         let (s, out) = try group.agree { () throws -> (ComparisonSettings, URL) in
             let budgetList = parsedBudgets!, methodList = parsedMethods!
-            let trainURL = try TextIO.existingFile(train, option: "--train"), devURL = try TextIO.existingFile(dev, option: "--dev")
-            let modelDir = try TextIO.modelDirectory(model)
-            try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train), ("--dev", dev)])
-            let out = URL(fileURLWithPath: output)
-            do { try makeDirectories(out.path) } catch { throw CLIError("--output: \(error)") }
+            let (modelDir, trainURL, devURL, out) = try CompareRun.inputs(model: model, train: train, dev: dev, output: output,
+                                                                         downloadProgress: TextIO.downloadBar)
             var s = ComparisonSettings(model: modelDir, task: task, train: trainURL, dev: devURL, budgets: budgetList,
                                        seeds: (0..<seeds).map { seed + UInt64($0) }, methods: methodList, fineTuned: fineTuned)
             s.record = [
@@ -134,22 +131,14 @@ struct CompareCommand: ParsableCommand {
             s.tolerance = tolerance
             return (s, out)
         }
-        let runner = ProcessCommandRunner(executable: StepRunner.executable, output: out, environment: StepRunner.childEnvironment)
         let label = group.size > 1 ? "[rank \(group.rank)] " : ""
         let print: (String) -> Void = { line in
             Swift.print(label + line)
             fflush(stdout)
         }
         let stepThreads = threads ?? (group.size > 1 ? group.defaultThreads(cores: Runtime.threads) : nil)
-        let pipeline = ComparisonPipeline(settings: s, output: out, steps: ComparisonSteps(runner: runner, threads: stepThreads, progress: print),
-                                          progress: print)
-        do {
-            if group.size > 1 {
-                try pipeline.runJobs { dependencies, run in try group.runQueue(dependencies: dependencies, run: run) }
-                guard group.rank == 0 else { return }
-            }
-            try pipeline.run()
-        } catch let e as ComparisonError { throw CLIError(e.description) }
+        guard try CompareRun.run(settings: s, output: out, executable: StepRunner.executable, environment: StepRunner.childEnvironment,
+                                 threads: stepThreads, group: group, progress: print) else { return }
         print("[compare] done: \(out.path)/results.md, results.json, size_vs_metric.svg, bitmap.svg, groups.svg")
     }
 }

@@ -1,6 +1,5 @@
 import AQBert
-import AQQuant
-import AQTokenizer
+import AQRuns
 import ArgumentParser
 import Foundation
 
@@ -31,21 +30,8 @@ struct EncodeCommand: ParsableCommand {
     @Flag(help: "Load a packed model without verifying its tensors' checksum.") var noVerify = false
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
-        let texts = try TextIO.readLines(input)
-        let dir = try TextIO.modelDirectory(model)
-        try TextIO.checkOutput(output, inputs: [("--input", input), ("--model", dir.path)])
-        let encoder: SentenceEncoder
-        if PackedBert.isPacked(dir) {
-            // A packed model (aqbert export): its encoder, run by the low-bit kernels.
-            do {
-                encoder = try SentenceEncoder(model: PackedBert.load(directory: dir, architecture: .base, verify: !noVerify).model,
-                                              tokenizer: BertTokenizer(directory: dir))
-            } catch { throw CLIError("\(error)") }
-        } else {
-            encoder = try SentenceEncoder(directory: dir)
-        }
-        let results = encoder.encode(texts, pooling: pooling, batchSize: batchSize) { done, total in
+        let results = try EncodeRun.run(model: model, input: input, output: output, pooling: pooling, batchSize: batchSize,
+                                        threads: threads, verify: !noVerify, downloadProgress: TextIO.downloadBar) { done, total in
             TextIO.progress("encoded \(done)/\(total)")
         }
         var out = ""

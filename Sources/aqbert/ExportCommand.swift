@@ -1,5 +1,4 @@
-import AQBert
-import AQQuant
+import AQRuns
 import ArgumentParser
 import Foundation
 
@@ -19,33 +18,14 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Output directory (must not exist yet).") var output: String
 
     func run() throws {
-        let dir = try TextIO.modelDirectory(model)
-        if PackedBert.isPacked(dir) { throw CLIError("--model \(model) is packed already") }
-        let outURL = URL(fileURLWithPath: output)
-        if FileManager.default.fileExists(atPath: outURL.path) {
-            throw CLIError("--output \(output) exists: choose a new directory (export never overwrites a model)")
-        }
-        let (m, _): (BertTaskModel, BertLoadReport)
-        do { (m, _) = try BertTaskModel.load(directory: dir) } catch { throw CLIError("\(error)") }
-        let quantization: QuantizedBert
-        do {
-            guard let q = try QuantizedBert.load(from: dir, into: m) else {
-                throw CLIError("--model \(model) has no quantization_config: it is an fp32 model; run aqbert retrain --plan first")
-            }
-            quantization = q
-        } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
-        let sizes: (bytes: Int, predicted: Int)
-        do { sizes = try PackedBert.exportDirectory(model: m, quantization: quantization, tokenizerFrom: dir, to: outURL) } catch {
-            throw CLIError("\(error)")
-        }
-        let fp32 = (try? FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("model.safetensors").path)[.size] as? Int) ?? 0
-        let p = quantization.plan
+        let r = try ExportRun.run(model: model, output: output, downloadProgress: TextIO.downloadBar)
+        let p = r.plan
         print(String(format: "plan: %.3f average bits, %.1f%% of groups pruned, encoder weights %.3f MiB", p.averageBits,
                      100 * p.prunedFraction, p.sizeMiB))
         print(String(format: "model.safetensors: %d bytes (%.2f MiB; predicted %d, %+.3f%%), fp32 %d bytes (%.1fx smaller)",
-                     sizes.bytes, Double(sizes.bytes) / 1_048_576, sizes.predicted,
-                     100 * Double(sizes.bytes - sizes.predicted) / Double(max(1, sizes.predicted)), fp32,
-                     Double(fp32) / Double(max(1, sizes.bytes))))
+                     r.bytes, Double(r.bytes) / 1_048_576, r.predicted,
+                     100 * Double(r.bytes - r.predicted) / Double(max(1, r.predicted)), r.fp32Bytes,
+                     Double(r.fp32Bytes) / Double(max(1, r.bytes))))
         print("packed model in \(output)")
     }
 }

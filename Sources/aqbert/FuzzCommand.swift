@@ -1,5 +1,6 @@
 import AQFiles
 import AQFuzz
+import AQRuns
 import ArgumentParser
 import Foundation
 
@@ -39,10 +40,10 @@ struct FuzzCommand: ParsableCommand {
     }
 
     func makeTargets(in directory: URL) throws -> [FuzzTarget] {
-        let modelDir = try TextIO.modelDirectory(model)
+        let modelDir = try RunInputs.modelDirectory(model, progress: TextIO.downloadBar)
         do {
             return try FuzzTargets.make(model: modelDir, scratch: directory).filter { selected.contains($0.name) }
-        } catch { throw CLIError("cannot set up the fuzz targets from \(model): \(error)") }
+        } catch { throw RunError("cannot set up the fuzz targets from \(model): \(error)") }
     }
 
     func run() throws {
@@ -53,7 +54,7 @@ struct FuzzCommand: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: work) }
         let targets = try makeTargets(in: work.appendingPathComponent("supervisor"))
         if let replay {
-            let input = [UInt8](try Data(contentsOf: try TextIO.existingFile(replay, option: "--replay")))
+            let input = [UInt8](try Data(contentsOf: try RunInputs.existingFile(replay, option: "--replay")))
             switch targets[0].run(input) {
             case .success: print("\(targets[0].name): accepted")
             case .failure(let e): print("\(targets[0].name): rejected: \("\(e)".prefix(300))")
@@ -61,7 +62,7 @@ struct FuzzCommand: ParsableCommand {
             return
         }
         if let crashes {
-            do { try makeDirectories(crashes) } catch { throw CLIError("--crashes: \(error)") }
+            do { try makeDirectories(crashes) } catch { throw RunError("--crashes: \(error)") }
         }
         let supervisor = FuzzSupervisor(executable: StepRunner.executable, environment: StepRunner.childEnvironment, timeout: timeout) {
             [model, iterations, seed] target, from, scratch in
@@ -74,7 +75,7 @@ struct FuzzCommand: ParsableCommand {
             do {
                 report = try supervisor.fuzz(target, seed: seed, iterations: from..<iterations, scratch: work.appendingPathComponent("w-\(target.name)"),
                                              crashes: crashes.map { URL(fileURLWithPath: $0) })
-            } catch let e as FuzzSetupError { throw CLIError(e.description) }
+            } catch let e as FuzzSetupError { throw RunError(e.description) }
             totalCrashes += report.crashes.count
             print(target.name.padding(toLength: 17, withPad: " ", startingAt: 0)
                   + String(format: " inputs %ld  accepted %ld  rejected %ld  crashes %ld  (%.0f inputs/s)",
@@ -82,13 +83,13 @@ struct FuzzCommand: ParsableCommand {
             for (i, reason) in report.crashes { print("  crash at input \(i): \(reason)") }
             fflush(stdout)
         }
-        if totalCrashes > 0 { throw CLIError("\(totalCrashes) crashing input(s)\(crashes.map { "; saved in \($0)" } ?? "")") }
+        if totalCrashes > 0 { throw RunError("\(totalCrashes) crashing input(s)\(crashes.map { "; saved in \($0)" } ?? "")") }
     }
 
     func runWorker() throws {
-        guard let scratch else { throw CLIError("--worker needs --scratch") }
+        guard let scratch else { throw RunError("--worker needs --scratch") }
         let targets = try makeTargets(in: URL(fileURLWithPath: scratch))
-        guard let target = targets.first else { throw CLIError("no target") }
+        guard let target = targets.first else { throw RunError("no target") }
         FuzzSupervisor.work(target, seed: seed, iterations: from..<iterations)
     }
 }

@@ -1,6 +1,6 @@
 import AQBert
 import AQQuant
-import AQExperiments
+import AQRuns
 import AQTasks
 import ArgumentParser
 import Foundation
@@ -24,12 +24,9 @@ struct PlanCommand: ParsableCommand {
         @Option(help: "Plan file to write.") var output: String
 
         func run() throws {
-            let dir = try TextIO.modelDirectory(self.model)
-            try TextIO.checkOutput(output, inputs: [("--model", dir.path)])
-            let model = try TextIO.loadModel(dir)
-            let cands = try candidates.map(parseBits)
-            var plan = try BitPlan.uniform(model: model, bits: bits, groups: groups, candidates: cands)
-            if let embeddingBits { plan = try plan.withEmbeddings(model: model, bits: embeddingBits, rowsPerGroup: embeddingRows) }
+            let plan = try PlanRuns.uniform(model: self.model, bits: bits, groups: groups, candidates: try candidates.map(parseBits),
+                                            embeddingBits: embeddingBits, embeddingRows: embeddingRows, output: output,
+                                            downloadProgress: TextIO.downloadBar)
             try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
             print(String(format: "uniform %d-bit plan: %.3f MiB, %d matrices x %d groups -> %@", bits, plan.sizeMiB,
                          plan.matrices.count, groups, output))
@@ -50,24 +47,10 @@ struct PlanCommand: ParsableCommand {
         func run() throws {
             let parts = mix.split(separator: "/").map { Int($0) }
             guard parts.count == 2, let low = parts[0], let high = parts[1], (0...8).contains(low), (1...8).contains(high), low < high else {
-                throw CLIError("--mix must be two bit-widths LOW/HIGH with LOW < HIGH <= 8, e.g. 2/3 or 2/4; got '\(mix)'")
+                throw RunError("--mix must be two bit-widths LOW/HIGH with LOW < HIGH <= 8, e.g. 2/3 or 2/4; got '\(mix)'")
             }
-            let report: SensitivityReport
-            do { report = try SensitivityReport.read(URL(fileURLWithPath: sensitivity)) } catch { throw CLIError("--sensitivity: \(error)") }
-            if !report.complete {
-                TextIO.warn("\(sensitivity) is unfinished (\(report.eigenvalues.count) of \(report.configuration.subsets) subsets): Omega uses those")
-            }
-            guard !report.eigenvalues.isEmpty else { throw CLIError("--sensitivity \(sensitivity) has no finished subset yet") }
-            let dir = try TextIO.modelDirectory(model)
-            try TextIO.checkOutput(output, inputs: [("--sensitivity", sensitivity), ("--model", dir.path)])
-            let m = try TextIO.loadModel(dir)
-            var plan: BitPlan
-            do { plan = try BitPlan.qbert(model: m, omega: report.omega, lowBits: low, highBits: high, groups: groups) } catch {
-                throw CLIError("\(error)")
-            }
-            plan.provenance.task = report.task
-            plan.provenance.seed = report.configuration.seed
-            plan.provenance.dataSHA256 = report.dataSHA256
+            let plan = try PlanRuns.qbert(sensitivity: sensitivity, low: low, high: high, model: model, groups: groups, output: output,
+                                          warn: TextIO.warn, downloadProgress: TextIO.downloadBar)
             try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
             print(String(format: "Q-BERT %d/%d plan: blocks %@ at %d bits, %.3f MiB (%.3f average bits) -> %@", low, high,
                          plan.provenance.notes["high_blocks"] ?? "", high, plan.sizeMiB, plan.averageBits, output))
@@ -82,9 +65,7 @@ struct PlanCommand: ParsableCommand {
         @Option(help: "Plan file to write.") var output: String
 
         func run() throws {
-            try TextIO.checkOutput(output, inputs: [("--like", like)])
-            let source = try TextIO.loadPlan(like)
-            let plan = source.shuffledControl(seed: seed)
+            let plan = try PlanRuns.random(like: like, seed: seed, output: output)
             try TextIO.write(String(decoding: try plan.jsonData(), as: UTF8.self) + "\n", to: output)
             print(String(format: "random control of %@ (seed %llu): %.3f MiB -> %@", like, seed, plan.sizeMiB, output))
         }
@@ -105,41 +86,13 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Also draw every row group's bit-width (one strip per matrix) into this SVG file.") var groupMap: String?
 
     func run() throws {
-        for (option, path) in [("--bitmap", bitmap), ("--group-map", groupMap)] {
-            if let path { try TextIO.checkOutput(path, option: option, inputs: [("--plan", plan), ("--model", model)]) }
-        }
-        let p = try TextIO.loadPlan(plan)
-        let name = (plan as NSString).lastPathComponent
-        let summary = String(format: "%.3f average bits, %.1f%% pruned", p.averageBits, 100 * p.prunedFraction)
-        if let bitmap {
-            try TextIO.write(BitMapPicture.svg([("\(name): \(summary)", p)], maxBits: p.candidates.max() ?? 8), to: bitmap)
-        }
-        if let groupMap {
-            try TextIO.write(BitMapPicture.groupsSVG(p, title: "\(name): bit-width of every row group (\(summary))"), to: groupMap)
-        }
-        // With a model: the exact size of the packed model.safetensors `export` would write.
-        var fileBytes: Int? = nil
-        if let model {
-            let dir = try TextIO.modelDirectory(model)
-            let m = try TextIO.loadModel(dir)
-            do { try p.validate(against: m) } catch { throw CLIError("--plan \(plan): \(error)") }
-            let embeddingBits = (try? QuantizationConfig.read(from: dir))??.embeddingBits ?? 8  // the tables the plan leaves out
-            do {
-                fileBytes = try PackedFormat.fileBytes(plan: p, parameters: m.checkpointParameters.map { ($0.name, $0.tensor.shape) },
-                                                       embeddingBits: embeddingBits)
-            } catch { throw CLIError("\(error)") }
-        }
+        let (p, fileBytes, pictures) = try PlanRuns.inspect(plan: plan, model: model, bitmap: bitmap, groupMap: groupMap,
+                                                            downloadProgress: TextIO.downloadBar)
+        for picture in pictures { try TextIO.write(picture.svg, to: picture.path, option: picture.path == bitmap ? "--bitmap" : "--group-map") }
         if json {
             print(p.reportJSON(fileBytes: fileBytes))
         } else {
             for line in p.reportLines(name: plan, fileBytes: fileBytes) { print(line) }
         }
     }
-}
-
-func parseBits(_ s: String) throws -> [Int] {
-    let parts = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-    let bits = parts.compactMap { Int($0) }
-    guard bits.count == parts.count, !bits.isEmpty else { throw CLIError("bit-widths must be a comma-separated list like 0,2,4, got \"\(s)\"") }
-    return bits
 }

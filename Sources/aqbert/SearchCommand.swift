@@ -2,6 +2,7 @@ import AQBert
 import AQParallel
 import AQQuant
 import AQSearch
+import AQRuns
 import AQTasks
 import ArgumentParser
 import Foundation
@@ -126,86 +127,50 @@ struct SearchCommand: ParsableCommand {
     func run() throws {
         let group = try ProcessGroup.world()
         let leader = group.rank == 0
-        let (runner, c, hash) = try group.agree { () throws -> (SearchRunner, SearchConfiguration, String) in
-            common.apply(group: group)
-            let candidates = try parseBits(bits)
-            do { try BitPlan.validateCandidates(candidates) } catch { throw CLIError("--bits: \(error)") }
-            var startLogits: [Float]? = nil
-            if let initialLogits {
-                let values = initialLogits.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
-                guard values.count == candidates.count, values.allSatisfy({ $0?.isFinite == true }) else {
-                    throw CLIError("--initial-logits needs \(candidates.count) numbers, one per candidate of --bits \(bits), got '\(initialLogits)'")
-                }
-                startLogits = values.compactMap { $0 }
+        let candidates = try parseBits(bits)
+        var startLogits: [Float]? = nil
+        if let initialLogits {
+            let values = initialLogits.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard values.count == candidates.count, values.allSatisfy({ $0?.isFinite == true }) else {
+                throw RunError("--initial-logits needs \(candidates.count) numbers, one per candidate of --bits \(bits), got '\(initialLogits)'")
             }
-            var args = TrainingArguments.defaults(for: common.task)
-            if let maxSeqLength { args.maxSeqLength = maxSeqLength }
-            let trainURL = try TextIO.existingFile(train, option: "--train")
-            let modelDir = try TextIO.modelDirectory(common.model)
-            if leader { try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)]) }
-            // An impossible budget fails at once, before any data is read: shapes from config.json.
-            let shapes: BertConfig
-            do { shapes = try BertConfig(contentsOf: modelDir) } catch { throw CLIError("\(error)") }
-            let weights = QuantizableMatrices.weightCount(shapes)
-            let sizeBudget: SizeBudget = targetBits != nil ? .encoder : (budget ?? .file)
-            // A file budget is in MB of 10^6 bytes (what a file listing shows); the search works in MiB.
-            let target = targetBits.map { BitPlan.budgetMiB(averageBits: $0, weights: weights) }
-                ?? (sizeBudget == .file ? targetMb! * 1_000_000 / 1_048_576 : targetMb!)
-            var c = SearchConfiguration(targetMiB: target)
-            c.candidates = candidates
-            c.groups = groups
-            c.tolerance = tolerance
-            if sizeBudget == .file {
-                c.budget = .file
-                let tableBits = try parseBits(embeddingBits)
-                do { try BitPlan.validateCandidates(tableBits) } catch { throw CLIError("--embedding-bits: \(error)") }
-                c.embeddings = EmbeddingSearch(candidates: tableBits, rowsPerGroup: embeddingRows)
-            }
-            let architecture = shapes.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
-            do { try SearchRunner.checkBudget(c, model: BertTaskModel(config: shapes, architecture: architecture)) } catch {
-                throw CLIError("\(error)")
-            }
-            let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
-            do { try model.config.checkTrainingMemory(batch: batchSize, sequence: args.maxSeqLength) } catch { throw CLIError("\(error)") }
-            if !report.initialized.isEmpty && leader {
-                TextIO.warn("searching on a model without a fine-tuned head (\(report.initialized.joined(separator: ", "))): fine-tune it first for a meaningful search")
-            }
-            c.epochs = epochs
-            c.architectureStart = archStart ?? (freezeWeights ? 0 : 1)
-            c.freezeWeights = freezeWeights
-            c.lambda = Double(lambda)
-            c.architectureOptimizer = archOptimizer
-            c.architectureLearningRate = archLr
-            c.weightLearningRate = learningRate
-            c.batchSize = batchSize
-            c.initialTemperature = temperature
-            c.finalTemperature = finalTemperature
-            c.hardSamples = hard
-            c.unrolledStep = secondOrder ? (unrolledLr ?? learningRate) : nil
-            c.tieBreak = tieBreak
-            c.initialLogits = startLogits
-            c.seed = seed
-            c.distillation = distill.mode.map { DistillationSettings(mode: $0) }
-            c.weightRanges = ranges == .minmax ? nil : ranges
-            var runner = SearchRunner(model: model, pipeline: pipeline, configuration: c,
-                                      validationPercent: Int((valFraction * 100).rounded()), padId: tokenizer.padTokenId,
-                                      output: URL(fileURLWithPath: output))
-            runner.saveSteps = saveSteps
-            if c.distillation != nil {
-                runner.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: seed)
-            }
-            if leader { try TextIO.lockOutput(output) }
-            if !resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("last-checkpoint.json").path) {
-                throw CLIError("--output \(output) holds a search already: add --resume to continue it, or choose a new directory")
-            }
-            let fingerprint = try TextIO.fingerprint(modelDirectory: modelDir, inputs: [("train", trainURL)])
-            runner.fingerprint = fingerprint
-            // The training data's hash, recorded in the plan's provenance too.
-            let hash = try fingerprint.files["train"] ?? SHA256.hex(contentsOf: trainURL)
-            runner.group = group
-            runner.bucketFloats = max(1, Int(bucketMb * 1_048_576 / 4))
-            return (runner, c, hash)
+            startLogits = values.compactMap { $0 }
         }
+        let target: SearchRequest.Target = targetBits.map { .averageBits($0) } ?? .megabytes(targetMb ?? 0, budget ?? .file)
+        var c = SearchConfiguration(targetMiB: 0)  // the run sets the budget from `target`
+        c.candidates = candidates
+        c.groups = groups
+        c.tolerance = tolerance
+        c.epochs = epochs
+        c.architectureStart = archStart ?? (freezeWeights ? 0 : 1)
+        c.freezeWeights = freezeWeights
+        c.lambda = Double(lambda)
+        c.architectureOptimizer = archOptimizer
+        c.architectureLearningRate = archLr
+        c.weightLearningRate = learningRate
+        c.batchSize = batchSize
+        c.initialTemperature = temperature
+        c.finalTemperature = finalTemperature
+        c.hardSamples = hard
+        c.unrolledStep = secondOrder ? (unrolledLr ?? learningRate) : nil
+        c.tieBreak = tieBreak
+        c.initialLogits = startLogits
+        c.seed = seed
+        c.distillation = distill.mode.map { DistillationSettings(mode: $0) }
+        c.weightRanges = ranges == .minmax ? nil : ranges
+        var request = SearchRequest(model: common.model, task: common.task, threads: common.threads, train: train, output: output,
+                                    target: target, configuration: c)
+        if case .megabytes(_, .file) = target { request.embeddingCandidates = try parseBits(embeddingBits) }
+        request.embeddingRows = embeddingRows
+        request.validationFraction = valFraction
+        request.maxSeqLength = maxSeqLength
+        request.saveSteps = saveSteps
+        request.bucketMb = bucketMb
+        request.resume = resume
+        request.downloadProgress = TextIO.downloadBar
+        let prepared = try SearchRun.prepare(request, group: group, warn: TextIO.warn)
+        let runner = prepared.runner, hash = prepared.dataSHA256
+        c = prepared.configuration
         let every = logEvery, json = self.json
         let plan = try runner.run(dataSHA256: hash, resume: resume) { e in
             guard leader, e.step % every == 0 else { return }

@@ -1,6 +1,7 @@
 import AQBert
 import AQParallel
 import AQSearch
+import AQRuns
 import AQTasks
 import ArgumentParser
 import Foundation
@@ -38,38 +39,20 @@ struct SensitivityCommand: ParsableCommand {
     func run() throws {
         let group = try ProcessGroup.world()
         let leader = group.rank == 0
-        let (runner, c, hash) = try group.agree { () throws -> (SensitivityRunner, SensitivityConfiguration, String) in
-            common.apply(group: group)
-            var c = SensitivityConfiguration()
-            c.subsets = subsets
-            c.fraction = fraction
-            c.maxRows = maxRows
-            c.tolerance = tolerance
-            c.maxIterations = maxIterations
-            c.batchSize = batchSize
-            c.seed = seed
-            do { try c.validate() } catch { throw CLIError("\(error)") }
-            var args = TrainingArguments.defaults(for: common.task)
-            if let maxSeqLength { args.maxSeqLength = maxSeqLength }
-            let trainURL = try TextIO.existingFile(train, option: "--train")
-            let modelDir = try TextIO.modelDirectory(common.model)
-            let (tokenizer, pipeline, model, report) = try loadForTrainingData(common, modelDir: modelDir, train: trainURL, arguments: args)
-            if !report.initialized.isEmpty { throw notFineTunedError(common, model, report) }
-            // A Hessian-vector product is two backward passes over a batch of rows: a training step's memory.
-            do { try model.config.checkTrainingMemory(batch: batchSize, sequence: args.maxSeqLength) } catch { throw CLIError("\(error)") }
-            if leader {
-                try TextIO.checkOutput(output, inputs: [("--model", modelDir.path), ("--train", train)])
-                try TextIO.lockOutput(output, directory: false)
-            }
-            let outURL = URL(fileURLWithPath: output)
-            if !resume, FileManager.default.fileExists(atPath: outURL.path),
-               let saved = try? SensitivityReport.read(outURL), !saved.complete {
-                throw CLIError("--output \(output) holds an unfinished measurement: add --resume to continue it, or choose another file")
-            }
-            var runner = SensitivityRunner(model: model, pipeline: pipeline, configuration: c, padId: tokenizer.padTokenId, output: outURL)
-            runner.group = group
-            return (runner, c, SHA256.hex(try Data(contentsOf: trainURL)))
-        }
+        var c = SensitivityConfiguration()
+        c.subsets = subsets
+        c.fraction = fraction
+        c.maxRows = maxRows
+        c.tolerance = tolerance
+        c.maxIterations = maxIterations
+        c.batchSize = batchSize
+        c.seed = seed
+        var request = SensitivityRequest(model: common.model, task: common.task, threads: common.threads, train: train, output: output,
+                                         configuration: c)
+        request.maxSeqLength = maxSeqLength
+        request.resume = resume
+        request.downloadProgress = TextIO.downloadBar
+        let (runner, hash) = try SensitivityRun.prepare(request, group: group)
         let started = Date()
         let result = try runner.run(dataSHA256: hash, resume: resume) { s, b, e in
             guard leader else { return }

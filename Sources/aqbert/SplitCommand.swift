@@ -1,3 +1,4 @@
+import AQRuns
 import AQTasks
 import ArgumentParser
 import Foundation
@@ -29,15 +30,8 @@ struct SplitCommand: ParsableCommand {
     }
 
     func run() throws {
-        let input = try TextIO.existingFile(data, option: "--data")
-        try TextIO.checkOutput(trainOutput, option: "--train-output", inputs: [("--data", data)])
-        try TextIO.checkOutput(devOutput, option: "--dev-output", inputs: [("--data", data), ("--train-output", trainOutput)])
-        if URL(fileURLWithPath: trainOutput).standardizedFileURL == URL(fileURLWithPath: devOutput).standardizedFileURL {
-            throw CLIError("--train-output and --dev-output are the same file: give each part its own")
-        }
-        let counts = try DataSplits.split(task: task, data: input, seed: seed, heldOutPercent: heldOutPercent,
-                                          trainArticles: trainArticles, train: URL(fileURLWithPath: trainOutput),
-                                          dev: URL(fileURLWithPath: devOutput))
+        let counts = try SplitRun.run(task: task, data: data, seed: seed, heldOutPercent: heldOutPercent, trainArticles: trainArticles,
+                                      trainOutput: trainOutput, devOutput: devOutput)
         let unit = task == .squad ? "articles" : task == .conll2003 ? "sentences" : "examples"
         print("\(counts.train) \(unit) -> \(trainOutput); \(counts.heldOut) \(unit) -> \(devOutput)")
     }

@@ -1,8 +1,8 @@
 import AQBert
 import AQParallel
 import AQQuant
+import AQRuns
 import AQTasks
-import AQTokenizer
 import ArgumentParser
 import Foundation
 
@@ -17,12 +17,6 @@ struct TaskModelOptions: ParsableArguments {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-    }
-
-    /// Sets the worker threads: `--threads`, or under mpirun the machine's cores shared by the
-    /// ranks on it (`group`), or all cores.
-    func apply(group: ProcessGroup = .single) {
-        if let threads { Runtime.threads = threads } else if group.size > 1 { Runtime.threads = group.defaultThreads(cores: Runtime.threads) }
     }
 }
 
@@ -78,69 +72,34 @@ struct FinetuneCommand: ParsableCommand {
         let group = try ProcessGroup.world()
         let leader = group.rank == 0
         let json = self.json, logEvery = self.logEvery
-        let (trainer, pipeline) = try group.agree { () throws -> (Trainer, RunnableTask) in
-            common.apply(group: group)
-            var a = TrainingArguments.defaults(for: common.task)
-            if let epochs { a.epochs = epochs }
-            if let learningRate { a.learningRate = learningRate }
-            if let batchSize { a.batchSize = batchSize }
-            if let maxSeqLength { a.maxSeqLength = maxSeqLength }
-            if let docStride { a.docStride = docStride }
-            if let seed { a.seed = seed }
-            if let warmupRatio { a.warmupRatio = warmupRatio }
-            if let weightDecay { a.weightDecay = weightDecay }
-            if let saveSteps { a.saveSteps = saveSteps }
-            configure(&a)
-            if noShuffle { a.shuffle = false }
-            a.threads = Runtime.threads
-            do { try a.validate() } catch { throw CLIError("\(error)") }
-            let trainURL = try TextIO.existingFile(train, option: "--train")
-            let devURL = try TextIO.existingFile(dev, option: "--dev")
-            if leader {
-                try TextIO.checkOutput(output, inputs: [("--model", common.model), ("--train", train), ("--dev", dev), ("--plan", planPath)])
-                try TextIO.lockOutput(output)
-            }
-            let outputURL = URL(fileURLWithPath: output)
-            if !resume, FileManager.default.fileExists(atPath: outputURL.appendingPathComponent("last-checkpoint.json").path) {
-                throw CLIError("--output \(output) holds a run already: add --resume to continue it, or choose a new directory")
-            }
-            let modelDir = try TextIO.modelDirectory(common.model)
-            let tokenizer = try TextIO.loadTokenizer(modelDir)
-            let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: trainURL,
-                                                  evaluation: devURL)
-            let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
-                                                         numLabels: pipeline.labelNames?.count, seed: a.seed)
-            if !report.initialized.isEmpty && leader {
-                TextIO.warn("new \(model.className) head, initialised (seed \(a.seed)): \(report.initialized.joined(separator: ", "))")
-            }
-            do { try model.config.checkTrainingMemory(batch: a.batchSize, sequence: a.maxSeqLength) } catch { throw CLIError("\(error)") }
-            let trainer = Trainer(model: model, pipeline: pipeline, arguments: a, output: outputURL, tokenizerDirectory: modelDir,
-                                  padId: tokenizer.padTokenId)
-            if a.distillationSettings != nil {
-                trainer.teacher = try loadTeacher(common, modelDir: modelDir, student: model, report: report, pipeline: pipeline, seed: a.seed)
-            }
-            if let planPath {
-                let plan = try TextIO.loadPlan(planPath)
-                do {
-                    trainer.quantization = try QuantizedBert(plan: plan, model: model, ranges: a.ranges ?? .minmax,
-                                                             rangeInitialization: a.rangeInitialization ?? .mse)
-                } catch { throw CLIError("--plan \(planPath): \(error)") }
-                if !json && leader {
-                    print(String(format: "quantization-aware training with %@: %.3f MiB, %.3f average bits, %.1f%% pruned",
-                                 planPath, plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction))
-                    let ranges = a.ranges == .learned ? "learned (from \((a.rangeInitialization ?? .mse).rawValue), lr \(a.rangeLearningRate ?? a.learningRate))" : "min/max"
-                    let distill = a.distill.map { "\($0.rawValue) (alpha \(a.distillAlpha ?? 0.5), T \(a.distillTemperature ?? 2), hidden \(a.distillHiddenWeight ?? 1), attention \(a.distillAttentionWeight ?? 1))" } ?? "none"
-                    print("weight ranges \(ranges); distillation \(distill)")
-                }
-            }
-            trainer.fingerprint = try TextIO.fingerprint(modelDirectory: modelDir,
-                                                         inputs: [("train", trainURL), ("dev", devURL)]
-                                                             + (planPath.map { [("plan", URL(fileURLWithPath: $0))] } ?? []))
-            trainer.group = group
-            trainer.bucketFloats = max(1, Int(bucketMb * 1_048_576 / 4))
-            return (trainer, pipeline)
+        var a = TrainingArguments.defaults(for: common.task)
+        if let epochs { a.epochs = epochs }
+        if let learningRate { a.learningRate = learningRate }
+        if let batchSize { a.batchSize = batchSize }
+        if let maxSeqLength { a.maxSeqLength = maxSeqLength }
+        if let docStride { a.docStride = docStride }
+        if let seed { a.seed = seed }
+        if let warmupRatio { a.warmupRatio = warmupRatio }
+        if let weightDecay { a.weightDecay = weightDecay }
+        if let saveSteps { a.saveSteps = saveSteps }
+        configure(&a)
+        if noShuffle { a.shuffle = false }
+        var request = TrainingRequest(model: common.model, task: common.task, threads: common.threads, train: train, dev: dev,
+                                      output: output, arguments: a)
+        request.plan = planPath
+        request.resume = resume
+        request.bucketMb = bucketMb
+        request.downloadProgress = TextIO.downloadBar
+        let run = try TrainingRun.prepare(request, group: group, warn: TextIO.warn)
+        if let plan = run.plan, let planPath, !json && leader {
+            let a = run.arguments
+            print(String(format: "quantization-aware training with %@: %.3f MiB, %.3f average bits, %.1f%% pruned",
+                         planPath, plan.sizeMiB, plan.averageBits, 100 * plan.prunedFraction))
+            let ranges = a.ranges == .learned ? "learned (from \((a.rangeInitialization ?? .mse).rawValue), lr \(a.rangeLearningRate ?? a.learningRate))" : "min/max"
+            let distill = a.distill.map { "\($0.rawValue) (alpha \(a.distillAlpha ?? 0.5), T \(a.distillTemperature ?? 2), hidden \(a.distillHiddenWeight ?? 1), attention \(a.distillAttentionWeight ?? 1))" } ?? "none"
+            print("weight ranges \(ranges); distillation \(distill)")
         }
-        let history = try trainer.train(resume: resume) { event in
+        let history = try run.trainer.train(resume: resume) { event in
             guard leader else { return }
             switch event {
             case let .step(epoch, step, total, loss, lr, rate, eta):
@@ -164,96 +123,11 @@ struct FinetuneCommand: ParsableCommand {
             }
             fflush(stdout)
         }
-        if !json, let best = history.max(by: { ($0.metrics[pipeline.primaryMetric] ?? 0) < ($1.metrics[pipeline.primaryMetric] ?? 0) }) {
+        let primary = run.pipeline.primaryMetric
+        if !json, let best = history.max(by: { ($0.metrics[primary] ?? 0) < ($1.metrics[primary] ?? 0) }) {
             print("best: epoch \(best.epoch) " + best.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: " ") + "; model in \(output)")
         }
     }
-}
-
-/// The tokenizer of `modelDir`, the task pipeline reading `train` (split and search data come
-/// from it), and the model with the task's head (search, sensitivity).
-func loadForTrainingData(_ common: TaskModelOptions, modelDir: URL, train: URL, arguments: TrainingArguments) throws
-    -> (tokenizer: BertTokenizer, pipeline: RunnableTask, model: BertTaskModel, report: BertLoadReport) {
-    let tokenizer = try TextIO.loadTokenizer(modelDir)
-    let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: arguments, train: train,
-                                          evaluation: train)
-    let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
-                                                 numLabels: pipeline.labelNames?.count)
-    return (tokenizer, pipeline, model, report)
-}
-
-/// The distillation teacher: the fp32 `--model` itself, loaded again (the student gets the
-/// quantization or the super-network; the teacher never does). An error when `student`'s task
-/// head was not in the checkpoint, since an untrained head teaches nothing.
-func loadTeacher(_ common: TaskModelOptions, modelDir: URL, student: BertTaskModel, report: BertLoadReport, pipeline: TaskPipeline,
-                 seed: UInt64) throws -> BertTaskModel {
-    if !report.initialized.isEmpty {
-        throw CLIError("--distill needs a fine-tuned teacher, but --model \(common.model) has no fine-tuned \(student.className) head: fine-tune it first with aqbert finetune, or pass --distill none")
-    }
-    return try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture, numLabels: pipeline.labelNames?.count,
-                                  seed: seed).0
-}
-
-/// The error for a model whose task head was not in its checkpoint (not fine-tuned).
-func notFineTunedError(_ common: TaskModelOptions, _ model: BertTaskModel, _ report: BertLoadReport) -> CLIError {
-    CLIError("--model \(common.model) has no fine-tuned \(model.className) head (missing \(report.initialized.joined(separator: ", "))): fine-tune it first with aqbert finetune")
-}
-
-/// Loads a fine-tuned model and the task's evaluation data.
-private func loadForEvaluation(_ common: TaskModelOptions, data: String, maxSeqLength: Int?, docStride: Int?,
-                               planPath: String? = nil, calibration: (path: String, rows: Int)? = nil, verify: Bool) throws
-    -> (BertTaskModel, RunnableTask, TrainingArguments) {
-    common.apply()
-    var a = TrainingArguments.defaults(for: common.task)
-    if let maxSeqLength { a.maxSeqLength = maxSeqLength }
-    if let docStride { a.docStride = docStride }
-    do { try a.validate() } catch { throw CLIError("\(error)") }
-    let dataURL = try TextIO.existingFile(data, option: "--data")
-    let modelDir = try TextIO.modelDirectory(common.model)
-    let tokenizer = try TextIO.loadTokenizer(modelDir)
-    let config = try BertConfig(contentsOf: modelDir)
-    let modelLabels = config.id2label.map { m in (0..<m.count).map { m[$0] ?? "LABEL_\($0)" } }
-    let pipeline = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: nil, evaluation: dataURL,
-                                          modelLabels: common.task == .squad ? nil : modelLabels)
-    // A packed directory (aqbert export) runs its low-bit kernels.
-    if PackedBert.isPacked(modelDir) {
-        if planPath != nil { throw CLIError("--plan applies to an fp32 model; \(common.model) is packed already") }
-        do {
-            let (model, _) = try PackedBert.load(directory: modelDir, architecture: pipeline.architecture,
-                                                 numLabels: pipeline.labelNames?.count, verify: verify)
-            return (model, pipeline, a)
-        } catch { throw CLIError("\(error)") }
-    }
-    let (model, report) = try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture,
-                                                 numLabels: pipeline.labelNames?.count)
-    if !report.initialized.isEmpty {
-        throw notFineTunedError(common, model, report)
-    }
-    // A quantization-aware model evaluates with its quantization (plan, frozen ranges);
-    // --plan applies a plan to an fp32 model without retraining (DirectQ).
-    if let planPath {
-        let plan = try TextIO.loadPlan(planPath)
-        do {
-            let q = try QuantizedBert(plan: plan, model: model)
-            // The 8-bit activation ranges: running min/max over the first rows of the calibration
-            // (training) data, else over the evaluation inputs (their labels are not used).
-            if let calibration {
-                let url = try TextIO.existingFile(calibration.path, option: "--calibration")
-                let rows = try TaskPipelines.make(task: common.task, tokenizer: tokenizer, arguments: a, train: url, evaluation: url,
-                                                  modelLabels: common.task == .squad ? nil : modelLabels).trainFeatures
-                try ActivationCalibration.calibrate(q, model: model, features: Array(rows.prefix(max(1, calibration.rows))),
-                                                    padId: tokenizer.padTokenId)
-            } else {
-                TextIO.warn("calibrating the activation ranges on the evaluation inputs; pass --calibration TRAIN_FILE to keep them out of it")
-                q.training = true
-                _ = try pipeline.report(model: model, batchSize: 64)
-                q.training = false
-            }
-        } catch let e as PlanError { throw CLIError("--plan \(planPath): \(e)") }
-    } else {
-        do { _ = try QuantizedBert.load(from: modelDir, into: model) } catch { throw CLIError("\(error)") }
-    }
-    return (model, pipeline, a)
 }
 
 struct EvaluateCommand: ParsableCommand {
@@ -280,9 +154,14 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride,
-                                                         planPath: plan, calibration: calibration.map { ($0, calibrationRows) },
-                                                         verify: !noVerify)
+        var request = EvaluationRequest(model: common.model, task: common.task, threads: common.threads, data: data)
+        request.maxSeqLength = maxSeqLength
+        request.docStride = docStride
+        request.plan = plan
+        request.calibration = calibration.map { ($0, calibrationRows) }
+        request.verify = !noVerify
+        request.downloadProgress = TextIO.downloadBar
+        let (model, pipeline, _) = try EvaluationRun.load(request, warn: TextIO.warn)
         let report = try pipeline.report(model: model, batchSize: batchSize)
         print(json ? report.json : report.table)
     }
@@ -313,9 +192,13 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
-        try TextIO.checkOutput(output, inputs: [("--data", data), ("--model", common.model)])
-        let (model, pipeline, _) = try loadForEvaluation(common, data: data, maxSeqLength: maxSeqLength, docStride: docStride,
-                                                         verify: !noVerify)
+        try RunInputs.checkOutput(output, inputs: [("--data", data), ("--model", common.model)])
+        var request = EvaluationRequest(model: common.model, task: common.task, threads: common.threads, data: data)
+        request.maxSeqLength = maxSeqLength
+        request.docStride = docStride
+        request.verify = !noVerify
+        request.downloadProgress = TextIO.downloadBar
+        let (model, pipeline, _) = try EvaluationRun.load(request, warn: TextIO.warn)
         try TextIO.write(try pipeline.predictions(model: model, batchSize: batchSize, format: format), to: output)
     }
 }

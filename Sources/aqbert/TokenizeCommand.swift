@@ -1,4 +1,5 @@
 import AQTokenizer
+import AQRuns
 import ArgumentParser
 import Foundation
 
@@ -38,11 +39,11 @@ struct TokenizeCommand: ParsableCommand {
     func run() throws {
         let tokenizer: BertTokenizer
         do {
-            tokenizer = try BertTokenizer(directory: TextIO.modelDirectory(model, requireConfig: false))
+            tokenizer = try BertTokenizer(directory: RunInputs.modelDirectory(model, requireConfig: false, progress: TextIO.downloadBar))
         } catch let error as TokenizerError {
             throw TokenizeCommandError("cannot load tokenizer: \(error.description)")
         }
-        try TextIO.checkOutput(output, inputs: [("--input", input), ("--model", model)])
+        try RunInputs.checkOutput(output, inputs: [("--input", input), ("--model", model)])
         let data = try readInput()
         let lines = try TokenizerIO.splitLines(data, source: input == "-" ? "standard input" : input)
         let out = TokenizerIO.jsonLines(lines, tokenizer: tokenizer, maxLength: maxLength, truncation: .longestFirst)
