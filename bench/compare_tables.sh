@@ -20,7 +20,8 @@
 # Builds nothing (run `swift build -c release` first).
 #
 # Environment: TASKS ("sst2 conll2003"), SST2_SEEDS (3), CONLL_SEEDS (1), SST2_PERCENT (6),
-# CONLL_PERCENT (14), SPLIT_SEED (2026), FT_SEED (42), BUDGETS (2.0,2.5,3.0), SST2_QAT_EPOCHS (1)
+# CONLL_PERCENT (14), SPLIT_SEED (2026), FT_SEED (42: the fp32 fine-tuning's), FIRST_SEED (FT_SEED:
+# the seeds are FIRST_SEED, FIRST_SEED + 1, ...), BUDGETS (2.0,2.5,3.0), SST2_QAT_EPOCHS (1)
 # and CONLL_QAT_EPOCHS (2): epochs of every QAT of the task, SEARCH_EPOCHS (3), SENSITIVITY
 # ("--sensitivity-subsets 3 --sensitivity-max-rows 64 --sensitivity-iterations 15"), PARALLEL (2),
 # THREADS (1), MODEL (~/.cache/aqbert/models/all-MiniLM-L6-v2), DATA (/work/shared/data), EXTRA
@@ -34,6 +35,10 @@
 # The defaults are sized so that the whole run
 # fits in about 2.5 hours on 2 cores (README, "The comparison tables"); the issue's 8,000 SST-2
 # and 4,000 CoNLL sentences, more QAT epochs and Q-BERT's 10 subsets are a matter of setting them.
+# A run too long for one machine splits by seed: e.g. SST2_SEEDS=1 FIRST_SEED=43 on each machine
+# (the same subsets and fp32 model, since the split and the fine-tuning are seeded), then
+# `aqbert merge-comparisons --results A/sst2/results.json --results B/sst2/results.json ...`
+# gives the table over all seeds, with the per-seed margins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AQBERT="$(realpath "${AQBERT:-.build/release/aqbert}")"
@@ -45,6 +50,7 @@ THREADS="${THREADS:-1}"
 PARALLEL="${PARALLEL:-2}"
 SPLIT_SEED="${SPLIT_SEED:-2026}"
 FT_SEED="${FT_SEED:-42}"
+FIRST_SEED="${FIRST_SEED:-$FT_SEED}"
 read -r -a sensitivity <<< "${SENSITIVITY:---sensitivity-subsets 3 --sensitivity-max-rows 64 --sensitivity-iterations 15}"
 read -r -a extra <<< "${EXTRA:-}"
 [[ -x "$AQBERT" ]] || { echo "error: $AQBERT not found; run 'swift build -c release' first" >&2; exit 1; }
@@ -88,8 +94,8 @@ for task in $TASKS; do
     fi
     # Each seed in two runs with disjoint steps: the searches with AQ-BERT and the random control
     # (the longer part, queued first), then DirectQ, uniform and Q-BERT.
-    for ((i = 0; i < seeds; i++)); do jobs_a+=("$task $((FT_SEED + i)) aq-bert,random"); done
-    for ((i = 0; i < seeds; i++)); do jobs_b+=("$task $((FT_SEED + i)) ${BASELINES:-fp32,directq,uniform,qbert}"); done
+    for ((i = 0; i < seeds; i++)); do jobs_a+=("$task $((FIRST_SEED + i)) aq-bert,random"); done
+    for ((i = 0; i < seeds; i++)); do jobs_b+=("$task $((FIRST_SEED + i)) ${BASELINES:-fp32,directq,uniform,qbert}"); done
 done
 
 # 2. The compare runs, $PARALLEL at a time (two runs of one seed write disjoint steps of one directory).
@@ -116,11 +122,11 @@ for task in $TASKS; do
     read -r src dev percent seeds train qat_epochs <<< "$(spec "$task")"
     mkdir -p "$OUT/$task"
     for ((i = 0; i < seeds; i++)); do
-        s=$((FT_SEED + i))
+        s=$((FIRST_SEED + i))
         ln -sfn "../$task-runs/$s/seed-$s" "$OUT/$task/seed-$s"
     done
     compare_args "$task" "$train" "$dev" "$qat_epochs"
-    "$AQBERT" compare "${args[@]}" --seed "$FT_SEED" --seeds "$seeds" --output "$OUT/$task" >&2
+    "$AQBERT" compare "${args[@]}" --seed "$FIRST_SEED" --seeds "$seeds" --output "$OUT/$task" >&2
     echo "== $task done: $OUT/$task/results.md" >&2
     cat "$OUT/$task/results.md"
 done

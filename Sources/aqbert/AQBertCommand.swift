@@ -17,7 +17,7 @@ struct AQBertCommand: ParsableCommand {
         subcommands: [TokenizeCommand.self, EncodeCommand.self, FinetuneCommand.self, EvaluateCommand.self,
                       PredictCommand.self, ScoreCommand.self, SplitCommand.self, PlanCommand.self, InspectCommand.self,
                       SearchCommand.self, SensitivityCommand.self, RetrainCommand.self, ExportCommand.self, CompareCommand.self,
-                      BenchCommand.self, FuzzCommand.self]
+                      MergeComparisonsCommand.self, BenchCommand.self, FuzzCommand.self]
     )
 
     /// Every failure ends as one line on stderr ("error: ...") and exit status 1 (64 for usage
