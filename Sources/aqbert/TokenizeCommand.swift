@@ -1,4 +1,3 @@
-import AQTokenizer
 import AQRuns
 import ArgumentParser
 import Foundation
@@ -37,46 +36,11 @@ struct TokenizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let tokenizer: BertTokenizer
-        do {
-            tokenizer = try BertTokenizer(directory: RunInputs.modelDirectory(model, requireConfig: false, progress: TextIO.downloadBar))
-        } catch let error as TokenizerError {
-            throw TokenizeCommandError("cannot load tokenizer: \(error.description)")
-        }
-        try RunInputs.checkOutput(output, inputs: [("--input", input), ("--model", model)])
-        let data = try readInput()
-        let lines = try TokenizerIO.splitLines(data, source: input == "-" ? "standard input" : input)
-        let out = TokenizerIO.jsonLines(lines, tokenizer: tokenizer, maxLength: maxLength, truncation: .longestFirst)
+        let out = try TokenizeRun.run(model: model, input: input, output: output, maxLength: maxLength, downloadProgress: TextIO.downloadBar)
         if output == "-" {
             try TextIO.writeStandardOutput(out)
         } else {
-            try TokenizerIO.writeAtomically(out, toPath: output)
+            try RunInputs.write(out, to: output)
         }
-    }
-
-    private func readInput() throws -> Data {
-        if input == "-" {
-            return FileHandle.standardInput.readDataToEndOfFile()
-        }
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir) else {
-            throw TokenizeCommandError("input file \(input) does not exist")
-        }
-        if isDir.boolValue { throw TokenizeCommandError("input \(input) is a directory, expected a file") }
-        do {
-            return try Data(contentsOf: URL(fileURLWithPath: input))
-        } catch {
-            throw TokenizeCommandError("cannot read input \(input): \((error as NSError).localizedDescription)")
-        }
-    }
-}
-
-/// A one-line error of the `tokenize` subcommand.
-struct TokenizeCommandError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) {
-        self.description = String(String.UnicodeScalarView(description.unicodeScalars.map {
-            $0 == "\n" || $0 == "\r" ? " " : $0
-        }))
     }
 }
