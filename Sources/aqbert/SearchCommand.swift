@@ -125,8 +125,8 @@ struct SearchCommand: ParsableCommand {
     /// the inputs and they agree on the first failure; rank 0 alone checks, locks and writes the
     /// output and prints; threads per rank default to the machine's cores shared by its ranks.
     func run() throws {
-        let group = try ProcessGroup.world()
-        let leader = group.rank == 0
+        // Option values are parsed before MPI starts: every rank parses the same command line, and
+        // an error there is printed once (by rank 0, see main).
         let candidates = try parseBits(bits)
         var startLogits: [Float]? = nil
         if let initialLogits {
@@ -168,6 +168,8 @@ struct SearchCommand: ParsableCommand {
         request.bucketMb = bucketMb
         request.resume = resume
         request.downloadProgress = TextIO.downloadBar
+        let group = try ProcessGroup.world()
+        let leader = group.rank == 0
         let prepared = try SearchRun.prepare(request, group: group, warn: TextIO.warn)
         let runner = prepared.runner, hash = prepared.dataSHA256
         c = prepared.configuration
