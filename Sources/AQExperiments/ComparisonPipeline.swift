@@ -126,12 +126,7 @@ public struct ComparisonPipeline {
         }
         func publish() throws {
             guard publishes else { return }
-            let r = results()
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeAtomically(try e.encode(r), to: out.appendingPathComponent("results.json"))
-            try writeAtomically(Data(r.markdown().utf8), to: out.appendingPathComponent("results.md"))
-            try writeAtomically(Data(r.sizeSVG().utf8), to: out.appendingPathComponent("size_vs_metric.svg"))
+            try results().writeFiles(in: out)
             let first = s.seeds[0]
             let plans = try s.budgets.sorted().compactMap { b -> (String, BitPlan)? in
                 let url = out.appendingPathComponent("seed-\(first)/search-\(Self.tag(b))/plan.json")

@@ -1,5 +1,6 @@
 import AQExperiments
 import AQFiles
+import AQSafeTensors
 import Foundation
 
 /// Several comparisons of the same settings over different seeds as one (`merge-comparisons`).
@@ -11,9 +12,12 @@ public enum MergeRun {
         var parts: [(results: ComparisonResults, location: String)] = []
         for path in paths {
             let url = try RunInputs.existingFile(path, option: "--results")
+            let data: Data
+            do { data = try Data(contentsOf: url) } catch { throw RunError("cannot read --results \(path): \(error.localizedDescription)") }
+            if let problem = StrictJSON.problem(in: data) { throw RunError("--results \(path) is not a compare results.json: \(problem)") }
             let r: ComparisonResults
-            do { r = try JSONDecoder().decode(ComparisonResults.self, from: Data(contentsOf: url)) } catch {
-                throw RunError("--results \(path) is not a compare results.json: \(reason(error))")
+            do { r = try JSONDecoder().decode(ComparisonResults.self, from: data) } catch {
+                throw RunError("--results \(path) is not a compare results.json: \(StrictJSON.describe(error))")
             }
             if r.version != ComparisonResults.currentVersion {
                 throw RunError("--results \(path) is version \(r.version) of results.json; this aqbert reads version \(ComparisonResults.currentVersion)")
@@ -30,23 +34,7 @@ public enum MergeRun {
         if FileManager.default.fileExists(atPath: json.path) {
             throw RunError("--output \(output) holds a results.json already: choose a new directory")
         }
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        // results.json last: its presence says the merge finished.
-        try RunInputs.write(Data(merged.markdown().utf8), to: out.appendingPathComponent("results.md").path)
-        try RunInputs.write(Data(merged.sizeSVG().utf8), to: out.appendingPathComponent("size_vs_metric.svg").path)
-        try RunInputs.write(try e.encode(merged), to: json.path)
+        do { try merged.writeFiles(in: out) } catch { throw RunError("--output: \(error)") }
         return merged
-    }
-
-    /// A decoding failure in a few words.
-    private static func reason(_ error: Error) -> String {
-        func at(_ path: [CodingKey]) -> String { path.isEmpty ? "the top level" : path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".") }
-        switch error {
-        case DecodingError.keyNotFound(let key, let c): return "no \"\(key.stringValue)\" in \(at(c.codingPath))"
-        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c): return "\(at(c.codingPath)) has the wrong type"
-        case DecodingError.dataCorrupted(let c): return c.codingPath.isEmpty ? "not JSON" : "\(at(c.codingPath)): \(c.debugDescription)"
-        default: return error.localizedDescription
-        }
     }
 }

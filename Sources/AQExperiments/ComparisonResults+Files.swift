@@ -1,6 +1,17 @@
+import AQBert
 import Foundation
 
 extension ComparisonResults {
+    /// Writes results.md, size_vs_metric.svg and results.json (last: a folder with a
+    /// results.json holds a finished table) into `directory`, each atomically.
+    public func writeFiles(in directory: URL) throws {
+        try writeAtomically(Data(markdown().utf8), to: directory.appendingPathComponent("results.md"))
+        try writeAtomically(Data(sizeSVG().utf8), to: directory.appendingPathComponent("size_vs_metric.svg"))
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(try e.encode(self), to: directory.appendingPathComponent("results.json"))
+    }
+
     /// One comparison from several runs of the same comparison over different seeds (a seed per
     /// machine, or per session): the runs of every part, each run's directory prefixed with its
     /// part's `location` (where that part's comparison folder is, as the caller names it), the
