@@ -25,7 +25,8 @@
 # and CONLL_QAT_EPOCHS (2): epochs of every QAT of the task, SEARCH_EPOCHS (3), SENSITIVITY
 # ("--sensitivity-subsets 3 --sensitivity-max-rows 64 --sensitivity-iterations 15"), PARALLEL (2),
 # THREADS (1), MODEL (~/.cache/aqbert/models/all-MiniLM-L6-v2), DATA (/work/shared/data), EXTRA
-# (more compare flags, e.g. "--arch-lr 0.02"), BASELINES (the methods of the second run of a seed,
+# (more compare flags, e.g. "--arch-lr 0.02"), FT_EXTRA (more flags of the fp32 fine-tuning, e.g.
+# "--epochs 2 --lr 5e-5 --max-seq-length 64"), BASELINES (the methods of the second run of a seed,
 # "fp32,directq,uniform,qbert"). The README's comparison tables were measured with the paper's
 # search and plain QAT, before today's defaults (frozen search weights with MSE ranges; QAT with
 # learned ranges and distillation): they are EXTRA="--train-weights --search-ranges minmax
@@ -53,6 +54,7 @@ FT_SEED="${FT_SEED:-42}"
 FIRST_SEED="${FIRST_SEED:-$FT_SEED}"
 read -r -a sensitivity <<< "${SENSITIVITY:---sensitivity-subsets 3 --sensitivity-max-rows 64 --sensitivity-iterations 15}"
 read -r -a extra <<< "${EXTRA:-}"
+read -r -a ft_extra <<< "${FT_EXTRA:-}"
 [[ -x "$AQBERT" ]] || { echo "error: $AQBERT not found; run 'swift build -c release' first" >&2; exit 1; }
 [[ -f "$MODEL/model.safetensors" ]] || { echo "error: no model in $MODEL; run Scripts/fetch-minilm.sh" >&2; exit 1; }
 mkdir -p "$OUT/data"
@@ -89,7 +91,7 @@ for task in $TASKS; do
         if [[ -f "$ft/last-checkpoint.json" ]]; then resume=(--resume); else rm -rf "$ft"; fi
         echo "== $task: fine-tuning on $train ($(grep -c . "$train") non-empty lines)" >&2
         "$AQBERT" finetune --model "$MODEL" --task "$task" --train "$train" --dev "$dev" --seed "$FT_SEED" \
-            --output "$ft" "${resume[@]}" >&2
+            "${ft_extra[@]}" --output "$ft" "${resume[@]}" >&2
         touch "$ft/.done"
     fi
     # Each seed in two runs with disjoint steps: the searches with AQ-BERT and the random control
