@@ -27,14 +27,7 @@ read -r -a extra <<< "${EXTRA:-}"
 [[ -x "$AQBERT" ]] || { echo "error: $AQBERT not found; run 'swift build -c release' first" >&2; exit 1; }
 mkdir -p "$OUT"
 
-step() {  # dir command... : runs once (a finished step leaves dir/.done), resuming a killed one
-    local dir="$1"; shift
-    [[ -f "$dir/.done" ]] && return 0
-    local resume=()
-    if [[ -f "$dir/last-checkpoint.json" ]]; then resume=(--resume); else rm -rf "$dir"; fi
-    "$@" --output "$dir" "${resume[@]}" > "$dir.log" 2>&1 || { echo "error: $* failed, see $dir.log" >&2; exit 1; }
-    touch "$dir/.done"
-}
+source bench/step.sh
 
 accuracy() { "$AQBERT" evaluate --model "$1" --task sst2 --data "$DEV" --json | tail -n 1 | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["metrics"]["accuracy"])'; }
 

@@ -19,6 +19,7 @@ SEED="${SEED:-42}" QAT_EPOCHS="${QAT_EPOCHS:-2}" THREADS="${THREADS:-1}"
 read -r -a extra <<< "${EXTRA:-}"
 [[ -x "$AQBERT" ]] || { echo "error: $AQBERT not found; run 'swift build -c release' first" >&2; exit 1; }
 mkdir -p "$OUT"
+source bench/step.sh
 
 flags() {  # variant -> the retrain flags that differ from the default recipe
     case "$1" in
@@ -37,14 +38,8 @@ for variant in ${VARIANTS:-default distill-none distill-logits distill-layers ra
     f="$(flags "$variant")" || exit 1
     read -r -a vflags <<< "$f"
     dir="$OUT/$variant"
-    if [[ ! -f "$dir/.done" ]]; then
-        resume=()
-        if [[ -f "$dir/last-checkpoint.json" ]]; then resume=(--resume); else rm -rf "$dir"; fi
-        "$AQBERT" retrain --model "$FT" --plan "$PLAN" --task sst2 --train "$TRAIN" --dev "$DEV" --epochs "$QAT_EPOCHS" \
-            --seed "$SEED" --threads "$THREADS" "${extra[@]}" "${vflags[@]}" --output "$dir" "${resume[@]}" > "$dir.log" 2>&1 \
-            || { echo "error: variant $variant failed, see $dir.log" >&2; exit 1; }
-        touch "$dir/.done"
-    fi
+    step "$dir" "$AQBERT" retrain --model "$FT" --plan "$PLAN" --task sst2 --train "$TRAIN" --dev "$DEV" --epochs "$QAT_EPOCHS" \
+        --seed "$SEED" --threads "$THREADS" "${extra[@]}" "${vflags[@]}"
     python3 - "$dir/eval_results.json" "$variant" "$f" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
