@@ -36,6 +36,9 @@ public struct SearchRequest {
     /// Under mpirun: MB of gradients per all-reduce.
     public var bucketMb: Double = 25
     public var resume = false
+    /// A plan file to start the search from (`InitialPlan`), and its logit margin.
+    public var initialPlan: String?
+    public var initialMargin: Float = 1
     public var downloadProgress: ((DownloadProgress) -> Void)?
 
     public init(model: String, task: TaskName, threads: Int?, train: String, output: String, target: Target,
@@ -95,8 +98,17 @@ public enum SearchRun {
                 c.embeddings = nil
             }
             let architecture = shapes.architectures?.compactMap(BertArchitecture.init(className:)).first ?? .base
-            do { try SearchRunner.checkBudget(c, model: BertTaskModel(config: shapes, architecture: architecture)) } catch {
-                throw RunError("\(error)")
+            let shaped = BertTaskModel(config: shapes, architecture: architecture)
+            do { try SearchRunner.checkBudget(c, model: shaped) } catch { throw RunError("\(error)") }
+            if let path = r.initialPlan {
+                let plan = try RunInputs.loadPlan(path, option: "--initial-plan")
+                let hash = try SHA256.hex(contentsOf: URL(fileURLWithPath: path))
+                let start = InitialPlan(plan: plan, margin: r.initialMargin,
+                                        source: "\(URL(fileURLWithPath: path).lastPathComponent) (sha256 \(hash))")
+                do { _ = try start.choices(model: shaped, candidates: c.candidates, groups: c.groups) } catch {
+                    throw RunError("--initial-plan \(path): \(error)")
+                }
+                c.initialPlan = start
             }
             let (tokenizer, pipeline, model, report) = try RunInputs.trainingData(task: r.task, modelDir: modelDir, train: trainURL,
                                                                                   arguments: args)

@@ -42,6 +42,10 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     public var tieBreak: TieBreak = .widest
     /// Starting logit of each candidate (every group alike); nil = all 0, the uniform start.
     public var initialLogits: [Float]? = nil
+    /// A plan the search starts from (a warm start, e.g. Q-BERT-MP's): each encoder group's
+    /// logit of its planned width is raised by the margin (`SuperNetwork`); nil = no warm start
+    /// (absent in configurations written before the option).
+    public var initialPlan: InitialPlan? = nil
     public var seed: UInt64 = 42
     /// xi of Eq. 14: when set, the logits take the one-step unrolled second-order gradient with
     /// this virtual weight step (DARTS uses the weight learning rate); nil = first order.
@@ -292,6 +296,7 @@ public final class BilevelSearch {
                             "tie_break": c.tieBreak.rawValue, "temperature": "\(c.initialTemperature) -> \(c.finalTemperature)",
                             "hard_samples": String(c.hardSamples), "groups": String(c.groups),
                             "initial_logits": c.initialLogits.map { $0.map { String($0) }.joined(separator: ",") } ?? "0 (uniform)",
+                            "initial_plan": c.initialPlan.map { "\($0.source) (margin \($0.margin))" } ?? "none",
                             "gradient": c.unrolledStep.map { "second order (xi \($0))" } ?? "first order",
                             "weights": c.freezeWeights ? "frozen" : "trained (AdamW \(c.weightLearningRate))",
                             "weight_loss": c.distillation.map { "distilled (\($0.mode.rawValue))" } ?? "cross-entropy",

@@ -26,6 +26,50 @@ public enum SearchRanges: String, Codable, Sendable, CaseIterable {
     case mse
 }
 
+/// A warm start of the search: the width of every encoder group in a plan (matrix path -> one
+/// width per row group) and the logit margin its candidate starts with over the others.
+public struct InitialPlan: Codable, Sendable, Equatable {
+    public var bits: [String: [Int]]
+    public var margin: Float
+    /// Where the plan came from (its file and SHA-256, or its provenance), for the record.
+    public var source: String
+
+    public init(bits: [String: [Int]], margin: Float, source: String) {
+        self.bits = bits
+        self.margin = margin
+        self.source = source
+    }
+
+    /// The encoder widths of `plan` (its tables are not used: they start uniform).
+    public init(plan: BitPlan, margin: Float, source: String) {
+        self.init(bits: plan.matrices.mapValues(\.bits), margin: margin, source: source)
+    }
+
+    /// Checks the plan against the searched matrices of `model` (`groups` row groups each) and
+    /// `candidates`: the same matrices, the same groups, every width a candidate, a finite
+    /// positive margin. Returns, per matrix in model order, the candidate index of every group.
+    public func choices(model: BertTaskModel, candidates: [Int], groups: Int) throws -> [[Int]] {
+        guard margin.isFinite, margin > 0 else { throw PlanError("the initial plan's margin must be a positive number, got \(margin)") }
+        let matrices = QuantizableMatrices.of(model)
+        let paths = Set(matrices.map(\.path))
+        if let extra = bits.keys.sorted().first(where: { !paths.contains($0) }) {
+            throw PlanError("the initial plan has a matrix \(extra) that the model does not search")
+        }
+        return try matrices.map { m in
+            guard let widths = bits[m.path] else { throw PlanError("the initial plan has no widths for \(m.path)") }
+            guard widths.count == groups else {
+                throw PlanError("the initial plan splits \(m.path) into \(widths.count) groups, the search into \(groups) (--groups)")
+            }
+            return try widths.map { b in
+                guard let c = candidates.firstIndex(of: b) else {
+                    throw PlanError("the initial plan gives \(m.path) \(b)-bit groups, which are not among the candidates \(candidates.map(String.init).joined(separator: ",")) (--bits)")
+                }
+                return c
+            }
+        }
+    }
+}
+
 /// Per-group architecture logits over the candidate bit-widths, installed on a model so that
 /// every planned matrix computes with its Gumbel-softmax mixed weight, and, with `embeddings`,
 /// every gathered row of the word and position tables with its group's mixed row.
@@ -70,9 +114,10 @@ public final class SuperNetwork {
     /// of their own instead of 8 bits.
     /// `initialLogits` (one per candidate, the same for every group) start the matrices' logits;
     /// nil or all equal is the uniform start of METHOD.md section 3 (tables always start uniform).
+    /// `initialPlan` then raises each matrix group's logit of its planned width by its margin.
     /// With `ranges` `.mse` the bounds come from the model's weights at this moment.
     public init(model: BertTaskModel, candidates: [Int], groups: Int, seed: UInt64, initialLogits: [Float]? = nil,
-                ranges: SearchRanges = .minmax, budget: SizeBudget = .encoder, embeddings: EmbeddingSearch? = nil,
+                initialPlan: InitialPlan? = nil, ranges: SearchRanges = .minmax, budget: SizeBudget = .encoder, embeddings: EmbeddingSearch? = nil,
                 embeddingBits: Int = 8, activationBits: Int = 8) throws {
         try BitPlan.validateCandidates(candidates)
         if let initialLogits {
@@ -80,6 +125,7 @@ public final class SuperNetwork {
                 throw PlanError("initial logits: \(initialLogits.count) values for \(candidates.count) candidates (one finite value per candidate)")
             }
         }
+        let planned = try initialPlan?.choices(model: model, candidates: candidates, groups: groups)
         self.candidates = candidates
         generator = SeededGenerator(seed: seed)
         self.model = model
@@ -87,11 +133,14 @@ public final class SuperNetwork {
                                   embeddingBits: embeddingBits)
         self.size = size
         var logits: [Tensor] = []
-        for unit in size.units {
+        for (u, unit) in size.units.enumerated() {
             let k = unit.candidates.count
             let theta = Tensor(zeros: [unit.groups, k], requiresGrad: true)
             if let initialLogits, !unit.isEmbedding {
                 for j in 0..<unit.groups { for c in 0..<k { theta.pointer[j * k + c] = initialLogits[c] } }
+            }
+            if let planned, let initialPlan, !unit.isEmbedding {
+                for (j, c) in planned[u].enumerated() { theta.pointer[j * k + c] += initialPlan.margin }
             }
             theta.name = "theta." + unit.path
             logits.append(theta)

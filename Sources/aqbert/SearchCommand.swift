@@ -81,6 +81,9 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "xi of Eq. 14, the virtual weight step of --second-order (default: --lr).") var unrolledLr: Float?
     @Option(help: "Starting logit of each candidate, comma-separated in --bits order (default: all 0, uniform).")
     var initialLogits: String?
+    @Option(help: "A plan to start from (e.g. `plan qbert`'s, same --groups): each group's logit of its planned width starts --initial-margin above the others (added to --initial-logits).")
+    var initialPlan: String?
+    @Option(help: "The logit margin of --initial-plan's widths.") var initialMargin: Float = 1
     @Option(help: "Argmax tie-break: widest or first.") var tieBreak: TieBreak = .widest
     @Option(help: "Seed of the validation split, noise and batch order.") var seed: UInt64 = 42
     @Option(help: "Output directory: plan.json, search_log.jsonl, search_config.json.") var output: String
@@ -119,6 +122,7 @@ struct SearchCommand: ParsableCommand {
         if let l = Double(lambda), !(l >= 0 && l.isFinite) { throw ValidationError("--lambda must be a non-negative number or 'auto'") }
         if unrolledLr != nil && !secondOrder { throw ValidationError("--unrolled-lr needs --second-order") }
         if let xi = unrolledLr, !(xi >= 0 && xi.isFinite) { throw ValidationError("--unrolled-lr must be a non-negative number") }
+        if !(initialMargin > 0 && initialMargin.isFinite) { throw ValidationError("--initial-margin must be a positive number") }
     }
 
     /// Under `mpirun -np N` the ranks search data parallel (see `SearchRunner`): every rank checks
@@ -167,6 +171,8 @@ struct SearchCommand: ParsableCommand {
         request.saveSteps = saveSteps
         request.bucketMb = bucketMb
         request.resume = resume
+        request.initialPlan = initialPlan
+        request.initialMargin = initialMargin
         request.downloadProgress = TextIO.downloadBar
         let group = try ProcessGroup.world()
         let leader = group.rank == 0

@@ -375,6 +375,37 @@ final class FinetuneCommandTests: XCTestCase {
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-f")) + ["--initial-logits", "0,x,1"]),
                         contains: "--initial-logits needs 3 numbers")
 
+        // A warm start from a plan inside the band, with a rate that cannot move the logits:
+        // the searched plan is the starting one, and the plan says where it started.
+        let uniformPlan = dir.appendingPathComponent("uniform-2.json"), startPlan = dir.appendingPathComponent("start.json")
+        XCTAssertEqual(try CLI.run(["plan", "uniform", "--model", fp32.path, "--bits", "2", "--groups", "1", "--output", uniformPlan.path]).status, 0)
+        var startJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: uniformPlan)) as? [String: Any])
+        var matrices = try XCTUnwrap(startJSON["matrices"] as? [String: [String: Any]])
+        // Both FFN matrices of block 0 and its query at 4 bits: 2.525 average bits.
+        for key in matrices.keys where key.contains("layer.0.") && (key.contains("intermediate") || key.contains("output.dense") && !key.contains("attention") || key.contains("query")) {
+            matrices[key]?["bits"] = [4]
+        }
+        startJSON["matrices"] = matrices
+        startJSON["candidates"] = [2, 4]
+        try JSONSerialization.data(withJSONObject: startJSON).write(to: startPlan)
+        let w = dir.appendingPathComponent("search-w")
+        let warm = try CLI.run(args(w, frozen: true) + ["--initial-plan", startPlan.path, "--initial-margin", "2", "--arch-lr", "1e-9"])
+        XCTAssertEqual(warm.status, 0, warm.stderr)
+        let planW = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("plan.json"))) as? [String: Any])
+        let bitsW = try XCTUnwrap(planW["matrices"] as? [String: [String: Any]]).mapValues { $0["bits"] as? [Int] }
+        XCTAssertEqual(bitsW, matrices.mapValues { $0["bits"] as? [Int] })
+        XCTAssertEqual(bitsW.values.filter { $0 == [4] }.count, 3)
+        let notesW = try XCTUnwrap((planW["provenance"] as? [String: Any])?["notes"] as? [String: String])
+        XCTAssertTrue(notesW["initial_plan"]?.hasPrefix("start.json (sha256 ") == true, "\(notesW)")
+        XCTAssertTrue(notesW["initial_plan"]?.hasSuffix("(margin 2.0)") == true, "\(notesW)")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-x"), frozen: true) + ["--initial-plan", dir.appendingPathComponent("none.json").path]),
+                        contains: "--initial-plan")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-x"), frozen: true) + ["--initial-plan", startPlan.path, "--bits", "0,3,4"]),
+                        contains: "not among the candidates 0,3,4")
+        assertUserError(try CLI.run(args(dir.appendingPathComponent("search-x"), frozen: true) + ["--initial-plan", startPlan.path, "--initial-margin", "0"]),
+                        contains: "--initial-margin")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("search-x").path))
+
         // The default search: frozen weights and MSE ranges, architecture steps from the first
         // step, no training loss in the log; --freeze-weights says the same explicitly.
         let g = dir.appendingPathComponent("search-g")

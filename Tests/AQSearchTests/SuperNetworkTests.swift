@@ -85,6 +85,42 @@ final class SuperNetworkTests: XCTestCase {
         XCTAssertThrowsError(try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1, initialLogits: [0, .nan, 1]))
     }
 
+    /// A warm start from a plan raises each group's logit of its planned width by the margin
+    /// (on top of the initial logits), so the starting argmax is that plan; a plan that does not
+    /// fit the search (another matrix set, group count or width) is an error naming the problem.
+    func testInitialPlan() throws {
+        let m = try model()
+        let paths = QuantizableMatrices.paths(for: m.config)
+        var bits: [String: [Int]] = [:]
+        for (i, p) in paths.enumerated() { bits[p] = [[4, 2, 0][i % 3]] }
+        let start = InitialPlan(bits: bits, margin: 1.5, source: "test")
+        let net = try SuperNetwork(model: m, candidates: [0, 2, 4], groups: 1, seed: 1, initialLogits: [0.5, 0, 0], initialPlan: start)
+        XCTAssertEqual(net.logits.count, paths.count)
+        for (i, theta) in net.logits.enumerated() {
+            XCTAssertEqual(theta.array, [[0.5, 0, 1.5], [0.5, 1.5, 0], [2, 0, 0]][i % 3], paths[i])
+        }
+        let plan = net.argmaxPlan(tieBreak: .widest, provenance: .init(method: "aq-bert"))
+        XCTAssertEqual(plan.matrices.mapValues(\.bits), bits)
+        net.uninstall()
+        func fails(_ plan: InitialPlan, candidates: [Int] = [0, 2, 4], _ message: String) {
+            XCTAssertThrowsError(try SuperNetwork(model: m, candidates: candidates, groups: 1, seed: 1, initialPlan: plan)) {
+                XCTAssertTrue("\($0)".contains(message), "\($0)")
+            }
+        }
+        var missing = bits
+        missing[paths[3]] = nil
+        fails(InitialPlan(bits: missing, margin: 1, source: "t"), "no widths for \(paths[3])")
+        var extra = bits
+        extra["bert.pooler.dense.weight"] = [4]
+        fails(InitialPlan(bits: extra, margin: 1, source: "t"), "bert.pooler.dense.weight")
+        var split = bits
+        split[paths[0]] = [4, 4]
+        fails(InitialPlan(bits: split, margin: 1, source: "t"), "into 2 groups, the search into 1")
+        fails(start, candidates: [0, 3, 4], "2-bit groups, which are not among the candidates 0,3,4")
+        fails(InitialPlan(bits: bits, margin: 0, source: "t"), "margin")
+        fails(InitialPlan(bits: bits, margin: .nan, source: "t"), "margin")
+    }
+
     /// With the mixed weights installed the model still trains end to end: the loss has
     /// gradients for the weights and for every matrix's logits.
     func testMixedModelBackpropagatesToWeightsAndLogits() throws {

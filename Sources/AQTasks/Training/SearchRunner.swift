@@ -127,6 +127,7 @@ public struct SearchRunner {
         }
         let network = try SuperNetwork(model: model, candidates: configuration.candidates, groups: configuration.groups,
                                        seed: configuration.seed, initialLogits: configuration.initialLogits,
+                                       initialPlan: configuration.initialPlan,
                                        ranges: configuration.weightRanges ?? .minmax, budget: configuration.budget ?? .encoder,
                                        embeddings: configuration.embeddings)
         defer { network.uninstall() }
