@@ -120,7 +120,7 @@ public enum SearchRun {
                                       validationPercent: Int((r.validationFraction * 100).rounded()), padId: tokenizer.padTokenId,
                                       output: URL(fileURLWithPath: r.output))
             runner.saveSteps = r.saveSteps
-            if c.distillation != nil {
+            if c.distillation != nil || c.architectureDistillation != nil {
                 runner.teacher = try RunInputs.teacher(spec: r.model, modelDir: modelDir, student: model, report: report,
                                                        pipeline: pipeline, seed: c.seed)
             }

@@ -59,6 +59,12 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     /// distilled loss; the architecture steps keep `L_val = CE + lambda L_size`); nil = the
     /// paper's cross-entropy. Absent in configurations written before the option.
     public var distillation: DistillationSettings? = nil
+    /// Distillation from the fp32 model as the architecture steps' task loss (`L_val` becomes
+    /// the distilled loss + lambda L_size): the logits are then judged by how far each layer of
+    /// the quantized network lands from the fp32 one, what the distilled QAT goes on to
+    /// minimise, rather than by the cross-entropy on rows the fp32 model was fine-tuned on; nil
+    /// = the cross-entropy, the paper's (absent in configurations written before the option).
+    public var architectureDistillation: DistillationSettings? = nil
     /// The candidates' quantization ranges in the super-network (`SuperNetwork(ranges:)`, which
     /// must agree); nil = min/max, the paper's (absent in configurations written before the option).
     public var weightRanges: SearchRanges? = nil
@@ -300,6 +306,7 @@ public final class BilevelSearch {
                             "gradient": c.unrolledStep.map { "second order (xi \($0))" } ?? "first order",
                             "weights": c.freezeWeights ? "frozen" : "trained (AdamW \(c.weightLearningRate))",
                             "weight_loss": c.distillation.map { "distilled (\($0.mode.rawValue))" } ?? "cross-entropy",
+                            "architecture_loss": c.architectureDistillation.map { "distilled (\($0.mode.rawValue))" } ?? "cross-entropy",
                             "weight_ranges": network.ranges.rawValue]
         let (plan, repair) = try network.repairedArgmaxPlan(targetMiB: c.targetMiB, tolerance: c.tolerance, tieBreak: c.tieBreak,
                                                             provenance: provenance)

@@ -69,6 +69,8 @@ struct SearchCommand: ParsableCommand {
     var freezeWeights: Bool { weights == .freezeWeights }
     @Option(help: "Distil from the fp32 --model in the weight steps (--train-weights): none, logits, layers or all (retrain's defaults for alpha 0.5, T 2 and the layer weights 1).")
     var distill: DistillChoice = .none
+    @Option(help: "The architecture steps' task loss: none (the cross-entropy, the paper's) or distillation from the fp32 --model (logits, layers or all, with retrain's default weights), with frozen or trained weights.")
+    var archDistill: DistillChoice = .none
     @Option(help: "Quantization ranges of the candidates in the super-network: mse (each group's MSE-optimal clipping bounds per width, where retrain's learned ranges start; the default) or minmax (the paper's).")
     var ranges: SearchRanges = .mse
     @Option(help: "Examples per step.") var batchSize: Int = 32
@@ -161,6 +163,7 @@ struct SearchCommand: ParsableCommand {
         c.initialLogits = startLogits
         c.seed = seed
         c.distillation = distill.mode.map { DistillationSettings(mode: $0) }
+        c.architectureDistillation = archDistill.mode.map { DistillationSettings(mode: $0) }
         c.weightRanges = ranges == .minmax ? nil : ranges
         var request = SearchRequest(model: common.model, task: common.task, threads: common.threads, train: train, output: output,
                                     target: target, configuration: c)

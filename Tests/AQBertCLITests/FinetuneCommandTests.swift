@@ -422,6 +422,20 @@ final class FinetuneCommandTests: XCTestCase {
         let entry = try JSONSerialization.jsonObject(with: Data(frozenLog[0].utf8)) as! [String: Any]
         XCTAssertNil(entry["train_loss"])
         XCTAssertNotNil(entry["val_loss"], "an architecture step at step 0")
+        // The architecture steps on the distilled loss (the fp32 --model as teacher): the same first
+        // batch and noise, so its loss is the cross-entropy plus the layer terms, larger.
+        let d = dir.appendingPathComponent("search-ad")
+        let archDistilled = try CLI.run(args(d, frozen: true) + ["--arch-distill", "layers"])
+        XCTAssertEqual(archDistilled.status, 0, archDistilled.stderr)
+        let planD = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("plan.json"))) as? [String: Any]
+        XCTAssertEqual(((planD?["provenance"] as? [String: Any])?["notes"] as? [String: String])?["architecture_loss"], "distilled (layers)")
+        XCTAssertEqual(notesG?["architecture_loss"], "cross-entropy")
+        let configD = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("search_config.json"))) as? [String: Any]
+        XCTAssertEqual((configD?["architectureDistillation"] as? [String: Any])?["mode"] as? String, "layers")
+        let distilledLog = try String(contentsOf: d.appendingPathComponent("search_log.jsonl"), encoding: .utf8).split(separator: "\n")
+        let firstDistilled = try JSONSerialization.jsonObject(with: Data(distilledLog[0].utf8)) as! [String: Any]
+        let ce = try XCTUnwrap(entry["val_loss"] as? Double), distilledLoss = try XCTUnwrap(firstDistilled["val_loss"] as? Double)
+        XCTAssertGreaterThan(distilledLoss, ce + 1e-3)
         assertUserError(try CLI.run(args(dir.appendingPathComponent("search-h"), frozen: true) + ["--arch-start", "1"]), contains: "drop --arch-start")
     }
 

@@ -24,7 +24,8 @@ public struct SearchRunner {
     public let output: URL
     /// Checkpoint every this many steps (and at each epoch end).
     public var saveSteps = 200
-    /// The fp32 teacher of `configuration.distillation` (required when that is set).
+    /// The fp32 teacher of `configuration.distillation` and `architectureDistillation` (required
+    /// when either is set).
     public var teacher: BertTaskModel?
     /// The model and data files the search starts from; recorded in every checkpoint and
     /// compared on `--resume`.
@@ -144,20 +145,20 @@ public struct SearchRunner {
             held = network.holdUngathered([prefix + "embeddings.word_embeddings.weight": words,
                                            prefix + "embeddings.position_embeddings.weight": Set(0..<longest)])
         }
-        let distillation: Distillation?
-        if let settings = configuration.distillation {
+        func distillation(_ settings: DistillationSettings?) throws -> Distillation? {
+            guard let settings else { return nil }
             guard let teacher else { throw DataError("the search distils, but no teacher model was given") }
-            distillation = Distillation(teacher: teacher, settings: settings)
-        } else {
-            distillation = nil
+            return Distillation(teacher: teacher, settings: settings)
         }
+        let weightDistillation = try distillation(configuration.distillation)
+        let architectureDistillation = try distillation(configuration.architectureDistillation)
         let group = self.group
         // The last data-parallel forward pass's layer marks and rows, for its backward pass's sums.
         var marks: [Int] = [], lastRows: [Feature] = []
         let search = BilevelSearch(model: model, network: network, configuration: configuration, trainCount: train.count,
                                    validationCount: val.count) { idx, isVal, tape in
             let rows = idx.map { (isVal ? val : train)[$0] }
-            let distilled = isVal ? nil : distillation
+            let distilled = isVal ? architectureDistillation : weightDistillation
             guard group.size > 1 else { return model.trainingLoss(FeatureBatch(rows, padId: padId), tape: tape, distillation: distilled) }
             let forward = group.forwardPart(of: rows, model: model, padId: padId, tape: tape) {
                 model.trainingLoss($0.batch, tape: tape, distillation: distilled, share: $0.share)
