@@ -132,9 +132,9 @@ public enum RunInputs {
     /// quantization or the super-network; the teacher never does). An error when `student`'s task
     /// head was not in the checkpoint, since an untrained head teaches nothing.
     static func teacher(spec: String, modelDir: URL, student: BertTaskModel, report: BertLoadReport, pipeline: TaskPipeline,
-                        seed: UInt64) throws -> BertTaskModel {
+                        seed: UInt64, option: String = "--distill") throws -> BertTaskModel {
         if !report.initialized.isEmpty {
-            throw RunError("--distill needs a fine-tuned teacher, but --model \(spec) has no fine-tuned \(student.className) head: fine-tune it first with aqbert finetune, or pass --distill none")
+            throw RunError("\(option) needs a fine-tuned teacher, but --model \(spec) has no fine-tuned \(student.className) head: fine-tune it first with aqbert finetune, or pass \(option) none")
         }
         return try BertTaskModel.load(directory: modelDir, architecture: pipeline.architecture, numLabels: pipeline.labelNames?.count,
                                       seed: seed).0

@@ -122,7 +122,7 @@ public enum SearchRun {
             runner.saveSteps = r.saveSteps
             if c.distillation != nil || c.architectureDistillation != nil {
                 runner.teacher = try RunInputs.teacher(spec: r.model, modelDir: modelDir, student: model, report: report,
-                                                       pipeline: pipeline, seed: c.seed)
+                                                       pipeline: pipeline, seed: c.seed, option: c.distillation != nil ? "--distill" : "--arch-distill")
             }
             if leader { try RunInputs.lockOutput(r.output) }
             if !r.resume, FileManager.default.fileExists(atPath: URL(fileURLWithPath: r.output).appendingPathComponent("last-checkpoint.json").path) {

@@ -82,6 +82,12 @@ final class RunsTests: XCTestCase {
         XCTAssertEqual(file.configuration.embeddings?.rowsPerGroup, 1)
         // The data's hash is recorded in the plan: the training file's SHA-256.
         XCTAssertEqual(file.dataSHA256.count, 64)
+        // A distilled architecture loss needs a fine-tuned teacher, and this model has no task head.
+        var distilled = searchRequest(.averageBits(3), model: model, train: train, output: "s3")
+        distilled.configuration.architectureDistillation = DistillationSettings(mode: .all)
+        XCTAssertThrowsError(try SearchRun.prepare(distilled, group: .single) { _ in }) {
+            XCTAssertTrue("\($0)".contains("--arch-distill needs a fine-tuned teacher"), "\($0)")
+        }
     }
 
     func testAnImpossibleBudgetFailsBeforeTheDataIsRead() throws {
