@@ -53,6 +53,8 @@ struct CompareCommand: ParsableCommand {
     var freezeWeights: Bool { searchWeights == .freezeWeights }
     @Option(help: "AQ-BERT search: distil in the weight steps (search --distill, with --train-weights): none, logits, layers or all.")
     var searchDistill: DistillChoice = .none
+    @Option(help: "AQ-BERT search: the architecture steps' loss (search --arch-distill): none (the cross-entropy) or distillation from the fp32 model (logits, layers or all).")
+    var searchArchDistill: DistillChoice = .none
     @Option(help: "AQ-BERT search: the candidates' ranges in the super-network (search --ranges): mse (the default) or minmax.")
     var searchRanges: SearchRanges = .mse
     @Option(help: "Q-BERT sensitivity: random subsets.") var sensitivitySubsets: Int = 10
@@ -108,7 +110,7 @@ struct CompareCommand: ParsableCommand {
                 "search_candidates": bits, "search_epochs": String(searchEpochs), "arch_optimizer": archOptimizer,
                 "arch_lr": String(archLr), "fine_tuned_input": String(fineTuned),
                 "search_weights": freezeWeights ? "frozen" : "trained", "search_distill": searchDistill.rawValue,
-                "search_ranges": searchRanges.rawValue,
+                "search_ranges": searchRanges.rawValue, "search_arch_distill": searchArchDistill.rawValue,
                 "sensitivity": "\(sensitivitySubsets) subsets of \(sensitivityFraction) (at most \(sensitivityMaxRows > 0 ? String(sensitivityMaxRows) : "all") rows), <= \(sensitivityIterations) products",
             ]
             s.record.merge(recipe.settings) { $1 }
@@ -122,6 +124,7 @@ struct CompareCommand: ParsableCommand {
                         "--arch-optimizer", archOptimizer, "--arch-lr", String(archLr), "--ranges", searchRanges.rawValue,
                         freezeWeights ? "--freeze-weights" : "--train-weights"]
                 + (searchDistill != .none ? ["--distill", searchDistill.rawValue] : [])
+                + (searchArchDistill != .none ? ["--arch-distill", searchArchDistill.rawValue] : [])
             s.sensitivity = ["--subsets", String(sensitivitySubsets), "--fraction", String(sensitivityFraction),
                              "--max-iterations", String(sensitivityIterations)]
                 + (sensitivityMaxRows > 0 ? ["--max-rows", String(sensitivityMaxRows)] : [])

@@ -549,6 +549,8 @@ final class FinetuneCommandTests: XCTestCase {
                       "the search's settings are passed explicitly: \(commands)")
         XCTAssertEqual((results["settings"] as? [String: Any])?["search_ranges"] as? String, "mse")
         XCTAssertEqual((results["settings"] as? [String: Any])?["search_weights"] as? String, "frozen")
+        XCTAssertEqual((results["settings"] as? [String: Any])?["search_arch_distill"] as? String, "none")
+        XCTAssertFalse(commands.contains("--arch-distill"), commands)
 
         // Run again: every step is finished, nothing runs, the same results.
         let again = try CLI.run(args)
@@ -556,6 +558,13 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertEqual(try String(contentsOf: out.appendingPathComponent("commands.sh"), encoding: .utf8), commands)
         let results2 = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as! [String: Any]
         XCTAssertEqual((results2["rows"] as! [[String: Any]]).count, rows.count)
+        // The search's distilled architecture loss is passed on to the search.
+        let distilledOut = dir.appendingPathComponent("compare-ad")
+        let distilled = try CLI.run(args.map { $0 == out.path ? distilledOut.path : $0 == "2,2.5" ? "2" : $0 }
+                                    + ["--methods", "aq-bert", "--search-arch-distill", "layers"])
+        XCTAssertEqual(distilled.status, 0, distilled.stderr)
+        let distilledCommands = try String(contentsOf: distilledOut.appendingPathComponent("commands.sh"), encoding: .utf8)
+        XCTAssertTrue(distilledCommands.contains(" search ") && distilledCommands.contains(" --arch-distill layers"), distilledCommands)
         assertUserError(try CLI.run(args.map { $0 == "2,2.5" ? "2,x" : $0 }), contains: "--budgets")
         assertUserError(try CLI.run(args + ["--methods", "fp32,qbrt"]), contains: "--methods")
     }
