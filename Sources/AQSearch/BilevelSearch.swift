@@ -56,8 +56,8 @@ public struct SearchConfiguration: Codable, Sendable, Equatable {
     /// ranges follow the architecture batches (D_val, carved from the training data).
     public var freezeWeights: Bool = false
     /// Distillation from the fp32 fine-tuned model in the weight steps (`L_train` becomes the
-    /// distilled loss; the architecture steps keep `L_val = CE + lambda L_size`); nil = the
-    /// paper's cross-entropy. Absent in configurations written before the option.
+    /// distilled loss; the architecture steps' task loss is `architectureDistillation`'s); nil =
+    /// the paper's cross-entropy. Absent in configurations written before the option.
     public var distillation: DistillationSettings? = nil
     /// Distillation from the fp32 model as the architecture steps' task loss (`L_val` becomes
     /// the distilled loss + lambda L_size): the logits are then judged by how far each layer of
@@ -107,7 +107,8 @@ public struct SearchLogEntry: Codable, Sendable, Equatable {
 
 /// Algorithm 1 of the paper. First order (the default): per mini-batch, an AdamW step on the weights with
 /// L_train on a D_train batch (logits frozen), then from epoch N1 a step on the logits with
-/// L_val = CE + lambda * L_size on a D_val batch (weights frozen). With `unrolledStep` set the logits'
+/// L_val = CE + lambda * L_size on a D_val batch (weights frozen; the distilled loss instead of CE
+/// with `architectureDistillation`). With `unrolledStep` set the logits'
 /// gradient is Eq. 14's one-step unrolled one, taken at the weights before their step (see
 /// `unrolledArchitectureGradient`); the weight step then uses the same training gradient.
 /// With `freezeWeights` there is no training pass at all: every step is an architecture step
@@ -329,8 +330,8 @@ public final class BilevelSearch {
         return Array(order[start..<min(validationCount, start + size)])
     }
 
-    /// L_val = CE + lambda * L_size on a D_val batch; moves the automatic lambda first (once per
-    /// architecture step).
+    /// L_val = CE (or the distilled loss) + lambda * L_size on a D_val batch; moves the automatic
+    /// lambda first (once per architecture step).
     func validationObjective(_ batch: [Int], tape: Tape) -> Tensor {
         var loss = lossOf(batch, true, tape)
         let current = argmaxMiB
