@@ -382,7 +382,9 @@ final class FinetuneCommandTests: XCTestCase {
         var startJSON = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: uniformPlan)) as? [String: Any])
         var matrices = try XCTUnwrap(startJSON["matrices"] as? [String: [String: Any]])
         // Both FFN matrices of block 0 and its query at 4 bits: 2.525 average bits.
-        for key in matrices.keys where key.contains("layer.0.") && (key.contains("intermediate") || key.contains("output.dense") && !key.contains("attention") || key.contains("query")) {
+        for name in ["intermediate.dense", "output.dense", "attention.self.query"] {
+            let key = "bert.encoder.layer.0.\(name).weight"
+            XCTAssertNotNil(matrices[key], key)
             matrices[key]?["bits"] = [4]
         }
         startJSON["matrices"] = matrices
