@@ -20,6 +20,16 @@ extension ComparisonResults {
     /// The parts must agree on what was compared: task, metric, budgets, band and every recorded
     /// setting (model, data, epochs, recipe, search). A run (method, budget, seed) in two parts is
     /// an error, since the merge could not say which to keep.
+    /// Settings that `compare` began to record after results.json's version was fixed, with the
+    /// value every comparison ran with before: a part written earlier lacks the key and ran with
+    /// that value.
+    static let settingsRecordedLater: [String: String] = ["search_arch_distill": "none"]
+
+    /// A part's value of a setting: recorded, or the value it ran with before the setting was recorded.
+    static func setting(_ key: String, of part: ComparisonResults) -> String? {
+        part.settings[key] ?? settingsRecordedLater[key]
+    }
+
     public static func merged(_ parts: [(results: ComparisonResults, location: String)]) throws -> ComparisonResults {
         guard let (first, firstLocation) = parts.first else { throw ComparisonError("nothing to merge: give at least one results.json") }
         for (other, location) in parts.dropFirst() {
@@ -34,8 +44,8 @@ extension ComparisonResults {
             }
             if other.tolerance != first.tolerance { throw differ("band", "+-\(first.tolerance)", "+-\(other.tolerance)") }
             let keys = Set(first.settings.keys).union(other.settings.keys).sorted()
-            if let key = keys.first(where: { first.settings[$0] != other.settings[$0] }) {
-                throw differ("setting \(key)", first.settings[key] ?? "(not set)", other.settings[key] ?? "(not set)")
+            if let key = keys.first(where: { setting($0, of: first) != setting($0, of: other) }) {
+                throw differ("setting \(key)", setting(key, of: first) ?? "(not set)", setting(key, of: other) ?? "(not set)")
             }
         }
         var runs: [ComparisonRun] = []
@@ -50,8 +60,10 @@ extension ComparisonResults {
             }
         }
         let seeds = Array(Set(parts.flatMap(\.results.seeds))).sorted()
+        var settings = first.settings
+        for key in Set(parts.flatMap(\.results.settings.keys)) { settings[key] = setting(key, of: first) }
         var merged = ComparisonResults(task: first.task, metric: first.metric, budgets: first.budgets, seeds: seeds,
-                                       settings: first.settings, runs: runs)
+                                       settings: settings, runs: runs)
         merged.tolerance = first.tolerance
         return merged
     }

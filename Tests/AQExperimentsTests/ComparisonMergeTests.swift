@@ -55,4 +55,18 @@ final class ComparisonMergeTests: XCTestCase {
         }
         XCTAssertThrowsError(try ComparisonResults.merged([])) { XCTAssertTrue("\($0)".hasPrefix("nothing to merge"), "\($0)") }
     }
+
+    /// A results.json written before `compare` recorded search_arch_distill ran with "none": it
+    /// merges with a part that records "none" and not with one that records "all".
+    func testAPartWithoutALaterSettingRanWithItsEarlierValue() throws {
+        var recorded = part([43])
+        recorded.settings["search_arch_distill"] = "none"
+        let merged = try ComparisonResults.merged([(part([42]), "a"), (recorded, "b")])
+        XCTAssertEqual(merged.settings["search_arch_distill"], "none")
+        XCTAssertEqual(merged.seeds, [42, 43])
+        recorded.settings["search_arch_distill"] = "all"
+        XCTAssertThrowsError(try ComparisonResults.merged([(part([42]), "a"), (recorded, "b")])) {
+            XCTAssertEqual("\($0)", "b is another comparison than a: its setting search_arch_distill is all, not none")
+        }
+    }
 }
