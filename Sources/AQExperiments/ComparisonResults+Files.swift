@@ -12,14 +12,6 @@ extension ComparisonResults {
         try writeAtomically(try e.encode(self), to: directory.appendingPathComponent("results.json"))
     }
 
-    /// One comparison from several runs of the same comparison over different seeds (a seed per
-    /// machine, or per session): the runs of every part, each run's directory prefixed with its
-    /// part's `location` (where that part's comparison folder is, as the caller names it), the
-    /// seeds of all parts, the rows and margins recomputed over them.
-    ///
-    /// The parts must agree on what was compared: task, metric, budgets, band and every recorded
-    /// setting (model, data, epochs, recipe, search). A run (method, budget, seed) in two parts is
-    /// an error, since the merge could not say which to keep.
     /// Settings that `compare` began to record after results.json's version was fixed, with the
     /// value every comparison ran with before: a part written earlier lacks the key and ran with
     /// that value.
@@ -30,6 +22,15 @@ extension ComparisonResults {
         part.settings[key] ?? settingsRecordedLater[key]
     }
 
+    /// One comparison from several runs of the same comparison over different seeds (a seed per
+    /// machine, or per session): the runs of every part, each run's directory prefixed with its
+    /// part's `location` (where that part's comparison folder is, as the caller names it), the
+    /// seeds of all parts, the rows and margins recomputed over them.
+    ///
+    /// The parts must agree on what was compared: task, metric, budgets, band and every recorded
+    /// setting (model, data, epochs, recipe, search). A run (method, budget, seed) in two parts is
+    /// an error, since the merge could not say which to keep. A setting a part did not record yet
+    /// counts as the value it ran with (`settingsRecordedLater`).
     public static func merged(_ parts: [(results: ComparisonResults, location: String)]) throws -> ComparisonResults {
         guard let (first, firstLocation) = parts.first else { throw ComparisonError("nothing to merge: give at least one results.json") }
         for (other, location) in parts.dropFirst() {
