@@ -47,4 +47,29 @@ final class MergeComparisonsCommandTests: XCTestCase {
         assertUserError(try CLI.run(["merge-comparisons", "--results", a.path, "--results", a.path, "--output", dir.appendingPathComponent("m4").path]),
                         contains: "is in two parts")
     }
+
+    /// FILE:METHODS takes only those methods' runs of a part: a seed's baselines from one compare
+    /// run and its AQ-BERT run from another.
+    func testAPartCanGiveOnlySomeMethods() throws {
+        let dir = try Scratch.directory()
+        let a = try writePart(in: dir.appendingPathComponent("a"), seed: 42, aqBERT: 84, uniform: 82)
+        let b = try writePart(in: dir.appendingPathComponent("b"), seed: 43, aqBERT: 70, uniform: 83.5)
+        let c = try writePart(in: dir.appendingPathComponent("c"), seed: 43, aqBERT: 83, uniform: 60)
+        let out = dir.appendingPathComponent("merged")
+        let r = try CLI.run(["merge-comparisons", "--results", a.path, "--results", b.path + ":fp32,uniform",
+                             "--results", c.path + ":aq-bert", "--output", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let md = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
+        XCTAssertTrue(md.contains("| 2 | Q-BERT (uniform QAT) | +0.75 | +2.00, -0.50 (sd 1.77) |"), md)
+
+        assertUserError(try CLI.run(["merge-comparisons", "--results", a.path, "--results", b.path + ":fp32,uniform",
+                                     "--output", dir.appendingPathComponent("m1").path]),
+                        contains: "no part holds seed 43's aq-bert run at 2 bits")
+        assertUserError(try CLI.run(["merge-comparisons", "--results", a.path, "--results", b.path + ":fp32,uniforme",
+                                     "--output", dir.appendingPathComponent("m2").path]),
+                        contains: "after ':' give methods from")
+        assertUserError(try CLI.run(["merge-comparisons", "--results", a.path, "--results", b.path + ":qbert",
+                                     "--output", dir.appendingPathComponent("m3").path]),
+                        contains: "holds no qbert run")
+    }
 }
