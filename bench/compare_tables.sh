@@ -42,6 +42,7 @@
 # gives the table over all seeds, with the per-seed margins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/step.sh
 AQBERT="$(realpath "${AQBERT:-.build/release/aqbert}")"
 OUT="${OUT:?set OUT to the output directory}"
 TASKS="${TASKS:-sst2 conll2003}"
@@ -85,15 +86,9 @@ for task in $TASKS; do
             --train-output "$train.rest" --dev-output "$train" >&2
         rm -f "$train.rest"
     fi
-    ft="$OUT/$task-fp32"
-    if [[ ! -f "$ft/.done" ]]; then
-        resume=()
-        if [[ -f "$ft/last-checkpoint.json" ]]; then resume=(--resume); else rm -rf "$ft"; fi
-        echo "== $task: fine-tuning on $train ($(grep -c . "$train") non-empty lines)" >&2
-        "$AQBERT" finetune --model "$MODEL" --task "$task" --train "$train" --dev "$dev" --seed "$FT_SEED" \
-            "${ft_extra[@]}" --output "$ft" "${resume[@]}" >&2
-        touch "$ft/.done"
-    fi
+    [[ -f "$OUT/$task-fp32/.done" ]] || echo "== $task: fine-tuning on $train ($(grep -c . "$train") non-empty lines; log $OUT/$task-fp32.log)" >&2
+    step "$OUT/$task-fp32" "$AQBERT" finetune --model "$MODEL" --task "$task" --train "$train" --dev "$dev" \
+        --seed "$FT_SEED" "${ft_extra[@]}"
     # Each seed in two runs with disjoint steps: the searches with AQ-BERT and the random control
     # (the longer part, queued first), then DirectQ, uniform and Q-BERT.
     for ((i = 0; i < seeds; i++)); do jobs_a+=("$task $((FIRST_SEED + i)) aq-bert,random"); done
