@@ -3,7 +3,7 @@ import AQFiles
 import AQSafeTensors
 import Foundation
 
-/// Several comparisons of the same settings over different seeds as one (`merge-comparisons`).
+/// Several comparisons of the same settings (other seeds, or a seed's other budgets or methods) as one (`merge-comparisons`).
 public enum MergeRun {
     /// Reads each part of `results` (a results.json, or `FILE:METHODS` for only the runs of those
     /// methods, comma-separated), merges them (`ComparisonResults.merged`; each run's directory
